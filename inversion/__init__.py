@@ -1,0 +1,4 @@
+"""Face alignment, projection of photos into a generator, and SeFa editing.
+
+Placeholder package: inversion lands with its own issue.
+"""

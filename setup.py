@@ -1,0 +1,33 @@
+"""toonlab: a lab for cartoon faces (StyleGAN2 with fused CUDA ops, fine-tuning, inversion, translation)."""
+
+from setuptools import setup
+
+PACKAGES = ["ops", "stylegan2", "losses", "finetune", "inversion", "translation", "toonlab"]
+
+setup(
+    name="toonlab",
+    version="0.1.0",
+    description="StyleGAN2 cartoon-face lab: fused CUDA ops, FreezeSG fine-tuning, inversion, AnimeGAN translation",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=PACKAGES,
+    # CUDA sources are compiled on first use (ops/_build.py), so they ship as package data.
+    package_data={"ops": ["*.cu", "*.cpp", "*.h", "*.cuh"], "toonlab": ["assets/*.pt", "assets/*.json"]},
+    install_requires=[
+        "torch>=2.1",
+        "numpy",
+        "scipy",
+        "pillow",
+        "click>=8.1",
+        "tqdm",
+        "ninja",
+        "lmdb",
+        "tensorboard",
+    ],
+    extras_require={
+        "inversion": ["lpips", "dlib-bin", "face_recognition_models", "scikit-image"],
+        "test": ["pytest"],
+    },
+    entry_points={"console_scripts": ["toonlab=toonlab.cli:main"]},
+)

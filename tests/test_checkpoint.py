@@ -1,0 +1,142 @@
+"""Checkpoint I/O: community layout round trip, safe loading, one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from stylegan2.checkpoint import (
+    CheckpointError,
+    infer_generator_config,
+    load_checkpoint,
+    load_discriminator,
+    load_generator,
+    save_atomic,
+    snapshot,
+)
+from stylegan2.networks import Discriminator, Generator
+
+
+def small_pair(size=16):
+    torch.manual_seed(0)
+    G = Generator(size, style_dim=16, n_mlp=3, channel_max=16, channel_base=128)
+    D = Discriminator(size, channel_max=16, channel_base=128)
+    return G, D
+
+
+def community_file(tmp_path, G, D, **extra):
+    """A file shaped like rosinality's train.py output (no toonlab entry)."""
+    ckpt = {
+        "g": G.state_dict(), "d": D.state_dict(), "g_ema": G.state_dict(),
+        "g_optim": torch.optim.Adam(G.parameters()).state_dict(),
+        "d_optim": torch.optim.Adam(D.parameters()).state_dict(),
+        "args": argparse.Namespace(size=G.size, latent=16, n_mlp=3, channel_multiplier=2),
+        "ada_aug_p": 0.12,
+    }
+    ckpt.update(extra)
+    path = tmp_path / "550000.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+def test_community_checkpoint_loads_strictly_and_renders_identically(tmp_path):
+    G, D = small_pair()
+    path = community_file(tmp_path, G, D)
+    G2 = load_generator(path)
+    assert G2.config["channels"] == G.config["channels"]
+    assert G2.style_dim == 16 and G2.size == 16 and len(G2.style) == 4
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        a, _ = G([z], noise_mode="const")
+        b, _ = G2([z], noise_mode="const")
+    assert torch.equal(a, b)
+    D2 = load_discriminator(path)
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(D(x), D2(x))
+
+
+def test_infer_config_from_tensors():
+    G = Generator(64, style_dim=32, n_mlp=5, channel_max=24, channel_base=512)
+    cfg = infer_generator_config(G.state_dict())
+    assert cfg["size"] == 64 and cfg["style_dim"] == 32 and cfg["n_mlp"] == 5
+    assert cfg["channels"] == G.channels
+
+
+def test_snapshot_round_trip_keeps_latent_avg(tmp_path):
+    G, D = small_pair()
+    G.mean_latent(128)
+    path = save_atomic(snapshot(G, D, G_train=G, toonlab={"step": 7}), tmp_path / "snap.pt")
+    ckpt = load_checkpoint(path)
+    assert ckpt["toonlab"]["step"] == 7 and set(ckpt) >= {"g", "d", "g_ema", "latent_avg"}
+    G2 = load_generator(path)
+    assert G2.w_avg_known and torch.equal(G2.w_avg, G.w_avg)
+    assert not any(f.name.endswith(".tmp") for f in tmp_path.iterdir())
+
+
+def test_bare_state_dict_is_accepted(tmp_path):
+    G, _ = small_pair()
+    torch.save(G.state_dict(), tmp_path / "bare.pt")
+    assert load_generator(tmp_path / "bare.pt").size == 16
+
+
+def test_converted_official_format(tmp_path):
+    G, _ = small_pair()
+    avg = torch.randn(16)
+    torch.save({"g_ema": G.state_dict(), "latent_avg": avg}, tmp_path / "ffhq.pt")
+    G2 = load_generator(tmp_path / "ffhq.pt")
+    torch.testing.assert_close(G2.w_avg, avg)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "checkpoint not found"),
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_bytes(b"this is not a pickle at all"), "not a loadable checkpoint"),
+        (lambda p: torch.save([1, 2, 3], p), "not a checkpoint"),
+        (lambda p: torch.save({"d": {}}, p), "no generator inside"),
+    ],
+)
+def test_bad_files_give_one_line_errors(tmp_path, make, message):
+    path = tmp_path / "bad.pt"
+    make(path)
+    with pytest.raises(CheckpointError, match=message) as e:
+        load_generator(path)
+    assert "\n" not in str(e.value)
+
+
+def test_shape_mismatch_names_key(tmp_path):
+    G, _ = small_pair()
+    sd = G.state_dict()
+    sd["convs.1.conv.modulation.bias"] = torch.ones(7)
+    torch.save({"g_ema": sd}, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match=r"shape mismatch at .*convs\.1\.conv\.modulation\.bias.*expected \[16\], found \[7\]"):
+        load_generator(tmp_path / "m.pt")
+
+
+def test_missing_key_and_bad_resolution(tmp_path):
+    G, D = small_pair()
+    sd = G.state_dict()
+    del sd["noises.noise_2"]
+    torch.save({"g_ema": sd}, tmp_path / "k.pt")
+    with pytest.raises(CheckpointError, match="missing key 'noises.noise_2'"):
+        load_generator(tmp_path / "k.pt")
+    path = community_file(tmp_path, G, D, args=argparse.Namespace(size=24))
+    with pytest.raises(CheckpointError, match="not a power of two"):
+        load_generator(path)
+
+
+def test_checkpoint_never_runs_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    import pickle
+
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"g_ema": Evil()}, f)
+    with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")

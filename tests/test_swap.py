@@ -1,0 +1,66 @@
+"""Layer swapping: hard blends keep A's low-resolution and B's high-resolution outputs."""
+
+from __future__ import annotations
+
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from finetune.swap import blend_factor, blend_generators, feature_swap, main
+from stylegan2.checkpoint import load_generator, save_atomic, snapshot
+from stylegan2.networks import Generator
+
+
+def pair():
+    torch.manual_seed(0)
+    A = Generator(32, style_dim=16, n_mlp=2, channel_max=16, channel_base=256).eval()
+    B = Generator(32, style_dim=16, n_mlp=2, channel_max=16, channel_base=256).eval()
+    with torch.no_grad():
+        for m in (A, B):
+            for n, p in m.named_parameters():
+                if n.endswith("noise.weight"):
+                    p.normal_(0, 0.2)
+    return A, B
+
+
+@torch.no_grad()
+def test_hard_blend_equals_feature_swap_and_keeps_low_res():
+    A, B = pair()
+    w = A.broadcast(A.mapping(torch.randn(3, 16)))
+    noise = A.make_noise(3)
+    for k in range(1, A.n_blocks):
+        G = blend_generators(A, B, k)
+        out = G.synthesis(w, noise=noise, return_rgbs=True, return_features=True)
+        ref_a = A.synthesis(w, noise=noise, return_rgbs=True, return_features=True)
+        for b in range(k):  # blocks 1..k are A's
+            torch.testing.assert_close(out.features[b], ref_a.features[b])
+            torch.testing.assert_close(out.rgbs[b], ref_a.rgbs[b])
+        torch.testing.assert_close(out.image, feature_swap(A, B, w, k, noise), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(out.image, ref_a.image)
+    # The mapping network is A's.
+    z = torch.randn(2, 16)
+    torch.testing.assert_close(blend_generators(A, B, 1).mapping(z), A.mapping(z))
+
+
+def test_logistic_blend_factors():
+    assert blend_factor(None, 2, 0.5) == 0.0
+    assert blend_factor(2, 2) == 0.0 and blend_factor(3, 2) == 1.0
+    ys = [blend_factor(b, 2, 0.5) for b in range(1, 6)]
+    assert all(a < b for a, b in zip(ys, ys[1:])) and ys[0] < 0.1 and ys[-1] > 0.9
+    assert abs(blend_factor(2, 2, 1.0) + blend_factor(3, 2, 1.0) - 1) < 1e-9  # symmetric around swap + ½
+
+
+def test_cli_writes_loadable_checkpoint_and_grid(tmp_path):
+    A, B = pair()
+    pa = save_atomic(snapshot(A), tmp_path / "a.pt")
+    pb = save_atomic(snapshot(B), tmp_path / "b.pt")
+    r = CliRunner().invoke(main, ["--source", str(pa), "--target", str(pb), "--swap", "2", "--blend-width", "0.5",
+                                  "--out", str(tmp_path / "blend.pt"), "--grid", str(tmp_path / "grid.png"),
+                                  "--seeds", "0-1"])
+    assert r.exit_code == 0, r.output
+    G = load_generator(tmp_path / "blend.pt")
+    assert G.size == 32
+    w, h = Image.open(tmp_path / "grid.png").size
+    assert w > 32 * (2 + 2 * 3) and h > 32 * 2
+    r = CliRunner().invoke(main, ["--source", str(pa), "--target", str(pb), "--swap", "9", "--out", str(tmp_path / "x.pt")])
+    assert r.exit_code == 2 and "blocks 1..4" in r.output

@@ -1,0 +1,163 @@
+"""The StyleGAN2 training loop on tiny models: a tick runs, resume is exact, kill -9 loses nothing,
+NaN stops the run, and data-parallel ranks agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from stylegan2.checkpoint import load_checkpoint, load_generator
+from stylegan2.training import DistInfo, StyleGAN2Trainer, TrainConfig
+from toonlab.run import NonFiniteLoss
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(size=16, batch=4, style_dim=16, n_mlp=2, channel_max=16, channel_base=128, d_reg_every=2,
+            g_reg_every=2, workers=0, log_every=1, n_samples=4, ada_every=1, ada_kimg=0.1)
+TINY_FLAGS = ["--size", "32", "--batch", "4", "--style-dim", "16", "--n-mlp", "2", "--channel-max", "16",
+              "--channel-base", "128", "--workers", "0", "--device", "cpu"]
+
+
+def batches(n: int, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(4, 3, 16, 16, generator=g) * 2 - 1 for _ in range(n)]
+
+
+def trainer(tmp_path: Path, **kw) -> StyleGAN2Trainer:
+    torch.manual_seed(0)
+    cfg = TrainConfig(out=str(tmp_path), **{**TINY, **kw})
+    return StyleGAN2Trainer(cfg, dataset=None, device=torch.device("cpu"))
+
+
+def test_one_tick_runs_and_writes_run_folder(tmp_path):
+    t = trainer(tmp_path / "run", iters=4, snapshot_every=2, sample_every=2)
+    last = t.train(iter(batches(4)))
+    assert last is not None and last.name == "000004.pt"
+    lines = [json.loads(line) for line in (tmp_path / "run/stats.jsonl").read_text().splitlines()]
+    assert len(lines) == 4
+    for key in ("loss/d", "loss/g", "kimg"):
+        assert all(torch.isfinite(torch.tensor(line[key])) for line in lines if key in line)
+    assert any("loss/r1" in line for line in lines) and any("loss/path" in line for line in lines)
+    assert json.loads((tmp_path / "run/config.json").read_text())["size"] == 16
+    assert (tmp_path / "run/samples/000002.png").exists()
+    ckpt = load_checkpoint(last)
+    assert {"g", "d", "g_ema", "g_optim", "d_optim", "args", "ada_aug_p"} <= set(ckpt)
+    assert ckpt["args"].size == 16
+    load_generator(last)  # the community layout loads back strictly
+
+
+def test_resume_is_exact(tmp_path):
+    data = batches(6, seed=1)
+    straight = trainer(tmp_path / "a", iters=6, snapshot_every=0, sample_every=0, ada_p=0.2)
+    straight.train(iter(data))
+
+    first = trainer(tmp_path / "b", iters=3, snapshot_every=3, sample_every=0, ada_p=0.2)
+    first.train(iter(data[:3]))
+    second = trainer(tmp_path / "b", iters=6, snapshot_every=0, sample_every=0, ada_p=0.2)
+    assert "resumed" in second.maybe_resume() and second.step == 3
+    # Optimiser state came back identical to what was saved.
+    saved = load_checkpoint(tmp_path / "b/checkpoints/000003.pt")["g_optim"]["state"]
+    for k, v in second.g_optim.state_dict()["state"].items():
+        assert torch.equal(v["exp_avg"], saved[k]["exp_avg"])
+    second.train(iter(data[3:]))
+    for (name, a), b in zip(straight.G.state_dict().items(), second.G.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    torch.testing.assert_close(straight.G_ema.state_dict()["style.1.weight"], second.G_ema.state_dict()["style.1.weight"])
+    assert straight.ada.p == second.ada.p
+
+
+def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+    t = trainer(tmp_path / "run", iters=10, snapshot_every=2, sample_every=0)
+    data = batches(10)
+    data[3] = data[3] * float("nan")
+    with pytest.raises(NonFiniteLoss, match="at step 3"):
+        t.train(iter(data))
+    assert [p.name for p in t.run.checkpoints()] == ["000002.pt"]
+    load_checkpoint(t.run.latest())
+
+
+def test_kill_9_then_rerun_resumes(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "stylegan2/train.py"), "synthetic:photo", *TINY_FLAGS, "--out", str(out),
+           "--iter", "400", "--snapshot-every", "3", "--sample-every", "0", "--keep", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    ckpts = out / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(ckpts.glob("0*.pt"))) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(ckpts.glob("0*.pt"))
+    assert done, proc.stdout.read().decode()[-2000:]
+    # A half-written file from the killed save must never be picked up.
+    (ckpts / ".000999.pt.abc.tmp").write_bytes(b"partial")
+    latest = max(int(p.stem) for p in ckpts.glob("0*.pt"))
+    load_checkpoint(ckpts / f"{latest:06d}.pt")
+    rerun = subprocess.run(cmd[:-8] + ["--iter", str(latest + 2), "--snapshot-every", "0", "--sample-every", "0"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resumed from {ckpts / f'{latest:06d}.pt'} at step {latest}" in rerun.stdout
+    final = load_checkpoint(ckpts / f"{latest + 2:06d}.pt")
+    assert final["toonlab"]["step"] == latest + 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str, q) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK="0")
+    import torch.distributed as dist
+
+    from stylegan2.training import init_distributed
+
+    info, device = init_distributed("cpu")
+    torch.manual_seed(0)  # same initial weights on every rank
+    cfg = TrainConfig(out=out, iters=2, snapshot_every=0, sample_every=0, **TINY)
+    t = StyleGAN2Trainer(cfg, dataset=None, device=device, info=info)
+    torch.manual_seed(100 + rank)  # different latents and data per rank, as in real training
+    t.train(iter(batches(2, seed=rank)))
+    flat = torch.cat([p.detach().reshape(-1) for p in t.G.parameters()] + [p.detach().reshape(-1) for p in t.D.parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    if rank == 0:
+        q.put([bool(torch.equal(gathered[0], g)) for g in gathered])
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_data_parallel_ranks_agree(tmp_path):
+    ctx = mp.get_context("spawn")
+    q = ctx.SimpleQueue()
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp"), q), nprocs=2, join=True,
+                       start_method="spawn")
+    assert q.get() == [True, True]
+    # Only rank 0 wrote the run folder.
+    assert (tmp_path / "ddp/checkpoints/000002.pt").exists()
+
+
+def test_dry_run_prints_config(tmp_path):
+    from click.testing import CliRunner
+
+    from stylegan2.train import main
+
+    r = CliRunner().invoke(main, ["synthetic:photo", "--size", "32", "--kimg", "1", "--batch", "8", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads(r.output)
+    assert cfg["size"] == 32 and cfg["iters"] == 125
+    r = CliRunner().invoke(main, ["synthetic:photo", "--size", "48", "--dry-run"])
+    assert r.exit_code == 2 and "power of two" in r.output
+    r = CliRunner().invoke(main, [str(tmp_path / "nothing"), *TINY_FLAGS, "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "not found" in r.output, r.output

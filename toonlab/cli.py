@@ -1,0 +1,48 @@
+"""The ``toonlab`` command: one group over every script's click command.
+
+Subcommands are imported on use, so ``toonlab --help`` stays fast and a broken optional
+dependency of one tool never breaks the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name → (module, attribute, one-line help). Each module is also runnable as a script.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "generate": ("stylegan2.generate", "main", "Render images from a StyleGAN2 checkpoint."),
+    "prepare": ("stylegan2.prepare_data", "main", "Pack images into a community-format LMDB."),
+    "finetune": ("finetune.train", "main", "Fine-tune a face StyleGAN2 to a cartoon domain (FreezeSG, ...)."),
+    "swap": ("finetune.swap", "main", "Layer swapping: blend two generators into a new checkpoint."),
+    "train": ("stylegan2.train", "main", "Pretrain a StyleGAN2 (resumes by re-running)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        cmd = getattr(importlib.import_module(module), attr)
+        cmd.name = name
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help from the table, so listing commands imports nothing.
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, COMMANDS[n][2]) for n in self.list_commands(ctx)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="toonlab")
+def main() -> None:
+    """toonlab — StyleGAN2 cartoon faces: pretrain, fine-tune, project, translate."""
+
+
+if __name__ == "__main__":
+    main()

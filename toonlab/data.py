@@ -1,0 +1,740 @@
+"""Dataset readers for toonlab: image folders, zip archives and StyleGAN2 LMDBs.
+
+Every dataset yields ``float32`` tensors of shape ``[3, size, size]`` in
+``[-1, 1]`` (the range StyleGAN2's generator and discriminator are trained in),
+optionally randomly flipped left/right.
+
+Real-world face datasets are messy: scraped folders contain zero-byte files,
+truncated downloads, HTML error pages saved as ``.jpg``, CMYK JPEGs, 16-bit
+PNGs and phone photos whose pixels are stored sideways with an EXIF rotation
+tag. :func:`load_image` normalises all of these to 8-bit RGB, and the datasets
+skip (and report) whatever cannot be decoded instead of killing a training run
+hours in.
+
+The LMDB layout is the one written by rosinality's ``stylegan2-pytorch``
+``prepare_data.py`` (``f"{size}-{index:05d}"`` -> JPEG bytes, ``b"length"`` ->
+ASCII int), so LMDBs built by either tool are interchangeable.
+"""
+
+from __future__ import annotations
+
+import io
+import operator
+import os
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from toonlab.errors import UserInputError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DatasetError",
+    "ImageError",
+    "ImageFolder",
+    "LMDBImages",
+    "UnreadableImageWarning",
+    "ZipImages",
+    "infinite_loader",
+    "load_image",
+    "open_dataset",
+    "resize_center_crop",
+    "to_tensor",
+]
+
+#: File extensions (lower case, with dot) treated as images by the folder and zip readers.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+)
+
+
+# Both are UserInputError (a ValueError): CLIs turn them into one-line exit-2 errors.
+class ImageError(UserInputError):
+    """A single file could not be decoded as an image (one-line message: ``NAME: reason``)."""
+
+
+class DatasetError(UserInputError):
+    """A dataset as a whole is unusable: missing, empty, unreadable or of unknown format."""
+
+
+class UnreadableImageWarning(UserWarning):
+    """Issued once per item that a dataset skipped because it could not be decoded."""
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _one_line(text: object) -> str:
+    """Collapse an exception message to one line so errors stay greppable in logs."""
+    return " ".join(str(text).split()) or "unknown error"
+
+
+def _sixteen_bit_to_rgb(img: Image.Image) -> Image.Image:
+    """Scale a 16/32-bit single-channel image to 8-bit RGB.
+
+    ``Image.convert("L")`` *clips* values above 255, which turns every normal
+    16-bit photo into a white sheet; we rescale the full range instead.
+    """
+    arr = np.asarray(img)
+    if arr.dtype.kind == "f":
+        # Float images ("F" mode) conventionally hold [0, 1]; anything else is clipped.
+        hi = 1.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 255.0
+        arr8 = np.clip(np.nan_to_num(arr) / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    else:
+        arr = arr.astype(np.int64)
+        # "I" is 32-bit, but Pillow uses it for 16-bit sources (PNG, TIFF, I;16
+        # conversions), so assume a 16-bit range unless the data says otherwise.
+        hi = max(65535, int(arr.max(initial=0)))
+        arr8 = ((np.clip(arr, 0, None) * 255 + hi // 2) // hi).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(arr8)).convert("RGB")
+
+
+def _alpha_onto_white(img: Image.Image) -> Image.Image:
+    """Composite an RGBA image onto white.
+
+    Transparent pixels often carry arbitrary (commonly black) colour values;
+    simply dropping alpha would give cartoon cut-outs black halos or black
+    backgrounds. White matches the typical sticker/illustration background.
+    """
+    background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, img).convert("RGB")
+
+
+def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
+    """Convert CMYK using its embedded ICC profile when present (print-oriented
+    CMYK files look badly off with the naive formula), else Pillow's naive conversion."""
+    icc = img.info.get("icc_profile")
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            return ImageCms.profileToProfile(img, src, dst, outputMode="RGB")
+        except Exception:  # broken/unsupported profile: fall back rather than drop the image
+            pass
+    return img.convert("RGB")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Normalise any Pillow mode to 8-bit RGB (see :func:`load_image`)."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        # Palette images may declare a transparent index (GIF/PNG); go through RGBA
+        # so those pixels become white instead of whatever colour the index holds.
+        if "transparency" in img.info:
+            return _alpha_onto_white(img.convert("RGBA"))
+        return img.convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return _alpha_onto_white(img.convert("RGBA"))
+    if mode == "CMYK":
+        return _cmyk_to_rgb(img)
+    if mode in ("1", "L", "YCbCr", "HSV", "RGBX"):
+        return img.convert("RGB")
+    if mode.startswith("I") or mode == "F":
+        return _sixteen_bit_to_rgb(img)
+    if mode == "LAB":
+        # Pillow has no direct LAB->RGB conversion; go through an ICC transform.
+        from PIL import ImageCms
+
+        transform = ImageCms.buildTransformFromOpenProfiles(
+            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+        )
+        return ImageCms.applyTransform(img, transform)
+    return img.convert("RGB")  # anything else Pillow knows how to convert
+
+
+def load_image(src: str | os.PathLike[str] | bytes, name: str | None = None) -> Image.Image:
+    """Decode an image file (path or raw bytes) into an 8-bit RGB ``PIL.Image``.
+
+    Applies the EXIF orientation tag (phone photos are stored sideways), and
+    converts grayscale, palette (with transparency), RGBA/LA (composited onto
+    white), CMYK, 16-bit (rescaled, not clipped), YCbCr and other modes.
+
+    Args:
+        src: a file path, or the encoded bytes of an image.
+        name: how to refer to the image in error messages (defaults to the path,
+            or ``"<bytes>"``).
+
+    Raises:
+        ImageError: zero-byte, missing, truncated, corrupt or non-image input.
+            The message is one line naming the file and the reason, so callers
+            can skip the file and log it.
+    """
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        label = name or "<bytes>"
+        data = bytes(src)
+        if not data:
+            raise ImageError(f"{label}: zero-byte file")
+        fp: Any = io.BytesIO(data)
+    else:
+        label = name or os.fspath(src)
+        try:
+            if os.path.getsize(src) == 0:
+                raise ImageError(f"{label}: zero-byte file")
+        except OSError as exc:
+            raise ImageError(f"{label}: {_one_line(exc.strerror or exc)}") from exc
+        fp = src
+    try:
+        with Image.open(fp) as img:
+            # Decode now, inside the try: Image.open is lazy and truncation or
+            # corruption would otherwise surface later, far from the file name.
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(img)
+            rgb.load()
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{label}: not an image (unrecognised format)") from None
+    except Exception as exc:  # noqa: BLE001
+        # Pillow's decoders raise a zoo of exception types on bad data (OSError,
+        # SyntaxError, EOFError, struct.error, IndexError, DecompressionBombError,
+        # ...). For the caller all of them mean "skip this file".
+        reason = _one_line(exc)
+        if "truncated" in reason.lower():
+            reason = f"truncated file ({reason})"
+        raise ImageError(f"{label}: {reason}") from exc
+    if rgb.mode != "RGB":  # defensive: a conversion path we did not anticipate
+        raise ImageError(f"{label}: unsupported image mode {img.mode}")
+    return rgb
+
+
+def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the short side equals ``size`` (LANCZOS), then centre-crop to ``size``×``size``.
+
+    Matches torchvision's ``Resize(size) + CenterCrop(size)`` used by the
+    community ``prepare_data.py`` (so our LMDBs contain the same crops).
+    """
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    w, h = img.size
+    if (w, h) == (size, size):
+        return img
+    short, long = min(w, h), max(w, h)
+    if short != size:
+        # torchvision's rule: the short side becomes `size`, the long side is truncated.
+        new_long = max(size, int(size * long / short))
+        new = (size, new_long) if w <= h else (new_long, size)
+        img = img.resize(new, Image.Resampling.LANCZOS)
+        w, h = img.size
+    # torchvision's CenterCrop rounds the offset (not floor) -- keep identical crops.
+    left = int(round((w - size) / 2.0))
+    top = int(round((h - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image -> ``float32`` tensor ``[3, H, W]`` scaled to ``[-1, 1]``."""
+    if img.mode != "RGB":
+        img = _to_rgb(img)
+    arr = np.asarray(img, dtype=np.uint8)
+    # copy(): np.asarray of a PIL image may be read-only, which torch warns about.
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+    return t.to(torch.float32).div_(127.5).sub_(1.0)
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+def _is_hidden(parts: tuple[str, ...]) -> bool:
+    """True for dotfiles and macOS ``__MACOSX``/``._*`` resource forks.
+
+    Zips made on macOS carry ``__MACOSX/._face.jpg`` entries with image
+    extensions that are not images; dropping them silently at scan time avoids
+    thousands of spurious "unreadable" warnings.
+    """
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _scan_folder(root: Path) -> tuple[list[Path], list[Path], int]:
+    """Return (images, zero-byte images, number of ignored non-image files), sorted.
+
+    Follows symlinked directories (datasets are often symlinked in from other
+    disks) but guards against symlink loops.
+    """
+    images: list[Path] = []
+    empty: list[Path] = []
+    ignored = 0
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames[:] = [d for d in dirnames if not _is_hidden((d,))]
+        for fn in filenames:
+            path = Path(dirpath, fn)
+            if _is_hidden((fn,)) or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored += 1
+                continue
+            try:
+                size = path.stat().st_size
+            except OSError:  # dangling symlink etc.: let load time report it
+                size = -1
+            (empty if size == 0 else images).append(path)
+    images.sort()
+    empty.sort()
+    return images, empty, ignored
+
+
+def _scan_zip(path: Path) -> tuple[list[str], list[str], int]:
+    """Return (image members, zero-byte image members, ignored members) of a zip, sorted."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"not a readable zip file: {path} ({_one_line(exc)})") from None
+    images: list[str] = []
+    empty: list[str] = []
+    ignored = 0
+    for info in infos:
+        if info.is_dir():
+            continue
+        parts = tuple(p for p in info.filename.split("/") if p)
+        if not parts or _is_hidden(parts) or Path(parts[-1]).suffix.lower() not in IMAGE_EXTENSIONS:
+            ignored += 1
+            continue
+        (empty if info.file_size == 0 else images).append(info.filename)
+    images.sort()
+    empty.sort()
+    return images, empty, ignored
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class _ImageDataset(Dataset):
+    """Shared behaviour: decoding, resizing, flipping and skipping bad items.
+
+    ``skipped`` lists the names of items that failed to decode *in this
+    process*; with DataLoader workers each worker has its own copy, and the
+    warnings (issued from the workers) are the authoritative record.
+    """
+
+    kind = "dataset"
+
+    def __init__(self, location: Path, size: int, flip: bool = True) -> None:
+        if int(size) < 1:
+            raise ValueError(f"size must be positive, got {size}")
+        self.location = location
+        self.size = int(size)
+        self.flip = bool(flip)
+        self.skipped: list[str] = []
+        self._bad: set[int] = set()
+
+    # subclasses implement these two
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _read(self, index: int) -> Image.Image:  # pragma: no cover - abstract
+        """Decode item ``index`` to RGB; raise ImageError if it cannot be read."""
+        raise NotImplementedError
+
+    def _name(self, index: int) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _skip(self, name: str, reason: str | None = None) -> None:
+        """Record and warn about one unreadable item (called once per item)."""
+        self.skipped.append(name)
+        msg = reason if reason and reason.startswith(name) else f"{name}: {reason or 'unreadable'}"
+        warnings.warn(f"skipping unreadable image {msg}", UnreadableImageWarning, stacklevel=3)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        index = operator.index(index)  # accept numpy/torch integer indices from samplers
+        n = len(self)
+        if n == 0:
+            raise DatasetError(f"no images found in {self.location}")
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} images")
+        index %= n
+        # Walk forward (wrapping) past unreadable items so one bad file never
+        # stops a run; remembered bad indices are skipped without re-decoding.
+        for step in range(n):
+            i = (index + step) % n
+            if i in self._bad:
+                continue
+            try:
+                img = self._read(i)
+            except ImageError as exc:
+                self._bad.add(i)
+                self._skip(self._name(i), str(exc))
+                continue
+            t = to_tensor(resize_center_crop(img, self.size))
+            if self.flip and torch.rand(()) < 0.5:
+                t = t.flip(2)
+            return t
+        raise DatasetError(f"no readable images in {self.location} ({n} items, all unreadable)")
+
+    def describe(self) -> str:
+        """One line, e.g. ``folder /x/y: 1,234 images at 256 px``."""
+        extra = f" ({len(self.skipped):,} skipped)" if self.skipped else ""
+        return f"{self.kind} {self.location}: {len(self):,} images at {self.size} px{extra}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+
+class ImageFolder(_ImageDataset):
+    """All images under ``root`` (recursive, sorted by path).
+
+    Non-image files (by extension) and hidden files are ignored; zero-byte
+    images are skipped at scan time (warned and listed in ``skipped``).
+    """
+
+    kind = "folder"
+
+    def __init__(self, root: str | os.PathLike[str], size: int, flip: bool = True) -> None:
+        root = Path(root).expanduser()
+        super().__init__(root, size, flip)
+        if not root.exists():
+            raise DatasetError(f"dataset not found: {root}")
+        if not root.is_dir():
+            raise DatasetError(f"not a directory: {root}")
+        self.root = root
+        files, empty, self.ignored = _scan_folder(root)
+        for p in empty:
+            self._skip(str(p), "zero-byte file")
+        if not files:
+            raise DatasetError(f"no images found in {root}")
+        self.files: list[Path] = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _name(self, index: int) -> str:
+        return str(self.files[index])
+
+    def _read(self, index: int) -> Image.Image:
+        return load_image(self.files[index])
+
+
+class ZipImages(_ImageDataset):
+    """All images inside a zip archive (sorted by member name).
+
+    The ``ZipFile`` handle is opened lazily and re-opened in each process: a
+    handle shares one file offset, so using it from several DataLoader workers
+    (forked after it was opened) returns garbage or CRC errors.
+    """
+
+    kind = "zip"
+
+    def __init__(self, path: str | os.PathLike[str], size: int, flip: bool = True) -> None:
+        path = Path(path).expanduser()
+        super().__init__(path, size, flip)
+        if not path.exists():
+            raise DatasetError(f"dataset not found: {path}")
+        if not path.is_file():
+            raise DatasetError(f"not a zip file: {path}")
+        self.path = path
+        names, empty, self.ignored = _scan_zip(path)
+        for n in empty:
+            self._skip(f"{path}:{n}", "zero-byte file")
+        if not names:
+            raise DatasetError(f"no images found in {path}")
+        self.names: list[str] = names
+        self._zip: zipfile.ZipFile | None = None
+        self._zip_pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _name(self, index: int) -> str:
+        return f"{self.path}:{self.names[index]}"
+
+    def _handle(self) -> zipfile.ZipFile:
+        if self._zip is None or self._zip_pid != os.getpid():
+            # Never close a handle inherited from the parent: its fd is shared.
+            self._zip = zipfile.ZipFile(self.path)
+            self._zip_pid = os.getpid()
+        return self._zip
+
+    def _read(self, index: int) -> Image.Image:
+        name = self._name(index)
+        try:
+            data = self._handle().read(self.names[index])
+        except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, KeyError) as exc:
+            # Bad CRC, encrypted member, unsupported compression, truncated archive.
+            raise ImageError(f"{name}: {_one_line(exc)}") from None
+        return load_image(data, name=name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Handles cannot be pickled (spawn-started workers); reopen lazily.
+        state = self.__dict__.copy()
+        state["_zip"] = None
+        state["_zip_pid"] = None
+        return state
+
+    def __del__(self) -> None:
+        zf = getattr(self, "_zip", None)
+        if zf is not None and self._zip_pid == os.getpid():
+            try:
+                zf.close()
+            except Exception:
+                pass
+
+
+# One environment per LMDB file per process, keyed by the data file's (device, inode).
+# py-lmdb refuses to open the same file twice in a process ("already open"), so several
+# LMDBImages on one file (e.g. two sizes) must share it; and an environment inherited
+# through fork() must not be used (LMDB forbids it) nor block opening a fresh one.
+_ENVS: dict[tuple[int, int], tuple[int, Any]] = {}
+
+
+def _lmdb_env(path: Path) -> Any:
+    """This process's read-only environment for the LMDB at ``path``.
+
+    Opened as the community reader does: lock=False (read-only readers need no
+    lock file, and the data may sit on read-only storage), readahead=False
+    (random access over a dataset bigger than RAM would otherwise thrash the
+    page cache), meminit=False (no need to zero buffers).
+    """
+    import lmdb  # imported lazily: only LMDB users need the package
+
+    subdir = path.is_dir()
+    st = os.stat(path / "data.mdb" if subdir else path)
+    ident = (st.st_dev, st.st_ino)
+    cached = _ENVS.get(ident)
+    if cached is not None:
+        pid, env = cached
+        if pid == os.getpid():
+            return env
+        # Inherited from the parent through fork: close our copy (read-only and
+        # lock-free, so this only unmaps it in this process), then reopen.
+        try:
+            env.close()
+        except Exception:
+            pass
+        del _ENVS[ident]
+    env = lmdb.open(
+        str(path),
+        readonly=True,
+        lock=False,
+        readahead=False,
+        meminit=False,
+        subdir=subdir,
+        max_readers=2048,
+    )
+    _ENVS[ident] = (os.getpid(), env)
+    return env
+
+
+def _lmdb_sizes(txn: Any) -> list[int]:
+    """Sizes present in an LMDB, found by seeking past each ``"{size}-"`` key run.
+
+    Costs one cursor seek per size, not a scan of every key.
+    """
+    sizes: list[int] = []
+    cur = txn.cursor()
+    found = cur.first()
+    while found:
+        key = bytes(cur.key())
+        prefix, sep, _ = key.partition(b"-")
+        if sep and prefix.isdigit():
+            sizes.append(int(prefix))
+            # b"." sorts right after b"-", so this lands on the first key of the next run.
+            found = cur.set_range(prefix + b".")
+        else:
+            found = cur.next()
+    return sorted(sizes)
+
+
+class LMDBImages(_ImageDataset):
+    """A StyleGAN2 LMDB (rosinality ``prepare_data.py`` format) at one resolution.
+
+    Keys ``f"{size}-{index:05d}"`` hold encoded JPEG/PNG bytes; ``b"length"``
+    holds the image count as ASCII. Each process (DataLoader worker) opens its
+    own environment on first read: LMDB environments must not be used across fork.
+    """
+
+    kind = "lmdb"
+
+    def __init__(self, path: str | os.PathLike[str], size: int, flip: bool = True) -> None:
+        path = Path(path).expanduser()
+        if path.name == "data.mdb" and path.is_file():
+            path = path.parent  # accept the data file itself, use its directory
+        super().__init__(path, size, flip)
+        if not path.exists():
+            raise DatasetError(f"dataset not found: {path}")
+        self.path = path
+        try:
+            env = _lmdb_env(path)
+        except Exception as exc:  # lmdb.Error / OSError: not an LMDB, permissions, ...
+            raise DatasetError(f"cannot open LMDB {path}: {_one_line(exc)}") from None
+        with env.begin(write=False) as txn:
+            raw = txn.get(b"length")
+            if raw is None:
+                raise DatasetError(f"not a StyleGAN2 LMDB (no 'length' key): {path}")
+            try:
+                length = int(bytes(raw).decode("ascii").strip())
+            except ValueError:
+                raise DatasetError(f"bad 'length' value {bytes(raw)[:20]!r} in {path}") from None
+            if length <= 0:
+                raise DatasetError(f"no images found in {path}")
+            if txn.get(self._key(0)) is None:
+                present = _lmdb_sizes(txn)
+                have = ", ".join(map(str, present)) if present else "none"
+                raise DatasetError(f"size {self.size} not in LMDB {path} (sizes present: {have})")
+            self.sizes_present: list[int] = _lmdb_sizes(txn)
+        self.length = length
+        self._env: Any = env
+        self._env_pid: int | None = os.getpid()
+
+    def _key(self, index: int) -> bytes:
+        return f"{self.size}-{index:05d}".encode()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _name(self, index: int) -> str:
+        return f"{self.path}:{self._key(index).decode()}"
+
+    def _read(self, index: int) -> Image.Image:
+        if self._env is None or self._env_pid != os.getpid():
+            # Lazily, per process: DataLoader workers each get their own environment.
+            self._env = _lmdb_env(self.path)
+            self._env_pid = os.getpid()
+        with self._env.begin(write=False) as txn:
+            data = txn.get(self._key(index))
+            if data is None:
+                raise ImageError(f"{self._name(index)}: key missing from LMDB")
+            data = bytes(data)  # copy out before the transaction ends
+        return load_image(data, name=self._name(index))
+
+    def describe(self) -> str:
+        sizes = ", ".join(map(str, self.sizes_present))
+        return f"{super().describe()} (sizes in file: {sizes})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_env"] = None
+        state["_env_pid"] = None
+        return state
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def open_dataset(spec: str, size: int, flip: bool = True, **kw: Any) -> Dataset:
+    """Open a dataset from a command-line style spec.
+
+    * ``synthetic:NAME`` or ``synthetic:NAME:LENGTH`` -> ``toonlab.synthetic.SyntheticFaces``
+      (length defaults to 70,000, seed to 0);
+    * a directory containing ``data.mdb``, or a path ending in ``.lmdb`` -> :class:`LMDBImages`;
+    * any other directory -> :class:`ImageFolder`;
+    * a ``.zip`` file -> :class:`ZipImages`.
+
+    Extra keyword arguments are passed to the dataset constructor.
+
+    Raises:
+        DatasetError: missing path, empty dataset or unknown format.
+    """
+    spec = str(spec)
+    if spec.startswith("synthetic:"):
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[1]:
+            raise DatasetError(f"bad synthetic dataset spec {spec!r} (expected synthetic:NAME[:LENGTH])")
+        length = 70000
+        if len(parts) == 3:
+            try:
+                length = int(parts[2].replace("_", "").replace(",", ""))
+            except ValueError:
+                length = -1
+            if length <= 0:
+                raise DatasetError(f"bad synthetic dataset length in {spec!r} (expected a positive integer)")
+        # Lazy import: the synthetic module is optional for every other format.
+        from toonlab.synthetic import SyntheticFaces
+
+        seed = kw.pop("seed", 0)
+        return SyntheticFaces(parts[1], size, length=length, seed=seed, flip=flip, **kw)
+
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset not found: {path}")
+    if path.is_dir():
+        if (path / "data.mdb").is_file() or path.suffix.lower() == ".lmdb":
+            return LMDBImages(path, size, flip=flip, **kw)
+        return ImageFolder(path, size, flip=flip, **kw)
+    if path.suffix.lower() == ".lmdb" or path.name == "data.mdb":
+        return LMDBImages(path, size, flip=flip, **kw)
+    if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
+        return ZipImages(path, size, flip=flip, **kw)
+    raise DatasetError(
+        f"unknown dataset format: {path} (expected a folder, .zip, LMDB or synthetic:NAME)"
+    )
+
+
+def infinite_loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    seed: int,
+    distributed: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Yield batches from ``dataset`` forever, reshuffling every pass.
+
+    Uses ``drop_last`` so every batch has exactly ``batch_size`` items (the
+    training step and its statistics assume a fixed batch), persistent workers
+    (re-forking workers and re-opening files each epoch is slow on small
+    datasets) and pinned memory when CUDA is available. With ``distributed``
+    a ``DistributedSampler`` splits the data across ranks and its epoch is
+    advanced each pass so every pass uses a new permutation.
+
+    Raises:
+        DatasetError: the dataset (or this rank's share) is smaller than one batch,
+            which would otherwise loop forever without yielding.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    workers = max(0, int(workers))
+    sampler: DistributedSampler | None = None
+    generator: torch.Generator | None = None
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
+        per_rank = len(sampler)
+    else:
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+        per_rank = len(dataset)  # type: ignore[arg-type]
+    if per_rank < batch_size:
+        where = "per rank " if distributed else ""
+        raise DatasetError(
+            f"dataset has {per_rank:,} images {where}but batch size is {batch_size}: "
+            "not enough for one batch"
+        )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=generator,  # seeds the shuffle and each worker's torch RNG (flips)
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+    )
+    epoch = 0
+    while True:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        yielded = False
+        for batch in loader:
+            yielded = True
+            yield batch
+        if not yielded:  # defensive: never spin forever on an empty loader
+            raise DatasetError("data loader produced no batches")
+        epoch += 1

@@ -1,0 +1,126 @@
+"""Run folders: resolved config, the one stats sink (JSONL + TensorBoard), checkpoint rotation.
+
+Every trainer (StyleGAN2 pretraining, fine-tuning, the translators) writes through this module so
+their folders look the same and resume the same way: re-running the same command finds the
+newest complete checkpoint and continues from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from toonlab.errors import UserInputError
+
+CKPT_RE = re.compile(r"^(\d{6,})\.pt$")
+
+
+class RunDir:
+    """A training run's folder: ``config.json``, ``stats.jsonl``, ``checkpoints/NNNNNN.pt``, ``samples/``."""
+
+    def __init__(self, root: str | Path, rank: int = 0) -> None:
+        self.root = Path(root)
+        self.rank = rank
+        self.ckpt_dir = self.root / "checkpoints"
+        self.samples = self.root / "samples"
+        if rank == 0:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            self.samples.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        if self.rank == 0:
+            tmp = self.root / ".config.json.tmp"
+            tmp.write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+            os.replace(tmp, self.root / "config.json")
+
+    def read_config(self) -> dict[str, Any] | None:
+        p = self.root / "config.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints, oldest first (temporary files of a killed save are ignored)."""
+        if not self.ckpt_dir.exists():
+            return []
+        found = [p for p in self.ckpt_dir.iterdir() if CKPT_RE.match(p.name)]
+        return sorted(found, key=lambda p: int(CKPT_RE.match(p.name).group(1)))
+
+    def latest(self) -> Path | None:
+        ckpts = self.checkpoints()
+        return ckpts[-1] if ckpts else None
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.ckpt_dir / f"{step:06d}.pt"
+
+    def prune(self, keep: int) -> None:
+        """Keep the newest ``keep`` checkpoints (0 keeps all)."""
+        if self.rank != 0 or keep <= 0:
+            return
+        for p in self.checkpoints()[:-keep]:
+            p.unlink(missing_ok=True)
+
+
+def step_from_name(path: str | Path) -> int | None:
+    """The community convention: a checkpoint named ``550000.pt`` was saved at step 550000."""
+    m = re.match(r"^(\d+)\.pt$", Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+class Stats:
+    """The one stats sink: ``report(name, value)`` during a tick, ``flush(step)`` writes a JSONL line
+    and TensorBoard scalars and returns the means for the progress bar."""
+
+    def __init__(self, run: RunDir | None, tensorboard: bool = True) -> None:
+        self.run = run
+        self._acc: dict[str, list[float]] = {}
+        self._tb = None
+        self._fh = None
+        if run is not None and run.rank == 0:
+            self._fh = open(run.root / "stats.jsonl", "a", buffering=1)
+            if tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self._tb = SummaryWriter(str(run.root / "tb"))
+                except Exception:  # tensorboard is optional at run time
+                    self._tb = None
+
+    def report(self, name: str, value: float | torch.Tensor) -> None:
+        if isinstance(value, torch.Tensor):
+            value = float(value.detach().float().mean())
+        self._acc.setdefault(name, []).append(float(value))
+
+    def flush(self, step: int, **extra: float) -> dict[str, float]:
+        means = {k: sum(v) / len(v) for k, v in self._acc.items() if v}
+        means.update(extra)
+        self._acc.clear()
+        if self._fh is not None:
+            self._fh.write(json.dumps({"step": step, "time": time.time(), **means}) + "\n")
+        if self._tb is not None:
+            for k, v in means.items():
+                if math.isfinite(v):
+                    self._tb.add_scalar(k, v, step)
+        return means
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+class NonFiniteLoss(UserInputError):
+    """A loss became NaN/Inf; the run stops, keeping its last good checkpoint."""
+
+
+def check_finite(step: int, **losses: torch.Tensor) -> None:
+    for name, v in losses.items():
+        if not torch.isfinite(v.detach()).all():
+            raise NonFiniteLoss(f"{name} is {float(v.detach().float().mean())} at step {step}; stopping "
+                                f"(the last good checkpoint is kept)")

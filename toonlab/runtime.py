@@ -1,0 +1,102 @@
+"""Device, precision and seed handling shared by every CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from toonlab.errors import UserInputError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASSETS = REPO_ROOT / "toonlab" / "assets"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' → the first GPU when there is one, else the CPU; 'cuda' without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError(f"--device {name} asked for, but no CUDA GPU is available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserInputError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on request; fp32 runs with TF32 matmuls/convs on GPUs (same as the reference code)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    raise UserInputError(f"unknown precision {precision!r} (use fp32 or bf16)")
+
+
+def enable_tf32() -> None:
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """'0-3,7,10-11' → [0, 1, 2, 3, 7, 10, 11]."""
+    seeds: list[int] = []
+    try:
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part[1:]:
+                a, b = part.split("-", 1) if not part.startswith("-") else (part, part)
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise UserInputError(f"bad seed list {spec!r}: use e.g. 0-15 or 1,4,9-12") from None
+    if not seeds:
+        raise UserInputError(f"bad seed list {spec!r}: no seeds")
+    if any(s < 0 for s in seeds):
+        raise UserInputError(f"bad seed list {spec!r}: seeds must be ≥ 0")
+    return seeds
+
+
+def bundled_generator() -> Path:
+    """Path of the small source generator shipped with the repository."""
+    return ASSETS / "source_synthetic64.pt"
+
+
+def progress(iterable=None, **kw):
+    """tqdm progress bar that stays quiet when stderr is not a terminal unless asked."""
+    from tqdm.auto import tqdm
+
+    kw.setdefault("dynamic_ncols", True)
+    kw.setdefault("disable", None if sys.stderr.isatty() else False)
+    return tqdm(iterable, **kw)
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
+    states = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, s in zip(modules, states):
+            m.train(s)
