@@ -68,6 +68,8 @@ OPTIONS = [
     click.option("--channel-multiplier", type=click.IntRange(1), default=None, help="2 = config-f [2]."),
     click.option("--channel-max", type=click.IntRange(1), default=None, help="Cap on channels [512]."),
     click.option("--channel-base", type=click.IntRange(1), default=None, help="Channels ∝ base/res [16384]."),
+    click.option("--ema-kimg", type=click.FloatRange(0, min_open=True), default=None,
+                 help="EMA half-life in thousands of images [10]."),
     click.option("--ada/--no-ada", default=None, help="Adaptive discriminator augmentation [on]."),
     click.option("--ada-target", type=click.FloatRange(0, 1), default=None, help="ADA r_t target [0.6]."),
     click.option("--resume", type=click.Path(dir_okay=False), default=None,

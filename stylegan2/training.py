@@ -60,6 +60,9 @@ class TrainConfig:
     channel_base: int = 16384
     channel_max: int = 512
     ema_kimg: float = 10.0  # EMA half-life in thousands of images: 0.5 ** (32 / 10000) per batch of 32
+    # Early in training the half-life is capped at ema_rampup × images seen (StyleGAN2-ADA's ramp-up),
+    # so g_ema is not stuck near the random init during short runs; None = the community's fixed decay.
+    ema_rampup: float | None = 0.05
     ada: bool = True
     ada_target: float = 0.6
     ada_kimg: float = 500.0
@@ -370,7 +373,11 @@ class StyleGAN2Trainer:
             st.report("loss/path", pl)
             st.report("pl/mean", self.mean_path_length)
         # -- EMA (half-life in images, so it does not depend on batch size or GPU count)
-        decay = 0.5 ** (real.shape[0] * self.info.world / max(c.ema_kimg * 1000, 1e-8))
+        batch_total = real.shape[0] * self.info.world
+        half_life = c.ema_kimg * 1000
+        if c.ema_rampup is not None:
+            half_life = min(half_life, (self.step + 1) * batch_total * c.ema_rampup)
+        decay = 0.5 ** (batch_total / max(half_life, 1e-8))
         ema_update(self.G_ema, self.G, decay)
         st.report("ada/p", self.ada.p if c.ada else c.ada_p)
 

@@ -42,6 +42,15 @@ def _no_env_override(monkeypatch):
     monkeypatch.delenv("TOONLAB_OPS_IMPL", raising=False)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    """The tensors here are tiny: intra-op threads only add overhead (and fight on 2 cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # =============================================================================================
 # Oracles
 # =============================================================================================

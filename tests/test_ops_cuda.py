@@ -55,6 +55,7 @@ def _extensions_built():
 def _close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, scale: float = 1.0, msg: str = ""):
     """Compare with a tolerance for `dtype`; atol also scales with the magnitude of `want`."""
     rtol, atol = TOL[dtype]
+    got, want = got.detach(), want.detach()
     assert got.shape == want.shape, (got.shape, want.shape, msg)
     mag = float(want.double().abs().max()) if want.numel() else 1.0
     torch.testing.assert_close(got.double(), want.double(), rtol=rtol, atol=atol * scale * max(1.0, mag),
@@ -386,6 +387,7 @@ def test_bias_act_forward(act, layout, dtype):
                                        ("lrelu", 1.0)])
 def test_bias_act_backward_and_double_backward(act, clamp, layout, dtype):
     shape, dim, kind = layout
+    names = ("y", "dx", "ddy", "gx", "r1x", "db", "gb", "r1b")
     out = []
     for impl in ("cuda", "ref"):
         x = _ba_input(shape, kind, dtype, seed=1)
@@ -400,20 +402,40 @@ def test_bias_act_backward_and_double_backward(act, clamp, layout, dtype):
         dx, db = torch.autograd.grad(y, (x, b), dy, create_graph=True)
         v = torch.randn(dx.shape, generator=g, device=DEV).to(dx.dtype)
         (ddy,) = torch.autograd.grad(dx, dy, v, create_graph=True)
-        # second derivative through a nonlinearity (R1-style)
+        # second derivative through the gradient (R1-style): d/dx sum((d/dx sum(y^2))^2)
         s = (ops.bias_act(x, b, dim=dim, act=act, clamp=clamp, impl=impl).double() ** 2).sum()
         gx, gb = torch.autograd.grad(s, (x, b), create_graph=True)
-        r1x, r1b = torch.autograd.grad((gx.double() ** 2).sum() + (gb.double() ** 2).sum(), (x, b))
-        out.append((y, dx, db, ddy, gx, gb, r1x, r1b))
+        r1x, r1b = torch.autograd.grad((gx.double() ** 2).sum(), (x, b))
+        out.append(dict(zip(names, (y, dx, ddy, gx, r1x, db, gb, r1b))))
+    got, want = out
     n = max(1, math.prod(shape) // shape[dim])
-    scales = {"db": n, "gb": 8 * n, "r1x": 64, "r1b": 64 * n}
-    for name, a, c in zip(("y", "dx", "db", "ddy", "gx", "gb", "r1x", "r1b"), *out):
-        # near the kinks and the clamp boundary low-precision inputs may fall on the other side
-        if dtype in (torch.float16, torch.bfloat16) and (clamp is not None or act != "linear"):
-            mism = (a.double() - c).abs() > 0.1 * (1 + c.abs())
-            assert mism.float().mean() < 0.01, name
-            continue
-        _close(a, c, dtype, scale=4.0 * scales.get(name, 1), msg=name)
+    other_dims = [d for d in range(len(shape)) if d != dim]
+    low = dtype in (torch.float16, torch.bfloat16)
+    kinks = clamp is not None or act != "linear"
+    for name in names:
+        a, c = got[name].detach().double(), want[name].detach().double()
+        assert a.shape == c.shape, name
+        if name in ("db", "gb", "r1b"):  # bias grads: sums over n elements of the matching x grads
+            if low:
+                if name == "r1b":
+                    continue  # sums of ~n^2-sized terms: overflows fp16 whatever the kernel does
+                terms = want[{"db": "dx", "gb": "gx"}[name]].double().abs()
+                # rounding of n terms, plus (with kinks) a few terms that flipped side (see below)
+                allow = 3 * TOL[dtype][0] * terms.sum(other_dims) + 1e-3
+                if kinks:
+                    allow = allow + 2 * max(2, 0.02 * n) * terms.amax(other_dims)
+                assert ((a - c).abs() <= allow).all(), (name, (a - c).abs().max(), allow.min())
+            else:
+                _close(a, c, dtype, scale=4.0 * n, msg=name)
+        elif low and kinks:
+            # inputs rounded to fp16/bf16 may land on the other side of a kink or of the clamp:
+            # allow a few elements to differ, the rest must match closely
+            rtol, atol = TOL[dtype]
+            mag = max(1.0, float(c.abs().max()))
+            mism = (a - c).abs() > 4 * (atol * mag + rtol * c.abs())
+            assert int(mism.sum()) <= max(2, 0.02 * c.numel()), (name, int(mism.sum()), c.numel())
+        else:
+            _close(a, c, dtype, scale=4.0, msg=name)
 
 
 @pytest.mark.parametrize("act,clamp", [("linear", None), ("linear", 0.8), ("relu", None), ("lrelu", None),

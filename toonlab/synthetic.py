@@ -31,7 +31,7 @@ from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image, ImageDraw
 
 try:  # the renderer is usable without torch; only the Dataset classes need it
     import torch
@@ -290,6 +290,8 @@ def _ellipse(cu: float, cv: float, ru: float, rv: float, n: int = 24) -> np.ndar
     return _xy(cu + ru * c, cv + rv * s, n)
 
 
+_NECK_SIDE = np.linspace(0.0, 1.0, 7)
+_NECK_ARC_C, _NECK_ARC_S = np.cos(np.linspace(0.0, np.pi, 13)[1:-1]), np.sin(np.linspace(0.0, np.pi, 13)[1:-1])
 _X_EYE = np.linspace(-1.0, 1.0, 13)
 _EYE_UP = (1.0 - _X_EYE**2) ** 0.65
 _EYE_LO = (1.0 - _X_EYE**2) ** 0.9
@@ -316,17 +318,31 @@ class _Layout:
         cc, ss = _unit_circle(48 if size <= 128 else 96)
         taper = 1.0 - (0.10 + 0.30 * (1.0 - p.jaw_roundness)) * np.clip(ss, 0.0, None) ** 2
         self.face = _xy(A * cc * taper, ss)
-        self.neck = np.array([[-0.36 * A, 0.4], [0.36 * A, 0.4], [0.40 * A, 1.22], [0.33 * A, 1.38],
-                              [0.18 * A, 1.46], [0.0, 1.48], [-0.18 * A, 1.46], [-0.33 * A, 1.38],
-                              [-0.40 * A, 1.22]])
+        # Neck: slightly flaring sides and a rounded collar line; densely sampled
+        # so that clip_to_face() can cut the chin's shadow out of it.
+        side = _xy((0.36 + 0.04 * _NECK_SIDE) * A, 0.4 + 0.82 * _NECK_SIDE)
+        self.neck = np.concatenate([side, _xy(0.40 * A * _NECK_ARC_C, 1.22 + 0.26 * _NECK_ARC_S),
+                                    side[::-1] * np.array([-1.0, 1.0])])
         self.torso = _ellipse(0.0, 2.25, 1.75, 0.95, 40)
         ev = p.eye_y + 0.08
         self.ears = [_ellipse(sd * 0.97 * A, ev, 0.10, 0.19, 16) for sd in (-1.0, 1.0)]
-        self.hair_back, self.hair_front = _hair_shapes(p)
+        self.hair_back, self.hair_front, self.hairline, self.shell = _hair_shapes(p)
+        # The head outline in polar form about its centre (it is star-shaped),
+        # for clipping shapes to the face without raster masks.
+        ang = np.arctan2(self.face[:, 1], self.face[:, 0])
+        order = np.argsort(ang)
+        self._face_ang = ang[order]
+        self._face_rad = np.hypot(self.face[:, 0], self.face[:, 1])[order]
         self.nose_tip_v = p.eye_y + p.nose_length
         self.mouth_v = self.nose_tip_v + 0.36 * (0.95 - self.nose_tip_v)
 
     # -- mapping
+    def canvas_xy(self, uv: np.ndarray) -> np.ndarray:
+        """Local points -> (n, 2) canvas pixel coordinates."""
+        xy = np.dot(uv, self._m)
+        xy += self._t
+        return xy
+
     def pts(self, uv: np.ndarray, origin: tuple[int, int] | None = None) -> list[float]:
         """Flat ``[x0, y0, x1, ...]`` canvas coordinates (relative to ``origin`` if given), as PIL wants."""
         xy = np.dot(uv, self._m)
@@ -350,15 +366,49 @@ class _Layout:
 
     def box(self, *shapes: np.ndarray) -> tuple[int, int, int, int]:
         """Integer canvas bounding box of local shapes (plus 2 px), clipped to the canvas."""
-        xy = np.concatenate(shapes) @ self._m + self._t
-        g = 2
-        x0, y0 = np.floor(xy.min(axis=0) - g)
-        x1, y1 = np.ceil(xy.max(axis=0) + g)
-        C = self.canvas
-        return (int(max(x0, 0)), int(max(y0, 0)), int(min(max(x1, 1), C)), int(min(max(y1, 1), C)))
+        return _box(self.canvas_xy(np.concatenate(shapes)), self.canvas)
 
     def px(self, length: float) -> float:
         return length * self.h
+
+    # -- clipping and cel-shadow shapes (local units)
+    def clip_to_face(self, uv: np.ndarray) -> np.ndarray:
+        """Pull points outside the head outline radially onto it.
+
+        For a dense polygon this approximates its intersection with the (convex)
+        head: 10x cheaper than intersecting raster masks.
+        """
+        u, v = uv[:, 0], uv[:, 1]
+        r = np.hypot(u, v)
+        rf = np.interp(np.arctan2(v, u), self._face_ang, self._face_rad, period=2.0 * np.pi)
+        k = np.minimum(1.0, rf / np.maximum(r, 1e-9))
+        return uv * k[:, None]
+
+    def cel_shapes(self) -> dict[str, np.ndarray]:
+        """One hard shadow tone: ``lit`` is the part of the face facing the light
+        (face minus the face shifted away from the light), ``fringe`` the band the
+        front hair shades on the forehead, ``neck`` the chin's shadow on the neck."""
+        p = self.p
+        lx, ly = p.light_x, -0.6
+        n = 0.16 / math.hypot(lx, ly)
+        lit = self.clip_to_face(self.face + np.array([lx * n, ly * n]))
+        hl = self.hairline
+        fringe = self.clip_to_face(np.concatenate([hl + np.array([0.02, 0.07]), hl[::-1]]))
+        # neck ∩ (face shifted down): clip in the shifted face's own frame.
+        down = np.array([0.0, 0.16])
+        neck = self.clip_to_face(self.neck - down) + down
+        return {"lit": lit, "fringe": fringe, "neck": neck}
+
+    def hair_ring(self) -> np.ndarray:
+        """The anime 'angel ring' highlight band, kept inside the hair: clipped
+        radially to the hair shell and vertically above the hairline."""
+        band = _ellipse(-0.2 * self.p.light_x, -0.8, 0.5, 0.06, 20)
+        ou, ov = self.shell
+        q = np.hypot(band[:, 0] / ou, band[:, 1] / ov)
+        band *= np.minimum(1.0, 0.97 / np.maximum(q, 1e-9))[:, None]
+        hl = self.hairline[::-1]  # left to right, increasing u
+        band[:, 1] = np.minimum(band[:, 1], np.interp(band[:, 0], hl[:, 0], hl[:, 1]) - 0.01)
+        return band
 
     # -- features (scale enlarges a domain's eyes about the shared centres)
     def eye(self, side: float, scale: float = 1.0, tall: float = 1.0, iris: float = 0.5) -> dict[str, Any]:
@@ -464,8 +514,9 @@ _PHI_WAVE = np.cos(_t * 9.0) * np.cos(_t)  # even in u, so mirrored faces match 
 del _t
 
 
-def _hair_shapes(p: FaceParams) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Back (behind the head) and front (over the forehead) hair polygons, local units."""
+def _hair_shapes(p: FaceParams) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, tuple[float, float]]:
+    """Back (behind the head) and front (over the forehead) hair polygons, the
+    hairline (right to left) and the outer shell's half-axes, local units."""
     A = p.face_aspect
     style = p.hair_style
     vol = (0.03 + 0.04 * p.hair_volume) if style in (3, 4) else (0.06 + 0.14 * p.hair_volume)
@@ -492,7 +543,7 @@ def _hair_shapes(p: FaceParams) -> tuple[list[np.ndarray], list[np.ndarray]]:
         back = [cap, _ellipse(0.0, -ov - 0.16, 0.33, 0.27, 24)]
     else:
         back = [cap]
-    return back, [front]
+    return back, [front], inner, (ou, ov)
 
 
 # --------------------------------------------------------------------------- caches
@@ -588,6 +639,14 @@ def _mask(box: tuple[int, int, int, int], *polys: list[float]) -> Image.Image:
     for poly in polys:
         d.polygon(poly, fill=255)
     return m
+
+
+def _box(xy: np.ndarray, canvas: int) -> tuple[int, int, int, int]:
+    """Integer bounding box of canvas points (plus 2 px), clipped to the canvas; never empty."""
+    x0, y0 = xy.min(axis=0).tolist()
+    x1, y1 = xy.max(axis=0).tolist()
+    x0, y0 = min(max(int(x0) - 2, 0), canvas - 1), min(max(int(y0) - 2, 0), canvas - 1)
+    return (x0, y0, max(min(int(x1) + 3, canvas), x0 + 1), max(min(int(y1) + 3, canvas), y0 + 1))
 
 
 def _closed(poly: list[float]) -> list[float]:
@@ -814,36 +873,6 @@ _PASTEL = _ToonStyle(
 )
 
 
-def _shadow_dir(p: FaceParams) -> tuple[float, float]:
-    lx, ly = p.light_x, -0.6
-    n = math.hypot(lx, ly)
-    return lx / n, ly / n
-
-
-_Region = tuple[tuple[int, int, int, int], Image.Image]
-
-
-def _cel_masks(L: _Layout) -> tuple[_Region, _Region]:
-    """Hard shadow regions as (box, mask): on the neck under the chin, and on the
-    face away from the light plus under the fringe.
-
-    Masks cover only their bounding boxes: full-canvas mask pastes were the
-    single largest cost of the toon renderers.
-    """
-    lx, ly = _shadow_dir(L.p)
-    d = 0.16
-    nb = L.box(L.neck)
-    o = nb[:2]
-    neck_sh = ImageChops.darker(_mask(nb, L.pts(L.neck, o)), _mask(nb, L.shift(L.face, 0.0, 0.16, o)))
-    fb = L.box(L.face)
-    o = fb[:2]
-    face_m = _mask(fb, L.pts(L.face, o))
-    face_sh = ImageChops.subtract(face_m, _mask(fb, L.shift(L.face, lx * d, ly * d, o)))
-    fringe = _mask(fb, *[L.shift(q, 0.02, 0.07, o) for q in L.hair_front])
-    face_sh = ImageChops.lighter(face_sh, ImageChops.darker(face_m, fringe))
-    return (nb, neck_sh), (fb, face_sh)
-
-
 def _render_toon(p: FaceParams, size: int, style: _ToonStyle, noise_seed: int) -> np.ndarray:
     ss = _supersample(size)
     C = size * ss
@@ -866,13 +895,16 @@ def _render_toon(p: FaceParams, size: int, style: _ToonStyle, noise_seed: int) -
     for poly in L.hair_back:
         shape(poly, _scale(hair, 0.85))
     shape(L.neck, skin)
-    (nb, neck_sh), (fb, face_sh) = _cel_masks(L)
-    im.paste(_c8(skin_sh), nb, neck_sh)
+    cel = L.cel_shapes()
+    shadow_c = _c8(skin_sh)
+    d.polygon(L.pts(cel["neck"]), fill=shadow_c)
     for ear in L.ears:
         shape(ear, skin)
-    face = L.pts(L.face)
-    d.polygon(face, fill=_c8(skin))
-    im.paste(_c8(skin_sh), fb, face_sh)
+    # Cel shading by painter's order: face in the shadow tone, the lit part on top.
+    face, lit, fringe = L.batch(L.face, cel["lit"], cel["fringe"])
+    d.polygon(face, fill=shadow_c)
+    d.polygon(lit, fill=_c8(skin))
+    d.polygon(fringe, fill=shadow_c)
     d.line(_closed(face), fill=_c8(style.ink(skin)), width=w)
 
     ink = _c8(style.ink(skin))
@@ -902,7 +934,6 @@ def _render_toon(p: FaceParams, size: int, style: _ToonStyle, noise_seed: int) -
         d.line(upper, fill=lash_c, width=lash_w)
         d.line(lower, fill=ink, width=lid_w)
         d.polygon(brow, fill=brow_c)
-    nz = L.nose()
     tip = L.nose_tip_v
     sd = 1.0 if p.light_x < 0 else -1.0
     nw = p.nose_width
@@ -918,12 +949,7 @@ def _render_toon(p: FaceParams, size: int, style: _ToonStyle, noise_seed: int) -
         d.line(L.pts(m["line"]), fill=ink, width=w)
     for poly in L.hair_front:
         shape(poly, hair)
-    # Anime "angel ring": one bright band across the top of the hair.
-    band = _ellipse(-0.2 * p.light_x, -0.8, 0.5, 0.06, 20)
-    rb = L.box(band)
-    o = rb[:2]
-    ring = ImageChops.darker(_mask(rb, *[L.pts(q, o) for q in L.hair_front]), _mask(rb, L.pts(band, o)))
-    im.paste(_c8(_mix(hair, (1.0, 1.0, 1.0), 0.2)), rb, ring)
+    d.polygon(L.pts(L.hair_ring()), fill=_c8(_mix(hair, (1.0, 1.0, 1.0), 0.2)))  # anime "angel ring"
 
     out = im.reduce(ss) if ss > 1 else im
     if style.paper:
@@ -954,63 +980,73 @@ def _render_sketch(p: FaceParams, size: int, noise_seed: int) -> np.ndarray:
     dx = jit * (((rng_j >> 1) & 3) - 1.5) / 1.5
     dy = jit * (((rng_j >> 3) & 3) - 1.5) / 1.5
 
-    def stroke(q: list[float], width: int = w, tone: int = lead) -> None:
-        d.line(q, fill=tone, width=width)
-        q2 = [v + (dx if i % 2 == 0 else dy) for i, v in enumerate(q)]
-        d.line(q2, fill=min(255, tone + 90), width=max(1, width // 2))
+    jitter = np.array([dx, dy])
+
+    def stroke(xy: np.ndarray, width: int = w, tone: int = lead, closed: bool = False) -> None:
+        if closed:
+            xy = np.concatenate([xy, xy[:1]])
+        d.line(xy.ravel().tolist(), fill=tone, width=width)
+        d.line((xy + jitter).ravel().tolist(), fill=min(255, tone + 90), width=max(1, width // 2))
 
     def fill_shape(poly: np.ndarray, texture: Image.Image | None) -> None:
-        q = L.pts(poly)
-        d.polygon(q, fill=paper)
+        xy = L.canvas_xy(poly)
+        d.polygon(xy.ravel().tolist(), fill=paper)
         if texture is not None:
-            b = L.box(poly)
-            im.paste(texture.crop(b), b, _mask(b, L.pts(poly, b[:2])))
-        stroke(_closed(q))
+            b = _box(xy, C)
+            im.paste(texture.crop(b), b, _mask(b, (xy - b[:2]).ravel().tolist()))
+        stroke(xy, closed=True)
 
     hair_tex = dense if _luma(p.hair_rgb) < 0.35 else light
     fill_shape(L.torso, light if _luma(p.clothes_rgb) < 0.45 else None)
     for poly in L.hair_back:
         fill_shape(poly, hair_tex)
     fill_shape(L.neck, None)
-    (nb, neck_sh), (fb, face_sh) = _cel_masks(L)
-    im.paste(light.crop(nb), nb, neck_sh)
+    cel = L.cel_shapes()
+    nb = L.box(cel["neck"])
+    im.paste(light.crop(nb), nb, _mask(nb, L.pts(cel["neck"], nb[:2])))
     for ear in L.ears:
         fill_shape(ear, None)
-    face = L.pts(L.face)
-    d.polygon(face, fill=paper)
-    im.paste(light.crop(fb), fb, face_sh)
-    stroke(_closed(face))
+    face = L.canvas_xy(L.face)
+    d.polygon(face.ravel().tolist(), fill=paper)
+    # Hatch the cel-shadow region: face, minus the lit part, plus the fringe band.
+    fb = _box(face, C)
+    o = fb[:2]
+    sh = Image.new("L", (fb[2] - fb[0], fb[3] - fb[1]), 0)
+    ds = ImageDraw.Draw(sh)
+    ds.polygon(L.pts(L.face, o), fill=255)
+    ds.polygon(L.pts(cel["lit"], o), fill=0)
+    ds.polygon(L.pts(cel["fringe"], o), fill=255)
+    im.paste(light.crop(fb), fb, sh)
+    stroke(face, closed=True)
 
     iris_c = int(60 + 150 * _luma(p.iris_rgb))
     for side in (-1.0, 1.0):
         e = L.eye(side, 1.1, 1.15, 0.55)
         cu, cv = e["center"]
         ri = e["ri"]
-        brow = L.brow(side)
-        white, iris, pupil, hl, upper, lower, brow_q = L.batch(
+        white, iris, pupil, hl, lower, brow = L.batch(
             e["outline"], e["iris"], e["pupil"],
             _ellipse(cu - 0.3 * ri * side, cv - 0.3 * ri, ri * 0.25, ri * 0.25, 10),
-            e["upper"], e["lower"][2:-2], brow)
+            e["lower"][2:-2], L.brow(side))
         d.polygon(white, fill=paper)
         d.polygon(iris, fill=iris_c)
         d.polygon(pupil, fill=40)
         d.polygon(hl, fill=paper)
-        stroke(upper, max(1, round(1.8 * w)), 50)
+        stroke(L.canvas_xy(e["upper"]), max(1, round(1.8 * w)), 50)
         d.line(lower, fill=lead + 40, width=max(1, w // 2))
-        b = L.box(brow)
-        im.paste(dense.crop(b), b, _mask(b, L.pts(brow, b[:2])))
-        d.line(_closed(brow_q), fill=lead, width=max(1, w // 2))
+        d.polygon(brow, fill=115, outline=lead)  # shaded-in brow
     tip = L.nose_tip_v
     sd = 1.0 if p.light_x < 0 else -1.0
-    stroke(L.pts(np.array([[sd * 0.04, p.eye_y + 0.1], [sd * p.nose_width * 0.5, tip - 0.04],
-                           [sd * p.nose_width * 0.2, tip + 0.01], [-sd * p.nose_width * 0.4, tip]])))
+    nw = p.nose_width
+    stroke(L.canvas_xy(np.array([[sd * 0.04, p.eye_y + 0.1], [sd * nw * 0.5, tip - 0.04],
+                                 [sd * nw * 0.2, tip + 0.01], [-sd * nw * 0.4, tip]])))
     m = L.mouth()
     if float(m["open"]) > 0.012:
-        q = L.pts(m["inner"])
-        d.polygon(q, fill=90)
-        stroke(_closed(q))
+        q = L.canvas_xy(m["inner"])
+        d.polygon(q.ravel().tolist(), fill=90)
+        stroke(q, closed=True)
     else:
-        stroke(L.pts(m["line"]))
+        stroke(L.canvas_xy(m["line"]))
     d.line(L.pts(m["lips"][len(_X_MOUTH):][3:-3]), fill=lead + 70, width=max(1, w // 2))
     for poly in L.hair_front:
         fill_shape(poly, hair_tex)
