@@ -140,3 +140,19 @@ def test_checkpoint_never_runs_code(tmp_path):
         pickle.dump({"g_ema": Evil()}, f)
     with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_export_strips_optimizers_and_keeps_loadable_parts(tmp_path):
+    from stylegan2.export import export_snapshot
+
+    G, D = small_pair()
+    src = community_file(tmp_path, G, D)
+    out = export_snapshot(src, tmp_path / "slim.pt")
+    ckpt = load_checkpoint(out)
+    assert {"g_ema", "g", "d", "latent_avg"} <= set(ckpt) and "g_optim" not in ckpt and "d_optim" not in ckpt
+    G2 = load_generator(out)
+    assert G2.w_avg_known
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        assert torch.equal(G([z], noise_mode="const")[0], G2([z], noise_mode="const")[0])
+    load_discriminator(out)

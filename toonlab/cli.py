@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "generate": ("stylegan2.generate", "main", "Render images from a StyleGAN2 checkpoint."),
     "prepare": ("stylegan2.prepare_data", "main", "Pack images into a community-format LMDB."),
     "compare": ("finetune.compare", "main", "Fine-tune with every method and score structure vs style."),
+    "export": ("stylegan2.export", "main", "Strip a training checkpoint to a slim snapshot."),
     "finetune": ("finetune.train", "main", "Fine-tune a face StyleGAN2 to a cartoon domain (FreezeSG, ...)."),
     "swap": ("finetune.swap", "main", "Layer swapping: blend two generators into a new checkpoint."),
     "train": ("stylegan2.train", "main", "Pretrain a StyleGAN2 (resumes by re-running)."),
