@@ -32,7 +32,7 @@ def main() -> None:
     dev = torch.device("cuda")
     G = Generator(args.size).to(dev).eval()
     z = torch.randn(args.batch, 512, device=dev)
-    print(f"\n| impl | precision | img/s | ms/batch |\n|---|---|---|---|")
+    print("\n| impl | precision | img/s | ms/batch |\n|---|---|---|---|")
     for impl in ("cuda", "ref"):
         os.environ["TOONLAB_OPS_IMPL"] = impl
         for prec in ("fp32", "bf16"):

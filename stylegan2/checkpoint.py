@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import torch
 from torch import Tensor
 
 from stylegan2.networks import Discriminator, Generator
+from toonlab.atomic import atomic_path
 from toonlab.errors import UserInputError
 
 
@@ -175,18 +174,8 @@ def load_discriminator(path: str | Path, device: str | torch.device = "cpu", ckp
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """torch.save through a temporary file + fsync + rename: readers never see half a checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return path
 
 

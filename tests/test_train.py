@@ -17,7 +17,7 @@ import torch
 import torch.multiprocessing as mp
 
 from stylegan2.checkpoint import load_checkpoint, load_generator
-from stylegan2.training import DistInfo, StyleGAN2Trainer, TrainConfig
+from stylegan2.training import StyleGAN2Trainer, TrainConfig
 from toonlab.run import NonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -12,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+
+from toonlab.atomic import atomic_path
 
 
 def to_uint8(images: Tensor) -> np.ndarray:
@@ -29,16 +29,8 @@ def to_pil(image: Tensor) -> Image.Image:
 def save_atomic(img: Image.Image, path: str | Path, **save_kw) -> Path:
     """Write through a temporary file in the same folder + rename: a killed run never leaves half a PNG."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         img.save(tmp, format=_format_for(path), **save_kw)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
