@@ -181,7 +181,7 @@ class StyleGAN2Trainer:
 
     def build_ema(self) -> Generator:
         """The EMA generator starts as a copy of G."""
-        G_ema = self.build_networks()[0]
+        G_ema = Generator(**self.G.config)  # same shape as G; no second discriminator built
         G_ema.load_state_dict(self.G.state_dict())
         return G_ema
 
