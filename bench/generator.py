@@ -32,16 +32,18 @@ def main() -> None:
     dev = torch.device("cuda")
     G = Generator(args.size).to(dev).eval()
     z = torch.randn(args.batch, 512, device=dev)
-    print("\n| impl | precision | img/s | ms/batch |\n|---|---|---|---|")
+    print("\n| impl | precision | img/s | ms/batch | peak GiB |\n|---|---|---|---|---|")
     for impl in ("cuda", "ref"):
         os.environ["TOONLAB_OPS_IMPL"] = impl
         for prec in ("fp32", "bf16"):
             def run():
                 with torch.no_grad(), autocast(dev, prec):
                     G([z], noise_mode="const")
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
             t = cuda_time(run, warmup=3, iters=args.iters)
-            print(f"| {impl} | {prec} | {args.batch / t:.0f} | {t * 1000:.1f} |")
-    print(f"\npeak memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            print(f"| {impl} | {prec} | {args.batch / t:.0f} | {t * 1000:.1f} | {peak:.2f} |")
 
 
 if __name__ == "__main__":

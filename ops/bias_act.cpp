@@ -5,6 +5,8 @@
 
 #include <torch/extension.h>
 
+#include <string>
+
 #include <optional>
 
 int toonlab_bias_act_cuda(const at::Tensor& x, const at::Tensor& b, at::Tensor& y, int64_t inner, int64_t C,
@@ -14,12 +16,23 @@ int toonlab_bias_act_grad_cuda(const at::Tensor& dy, const at::Tensor& y, at::Te
 
 namespace {
 
+// Numbers go into error messages through std::to_string, never `ostream << int`: on the H100
+// image (torch 2.11, nvcc 13) streaming an integer into a TORCH_CHECK message segfaulted inside
+// the extension, while strings, devices and dtypes streamed fine.
+std::string num(int64_t v) { return std::to_string(v); }
+std::string num(double v) { return std::to_string(v); }
+std::string dims(at::IntArrayRef s) {
+    std::string out = "[";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + "]";
+}
+
 void check_act(int64_t act, double alpha, double gain) {
-    TORCH_CHECK(act >= 0 && act <= 2, "bias_act: act code must be 0 (linear), 1 (relu) or 2 (lrelu), got ", act);
+    TORCH_CHECK(act >= 0 && act <= 2, "bias_act: act code must be 0 (linear), 1 (relu) or 2 (lrelu), got ", num(act));
     // relu/lrelu grads recover the active piece from the sign of y: that needs gain > 0 and
     // alpha >= 0 (the Python wrapper routes other settings to the reference implementation).
-    TORCH_CHECK(act == 0 || gain > 0, "bias_act: the CUDA relu/lrelu kernels need gain > 0, got ", gain);
-    TORCH_CHECK(act != 2 || alpha >= 0, "bias_act: the CUDA lrelu kernel needs alpha >= 0, got ", alpha);
+    TORCH_CHECK(act == 0 || gain > 0, "bias_act: the CUDA relu/lrelu kernels need gain > 0, got ", num(gain));
+    TORCH_CHECK(act != 2 || alpha >= 0, "bias_act: the CUDA lrelu kernel needs alpha >= 0, got ", num(alpha));
 }
 
 at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_in, int64_t dim, int64_t act,
@@ -29,7 +42,7 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_i
                 x_in.scalar_type());
     check_act(act, alpha, gain);
     TORCH_CHECK(x_in.dim() >= 1, "bias_act: x must have at least one dimension");
-    TORCH_CHECK(dim >= 0 && dim < x_in.dim(), "bias_act: dim ", dim, " out of range for a ", x_in.dim(),
+    TORCH_CHECK(dim >= 0 && dim < x_in.dim(), "bias_act: dim ", num(dim), " out of range for a ", num(x_in.dim()),
                 "-D tensor");
     at::Tensor b;
     if (b_in.has_value() && b_in->defined()) {
@@ -38,7 +51,7 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_i
         TORCH_CHECK(b.scalar_type() == x_in.scalar_type(), "bias_act: b must have dtype ", x_in.scalar_type(),
                     ", got ", b.scalar_type());
         TORCH_CHECK(b.dim() == 1 && b.size(0) == x_in.size(dim), "bias_act: b must be 1-D of size ",
-                    x_in.size(dim), " (x.shape[dim]), got ", b.sizes());
+                    num(x_in.size(dim)), " (x.shape[dim]), got ", dims(b.sizes()));
         b = b.contiguous();
     }
 
@@ -62,8 +75,8 @@ at::Tensor bias_act_grad(const at::Tensor& dy_in, const at::Tensor& y_in, int64_
                 "CUDA device, got ", dy_in.device(), " and ", y_in.device());
     TORCH_CHECK(dy_in.scalar_type() == y_in.scalar_type(), "bias_act_grad: dtype mismatch ", dy_in.scalar_type(),
                 " vs ", y_in.scalar_type());
-    TORCH_CHECK(dy_in.sizes() == y_in.sizes(), "bias_act_grad: shape mismatch ", dy_in.sizes(), " vs ",
-                y_in.sizes());
+    TORCH_CHECK(dy_in.sizes() == y_in.sizes(), "bias_act_grad: shape mismatch ", dims(dy_in.sizes()), " vs ",
+                dims(y_in.sizes()));
     check_act(act, alpha, gain);
     // Give both the same dense memory order so that element i means the same thing in each.
     const auto fmt = y_in.suggest_memory_format();

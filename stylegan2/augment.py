@@ -15,12 +15,12 @@ sample independently with probability ``p``:
   done by exact index gathering, so pixel values are copied, not interpolated.
 * general geometric: isotropic scale, pre-rotation, anisotropic scale, post-rotation,
   fractional translation, composed into ONE affine matrix per sample and resampled once with
-  ``affine_grid`` + bilinear ``grid_sample`` (mirror padding).
+  bilinear resampling with mirror padding, written as gathers (see ``_affine_resample``).
 * colour: brightness, contrast, luma flip, hue rotation, saturation, composed into ONE
   ``(C+1) x (C+1)`` homogeneous colour matrix per sample.
 
 Everything on the image path is differentiable to second order (R1 is computed through the
-augmented reals): gather, grid_sample (w.r.t. the image; the grid carries no grad), einsum and
+augmented reals): gathers (blit and bilinear resampling; sampling positions carry no grad), einsum and
 where. No in-place op touches a tensor that may require grad.
 
 Images are expected in StyleGAN's ``[-1, 1]`` range, so 0 is mid-grey: brightness shifts,
@@ -33,7 +33,6 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["AdaptiveAugment", "AdaController", "P_MAX"]
@@ -294,7 +293,7 @@ def _geometric_inverse_matrix(
 
     All arguments ``[N]`` float32 except ``shift`` ``[N, 2]`` (pixels, ``(dx, dy)``). Pixel
     coordinates with the origin at the image centre, x right, y down. Returns ``[N, 3, 3]``
-    mapping an OUTPUT pixel to its SOURCE pixel (what ``affine_grid`` wants). Built exactly by
+    mapping an OUTPUT pixel to its SOURCE pixel (what the resampler wants). Built exactly by
     right-multiplying the inverse steps in forward order -- no numerical 3x3 inversion:
     ``M^-1 = S_iso^-1 @ R_pre^-1 @ S_aniso^-1 @ R_post^-1 @ T^-1``.
     """
@@ -306,20 +305,43 @@ def _geometric_inverse_matrix(
     return inv
 
 
+def _reflect_coord(v: Tensor, size: int) -> Tensor:
+    """Mirror continuous pixel-centre coordinates about the image edges (-0.5 and size - 0.5)."""
+    m = torch.remainder(v + 0.5, 2 * size)
+    return (torch.where(m >= size, 2 * size - m, m) - 0.5).clamp(0, size - 1)
+
+
 def _affine_resample(x: Tensor, inv: Tensor) -> Tensor:
     """Resample ``x`` with per-sample inverse pixel-space matrices ``inv`` ``[N, 3, 3]``.
 
-    Converts to ``affine_grid``'s normalised units (``align_corners=False``: image edges at
-    +-1, so ``u = x_pix / (W / 2)``), then bilinear ``grid_sample`` with mirror padding.
-    ``grid_sample`` is twice differentiable w.r.t. its input (the grid carries no grad).
+    Bilinear with mirror padding, the same result as ``grid_sample(padding_mode="reflection",
+    align_corners=False)``, but written as four gathers: R1 is computed through the augmented
+    reals and needs the second derivative w.r.t. the image, which gather has (its backward is
+    scatter-add) and CUDA ``grid_sampler_2d_backward`` does not (torch 2.11: "derivative ... not
+    implemented").  Pixel coordinates are centred on the image (edges at +-W/2).
     """
     n, c, h, w = x.shape
     dev = x.device
-    to_norm = torch.diag(torch.tensor([2.0 / w, 2.0 / h, 1.0], device=dev, dtype=inv.dtype))
-    from_norm = torch.diag(torch.tensor([w / 2.0, h / 2.0, 1.0], device=dev, dtype=inv.dtype))
-    theta = (to_norm @ inv @ from_norm)[:, :2, :].to(x.dtype)
-    grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    ys = torch.arange(h, device=dev, dtype=inv.dtype) + (0.5 - h / 2)
+    xs = torch.arange(w, device=dev, dtype=inv.dtype) + (0.5 - w / 2)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    pts = torch.stack([gx.reshape(-1), gy.reshape(-1), torch.ones(h * w, device=dev, dtype=inv.dtype)])
+    src = inv[:, :2, :] @ pts  # [N, 2, H*W] source positions, centred pixel units
+    ix = _reflect_coord(src[:, 0] + (w / 2 - 0.5), w)
+    iy = _reflect_coord(src[:, 1] + (h / 2 - 0.5), h)
+    x0f, y0f = ix.floor(), iy.floor()
+    fx = (ix - x0f).to(x.dtype).unsqueeze(1)
+    fy = (iy - y0f).to(x.dtype).unsqueeze(1)
+    x0, y0 = x0f.long(), y0f.long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    flat = x.reshape(n, c, h * w)
+
+    def tap(yi: Tensor, xi: Tensor) -> Tensor:
+        return flat.gather(2, (yi * w + xi).unsqueeze(1).expand(n, c, h * w))
+
+    top = tap(y0, x0) * (1 - fx) + tap(y0, x1) * fx
+    bottom = tap(y1, x0) * (1 - fx) + tap(y1, x1) * fx
+    return (top * (1 - fy) + bottom * fy).reshape(n, c, h, w)
 
 
 def _colour_matrix(c: int, brightness: Tensor, contrast: Tensor, luma_flip: Tensor, hue: Tensor, saturation: Tensor) -> Tensor:
