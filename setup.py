@@ -24,9 +24,21 @@ setup(
         "ninja",
         "lmdb",
         "tensorboard",
+        # inversion: perceptual loss, dlib face landmarks (+ the 68-point model), the bundled demo photo
+        "lpips",
+        "dlib-bin",
+        "face_recognition_models",
+        "scikit-image",
+        # translation: edges and video (OpenCV), ffmpeg for audio, ONNX export and runtime
+        "opencv-python-headless",
+        "imageio-ffmpeg",
+        "onnx",
+        "onnxruntime",
+        "onnxscript",  # torch.onnx.export(dynamo=True)
+        # metrics: Inception features for FID/KID
+        "torch-fidelity",
     ],
     extras_require={
-        "inversion": ["lpips", "dlib-bin", "face_recognition_models", "scikit-image"],
         "test": ["pytest"],
     },
     entry_points={"console_scripts": ["toonlab=toonlab.cli:main"]},

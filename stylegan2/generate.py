@@ -93,6 +93,22 @@ def run_generate(
     return grid
 
 
+def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device: str = "auto",
+               precision: str = "fp32", noise_mode: str | None = None) -> Path:
+    """Render a projected latent file (inversion/project.py) through ``ckpt``; return the image path.
+
+    The file's optimised noise maps are used unless ``noise_mode`` is given.
+    """
+    from inversion.project import load_latent, render
+
+    dev = pick_device(device)
+    G = load_generator(ckpt, device=dev)
+    lat = load_latent(latent)
+    noise = lat.get("noise") if noise_mode is None else None
+    img = render(G, lat["latent"], noise, noise_mode or "const", precision)
+    return save_atomic(to_pil(img[0]), Path(outdir) / f"{Path(latent).stem}.png")
+
+
 @click.command(name="generate")
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Generator checkpoint (community format). Default: the bundled 64-px source generator.")
@@ -107,9 +123,18 @@ def run_generate(
               help="bf16 autocast (meant for GPUs).")
 @click.option("--batch", "batch_size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--grid-cols", type=click.IntRange(1), default=None, help="Columns of grid.png (default: square).")
-def main(ckpt, seeds, truncation, noise_mode, outdir, device, precision, batch_size, grid_cols) -> None:
+@click.option("--latent", type=click.Path(dir_okay=False), default=None,
+              help="Render a projected latent.pt (inversion/project.py) with its optimised noise instead of seeds.")
+def main(ckpt, seeds, truncation, noise_mode, outdir, device, precision, batch_size, grid_cols, latent) -> None:
     """Render one PNG per seed plus grid.png from a StyleGAN2 generator."""
     with user_errors():
+        if latent is not None:
+            ckpt = ckpt or bundled_generator()
+            source = click.get_current_context().get_parameter_source("noise_mode")
+            explicit = noise_mode if source == click.core.ParameterSource.COMMANDLINE else None
+            path = run_latent(ckpt, latent, outdir, device, precision, explicit)
+            click.echo(f"wrote {path}")
+            return
         seed_list = parse_seeds(seeds)
         if ckpt is None:
             ckpt = bundled_generator()

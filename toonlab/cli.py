@@ -19,6 +19,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "finetune": ("finetune.train", "main", "Fine-tune a face StyleGAN2 to a cartoon domain (FreezeSG, ...)."),
     "swap": ("finetune.swap", "main", "Layer swapping: blend two generators into a new checkpoint."),
     "train": ("stylegan2.train", "main", "Pretrain a StyleGAN2 (resumes by re-running)."),
+    "align": ("inversion.align", "main", "Align the face in a photo the FFHQ way (dlib 68 landmarks)."),
+    "project": ("inversion.project", "main", "Project face photos into the generator and render them as cartoons."),
+    "sefa": ("inversion.sefa", "main", "SeFa closed-form editing directions: factorize, apply."),
+    "translate": ("translation.infer", "main", "Turn photos, folders and videos into cartoons (AnimeGAN/CartoonGAN)."),
+    "translate-train": ("translation.train", "main",
+                        "Train an AnimeGAN/CartoonGAN photo-to-cartoon translator (resumes by re-running)."),
+    "metrics": ("toonlab.metrics", "main", "FID, KID and LPIPS diversity between image sources."),
 }
 
 

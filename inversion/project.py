@@ -1,0 +1,525 @@
+"""Project face photos into a StyleGAN2 generator, then render them as cartoons.
+
+    python inversion/project.py face.jpg                      # bundled generator, W+, 1000 steps
+    python inversion/project.py a.jpg b.jpg --cartoon webtoon.pt --swap 2,3 --video
+    toonlab project face.jpg --ckpt ffhq256.pt --cartoon toon.pt
+
+Optimisation projector with the published schedule (REFERENCE.md §5): start at the mean of
+10,000 mapped W, optimise W+ (or W) and every noise map with Adam; learning rate ramps up over
+the first 5 % and down (cosine) over the last 25 %; Gaussian noise on the latent that fades out by
+75 % of the run; loss = LPIPS-VGG at <= 256 px + 1e5 x noise regulariser (+ optional MSE); noise
+maps renormalised after every step.  The optimised noise is kept and used for every rendering
+(NVIDIA's projector drops it, which users report as a bug).
+
+Speed: the target's LPIPS features are computed once, not every step; the generator's weights
+carry no gradient; bf16 autocast on CUDA; several photos are optimised as one batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from stylegan2.checkpoint import file_hash, load_generator
+from stylegan2.checkpoint import save_atomic as save_torch_atomic
+from stylegan2.networks import NOISE_MODES, Generator
+from toonlab.atomic import atomic_path
+from toonlab.errors import ToonlabError, UserInputError, user_errors
+from toonlab.images import make_grid, save_atomic, to_pil
+from toonlab.runtime import (
+    autocast,
+    bundled_generator,
+    enable_tf32,
+    pick_device,
+    progress,
+)
+
+LATENT_FORMAT = "toonlab-latent/1"
+PERCEPTUAL = ("lpips", "random", "none")
+
+
+# ---- configuration and results -----------------------------------------------------------------
+
+
+@dataclass
+class ProjectConfig:
+    """Settings of one projection run (defaults: rosinality's projector)."""
+
+    steps: int = 1000
+    space: str = "w+"  # "w+" (one w per layer) or "w" (one w broadcast to all layers)
+    lr: float = 0.1
+    lr_rampup: float = 0.05
+    lr_rampdown: float = 0.25
+    latent_noise: float = 0.05  # x std of W
+    latent_noise_ramp: float = 0.75
+    noise_regularize: float = 1e5
+    mse: float = 0.0
+    optimize_noise: bool = True
+    n_mean_latent: int = 10000
+    perceptual_res: int = 256  # LPIPS sees images average-pooled to at most this size
+    precision: str = "fp32"
+    seed: int = 0
+    video_every: int = 0  # keep a frame every k steps (0: none)
+
+    def __post_init__(self) -> None:
+        if self.space not in ("w", "w+"):
+            raise UserInputError(f"--space must be w or w+, got {self.space!r}")
+        if self.steps < 1:
+            raise UserInputError("--steps must be >= 1")
+
+
+@dataclass
+class Projection:
+    """What a projection produced, for a batch of N targets."""
+
+    latent: Tensor  # [N, n_latent, D] W+ (W is stored broadcast)
+    noise: list[Tensor]  # per layer [N, 1, r, r]
+    image: Tensor  # [N, 3, H, W] in [-1, 1]
+    history: list[dict] = field(default_factory=list)
+    frames: list[Tensor] = field(default_factory=list)  # [N, 3, H, W] uint8 snapshots
+    seconds: float = 0.0
+
+
+# ---- schedule and regulariser ------------------------------------------------------------------
+
+
+def learning_rate(t: float, base: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
+    """Linear ramp-up over the first ``rampup`` of the run, cosine ramp-down over the last ``rampdown``."""
+    ramp = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    if rampup > 0:
+        ramp *= min(1.0, t / rampup)
+    return base * ramp
+
+
+def noise_regularizer(noises: Sequence[Tensor]) -> Tensor:
+    """Per-sample sum of squared shift-1 autocorrelations (x and y) at every 2x-pooled scale >= 8 px.
+
+    Keeps the optimised noise maps noise-like, so the image is not painted into them.  Returns [N].
+    """
+    total = 0.0
+    for noise in noises:
+        n = noise.float()
+        while True:
+            total = total + (n * n.roll(1, dims=3)).mean(dim=(1, 2, 3)).square()
+            total = total + (n * n.roll(1, dims=2)).mean(dim=(1, 2, 3)).square()
+            if n.shape[-1] <= 8:
+                break
+            n = F.avg_pool2d(n, 2)
+    return total
+
+
+@torch.no_grad()
+def normalize_noise_(noises: Sequence[Tensor]) -> None:
+    """Zero mean, unit std per sample, in place (after every optimiser step)."""
+    for n in noises:
+        mean = n.mean(dim=(1, 2, 3), keepdim=True)
+        std = n.std(dim=(1, 2, 3), keepdim=True)
+        n.sub_(mean).div_(std)
+
+
+@torch.no_grad()
+def w_statistics(G: Generator, n: int = 10000, seed: int = 0, chunk: int = 4096) -> tuple[Tensor, float]:
+    """Mean w [D] of ``n`` mapped latents and the scalar spread sqrt(E||w - mean||^2)."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    dev = G.w_avg.device
+    ws = [G.style(torch.randn(min(chunk, n - i), G.style_dim, generator=g).to(dev)) for i in range(0, n, chunk)]
+    w = torch.cat(ws).float()
+    mean = w.mean(0)
+    std = float(((w - mean).square().sum() / n).sqrt())
+    return mean, std
+
+
+# ---- perceptual loss -----------------------------------------------------------------------------
+
+
+def pool_to(x: Tensor, res: int) -> Tensor:
+    """Average-pool square images down to at most ``res`` px (LPIPS was trained at <= 256 px)."""
+    if x.shape[-1] > res:
+        x = F.avg_pool2d(x, x.shape[-1] // res)
+    return x
+
+
+class TargetLPIPS(nn.Module):
+    """LPIPS distance to fixed targets, with the targets' normalised features computed once.
+
+    Same value as ``lpips.LPIPS(img, target)`` (v0.1, linear heads, spatial average), but each
+    step runs the trunk on the generated images only.
+    """
+
+    def __init__(self, lpips_model: nn.Module, target: Tensor) -> None:
+        super().__init__()
+        self.model = lpips_model
+        with torch.no_grad():
+            self.target_feats = [f.detach() for f in self._features(target)]
+
+    def _features(self, x: Tensor) -> list[Tensor]:
+        m = self.model
+        outs = m.net.forward(m.scaling_layer(x))
+        return [o / (o.float().square().sum(dim=1, keepdim=True).sqrt() + 1e-10).to(o.dtype) for o in outs]
+
+    def forward(self, x: Tensor) -> Tensor:
+        total = 0.0
+        for lin, f, t in zip(self.model.lins, self._features(x), self.target_feats):
+            total = total + lin((f.float() - t.float()).square()).mean(dim=(1, 2, 3))
+        return total
+
+
+def build_perceptual(kind: str, weights: str | os.PathLike | None, device: torch.device) -> nn.Module | None:
+    """LPIPS-VGG (``lpips``), a random-trunk LPIPS (``random``, offline, lower quality) or ``none``."""
+    if kind not in PERCEPTUAL:
+        raise UserInputError(f"--perceptual must be one of {', '.join(PERCEPTUAL)}, got {kind!r}")
+    if kind == "none":
+        return None
+    from toonlab.metrics import build_lpips
+
+    if kind == "lpips":
+        try:
+            dist = build_lpips("vgg", weights=weights, device=device)
+        except UserInputError as e:  # name the projector's own options in the one-line error
+            raise UserInputError(str(e).replace("--lpips-weights", "--perceptual-weights")
+                                 .replace("--lpips random", "--perceptual random")) from None
+    else:
+        dist = build_lpips("vgg", random=True, device=device)
+    return dist.model  # the lpips.LPIPS module (frozen, eval)
+
+
+# ---- the projector -------------------------------------------------------------------------------
+
+
+def project(
+    G: Generator,
+    targets: Tensor,
+    perceptual: nn.Module | None,
+    cfg: ProjectConfig,
+    show_progress: bool = True,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> Projection:
+    """Optimise latents (and noise) so that ``G`` reproduces ``targets`` [N, 3, H, W] in [-1, 1].
+
+    ``perceptual`` is an ``lpips.LPIPS`` module or None (then the loss is MSE, weight >= 1).
+    """
+    dev = G.w_avg.device
+    n = targets.shape[0]
+    if targets.shape[-1] != G.size or targets.shape[-2] != G.size:
+        targets = F.interpolate(targets, size=(G.size, G.size), mode="area")
+    targets = targets.to(dev, torch.float32)
+    G.eval().requires_grad_(False)
+    torch.manual_seed(cfg.seed)
+
+    w_mean, w_std = w_statistics(G, cfg.n_mean_latent, cfg.seed)
+    shape = (n, G.n_latent, G.style_dim) if cfg.space == "w+" else (n, G.style_dim)
+    latent = w_mean.expand(shape).clone().requires_grad_(True)
+    g = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    noises = [torch.randn(n, 1, r, r, generator=g).to(dev) for r in G.noise_shapes()]
+    params = [latent]
+    if cfg.optimize_noise:
+        for t in noises:
+            t.requires_grad_(True)
+        params += noises
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+
+    p_target = pool_to(targets, cfg.perceptual_res)
+    with autocast(dev, cfg.precision):
+        lpips_fn = TargetLPIPS(perceptual, p_target) if perceptual is not None else None
+    mse_w = cfg.mse if lpips_fn is not None else max(cfg.mse, 1.0)
+
+    result = Projection(latent=latent, noise=noises, image=targets)
+    bar = progress(total=cfg.steps, desc="project", unit="step", disable=not show_progress)
+    start = time.perf_counter()
+    for step in range(cfg.steps):
+        t = step / cfg.steps
+        lr = learning_rate(t, cfg.lr, cfg.lr_rampup, cfg.lr_rampdown)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        strength = w_std * cfg.latent_noise * max(0.0, 1.0 - t / cfg.latent_noise_ramp) ** 2
+        lat = latent + torch.randn_like(latent) * strength
+        if cfg.space == "w":
+            lat = lat.unsqueeze(1).expand(n, G.n_latent, G.style_dim)
+        with autocast(dev, cfg.precision):
+            img = G.synthesis(lat, noise=noises).image
+            p_loss = lpips_fn(pool_to(img, cfg.perceptual_res)).float() if lpips_fn is not None else None
+        img = img.float()
+        mse = (img - targets).square().mean(dim=(1, 2, 3))
+        n_loss = noise_regularizer(noises) if cfg.optimize_noise else torch.zeros(n, device=dev)
+        per_image = cfg.noise_regularize * n_loss + mse_w * mse
+        if p_loss is not None:
+            per_image = per_image + p_loss
+        # Sum over the batch: each image's gradient is independent of how many share the batch.
+        opt.zero_grad(set_to_none=True)
+        per_image.sum().backward()
+        opt.step()
+        if cfg.optimize_noise:
+            normalize_noise_(noises)
+
+        # Reading losses back syncs the GPU, so only every 10th step (and the last).
+        if step % 10 == 0 or step == cfg.steps - 1:
+            rec = dict(step=step + 1, lr=lr, mse=mse.mean().item(), noise_reg=n_loss.mean().item(),
+                       perceptual=p_loss.mean().item() if p_loss is not None else None)
+            result.history.append(rec)
+            if on_step is not None:
+                on_step(step, rec)
+            if show_progress:
+                bar.set_postfix(lpips=f"{rec['perceptual']:.3f}" if p_loss is not None else "-", mse=f"{rec['mse']:.4f}")
+        if cfg.video_every and (step % cfg.video_every == 0 or step == cfg.steps - 1):
+            result.frames.append(((img.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+        bar.update(1)
+    bar.close()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    result.seconds = time.perf_counter() - start
+
+    with torch.no_grad():
+        final = latent.detach()
+        if cfg.space == "w":
+            final = final.unsqueeze(1).expand(n, G.n_latent, G.style_dim)
+        result.latent = final.clone()
+        result.noise = [t.detach().clone() for t in noises]
+        result.image = render(G, result.latent, result.noise)
+    return result
+
+
+@torch.no_grad()
+def render(G: Generator, latent: Tensor, noise: Sequence[Tensor] | None = None, noise_mode: str = "const",
+           precision: str = "fp32") -> Tensor:
+    """Render W+ latents [N, n_latent, D] with the given noise maps (or ``noise_mode``)."""
+    dev = G.w_avg.device
+    latent = latent.to(dev)
+    if latent.shape[1] != G.n_latent:
+        raise UserInputError(f"the latent has {latent.shape[1]} layers but this generator needs {G.n_latent} "
+                             f"({G.size} px); project with a generator of the same size")
+    if noise is not None:
+        shapes = [t.shape[-1] for t in noise]
+        if shapes != G.noise_shapes():
+            raise UserInputError(f"the latent's noise maps {shapes} do not fit this generator ({G.noise_shapes()})")
+        noise = [t.to(dev) for t in noise]
+    with autocast(dev, precision):
+        return G.synthesis(latent, noise=noise, noise_mode=noise_mode).image.float()
+
+
+# ---- latent files ----------------------------------------------------------------------------------
+
+
+def save_latent(path: str | os.PathLike, latent: Tensor, noise: Sequence[Tensor] | None, ckpt: str | os.PathLike,
+                settings: dict, source: str | None = None) -> Path:
+    """Write one image's W+ latent [n_latent, D], its noise maps, the generator's hash and the settings."""
+    obj = {
+        "format": LATENT_FORMAT,
+        "latent": latent.detach().cpu().float(),
+        "noise": [t.detach().cpu().float() for t in noise] if noise is not None else None,
+        "ckpt": str(ckpt),
+        "ckpt_hash": file_hash(ckpt),
+        "settings": settings,
+        "source": source,
+    }
+    return save_torch_atomic(obj, path)
+
+
+def load_latent(path: str | os.PathLike) -> dict:
+    """Read a latent file written by ``save_latent`` (one-line errors for anything else)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"latent file {p} does not exist")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserInputError(f"{p}: not a latent file ({type(e).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("format") != LATENT_FORMAT or not isinstance(obj.get("latent"), Tensor):
+        raise UserInputError(f"{p}: not a toonlab latent file (write one with inversion/project.py)")
+    lat = obj["latent"]
+    if lat.ndim == 2:
+        lat = lat.unsqueeze(0)
+    obj["latent"] = lat
+    if obj.get("noise") is not None:
+        obj["noise"] = [t.unsqueeze(0) if t.ndim == 3 else t for t in obj["noise"]]
+    return obj
+
+
+# ---- end-to-end: photos in, pictures out -------------------------------------------------------------
+
+
+def _load_target(path: str, size: int, align: bool, landmarks: str | None) -> Image.Image:
+    from inversion.align import align_photo, load_photo
+
+    if align:
+        return align_photo(path, size=size, landmarks=landmarks)[0][0]
+    img = load_photo(path)
+    if img.width != img.height:
+        s = min(img.size)  # pre-aligned crops should be square; centre-crop the rest
+        img = img.crop(((img.width - s) // 2, (img.height - s) // 2, (img.width + s) // 2, (img.height + s) // 2))
+    return img.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _to_tensor(img: Image.Image) -> Tensor:
+    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+
+
+def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: int = 24) -> Path:
+    """Write RGB uint8 frames [H, W, 3] to an mp4 (OpenCV, mp4v), atomically."""
+    import cv2
+
+    path = Path(path)
+    h, w = frames[0].shape[:2]
+    with atomic_path(path) as tmp:
+        tmp_mp4 = Path(str(tmp) + ".mp4")  # VideoWriter picks the container from the suffix
+        vw = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        for f in frames:
+            vw.write(np.ascontiguousarray(f[..., ::-1]))
+        vw.release()
+        os.replace(tmp_mp4, tmp)
+    return path
+
+
+def parse_swaps(spec: str | None) -> list[int]:
+    if not spec:
+        return []
+    try:
+        return sorted({int(s) for s in spec.split(",") if s.strip()})
+    except ValueError:
+        raise UserInputError(f"--swap takes block numbers like 2,3; got {spec!r}") from None
+
+
+def run_project(
+    photos: Sequence[str],
+    out: str | os.PathLike = "projections",
+    ckpt: str | os.PathLike | None = None,
+    cartoons: Sequence[str] = (),
+    swaps: Sequence[int] = (),
+    cfg: ProjectConfig | None = None,
+    align: bool = True,
+    perceptual: str = "lpips",
+    perceptual_weights: str | None = None,
+    landmarks: str | None = None,
+    noise_mode: str = "projected",
+    video: bool = False,
+    device: str = "auto",
+    show_progress: bool = True,
+) -> list[Path]:
+    """Align, project (one batch), render through each cartoon generator and blend; write files.
+
+    Returns each photo's output folder: ``aligned.png``, ``projected.png``, ``cartoon_<name>.png``,
+    ``swap<k>_<name>.png``, ``grid.png``, ``latent.pt`` (and ``projection.mp4`` with ``video``).
+    """
+    cfg = cfg or ProjectConfig()
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        enable_tf32()
+    ckpt = Path(ckpt) if ckpt is not None else bundled_generator()
+    G = load_generator(ckpt, device=dev)
+    percept = build_perceptual(perceptual, perceptual_weights, dev)
+    toons = [(Path(c).stem, load_generator(c, device=dev)) for c in cartoons]
+    for name, T in toons:
+        if T.size != G.size or T.n_latent != G.n_latent:
+            raise UserInputError(f"cartoon generator {name} is {T.size} px; the source is {G.size} px")
+    if noise_mode not in ("projected", *NOISE_MODES):
+        raise UserInputError(f"--noise-mode must be projected, {', '.join(NOISE_MODES)}")
+
+    names = [Path(p).stem for p in photos]
+    if len(set(names)) != len(names):  # a/face.jpg and b/face.jpg must not share an output folder
+        names = [f"{i:02d}_{s}" for i, s in enumerate(names)]
+    aligned = [_load_target(p, G.size, align, landmarks) for p in photos]
+    targets = torch.stack([_to_tensor(a) for a in aligned])
+    result = project(G, targets, percept, cfg, show_progress=show_progress)
+
+    from finetune.swap import blend_generators
+
+    blends = [(f"swap{k}_{name}", blend_generators(G, T, k)) for name, T in toons for k in swaps]
+    noise = result.noise if noise_mode == "projected" else None
+    nmode = "const" if noise_mode == "projected" else noise_mode
+    renders = [(f"cartoon_{name}", render(T, result.latent, noise, nmode)) for name, T in toons]
+    renders += [(label, render(B, result.latent, noise, nmode)) for label, B in blends]
+
+    settings = {k: v for k, v in asdict(cfg).items()}
+    settings.update(perceptual=perceptual, align=align, size=G.size)
+    folders = []
+    for i, (photo, name) in enumerate(zip(photos, names)):
+        folder = Path(out) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        tiles = [aligned[i], to_pil(result.image[i])]
+        labels = ["photo (aligned)", "projected"]
+        save_atomic(aligned[i], folder / "aligned.png")
+        save_atomic(tiles[1], folder / "projected.png")
+        for label, imgs in renders:
+            pil = to_pil(imgs[i])
+            save_atomic(pil, folder / f"{label}.png")
+            tiles.append(pil)
+            labels.append(label.replace("cartoon_", "").replace("_", " "))
+        save_atomic(make_grid(tiles, cols=len(tiles), col_labels=labels), folder / "grid.png")
+        save_latent(folder / "latent.pt", result.latent[i], [t[i] for t in result.noise], ckpt, settings,
+                    source=str(photo))
+        if video and result.frames:
+            frames = [f[i].permute(1, 2, 0).numpy() for f in result.frames]
+            target = np.asarray(aligned[i].resize(frames[0].shape[1::-1]))
+            write_video([np.concatenate([target, f], axis=1) for f in frames], folder / "projection.mp4")
+        folders.append(folder)
+    return folders
+
+
+@click.command(name="project")
+@click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
+              help="Source (face) generator. Default: the bundled 64-px synthetic-face generator.")
+@click.option("--cartoon", "cartoons", multiple=True, type=click.Path(dir_okay=False),
+              help="Cartoon generator(s) fine-tuned from --ckpt; repeat or comma-separate for several.")
+@click.option("--swap", default=None, help="Also render layer-swapped blends source→cartoon at these blocks, e.g. 2,3.")
+@click.option("--out", default="projections", show_default=True, type=click.Path(file_okay=False),
+              help="One sub-folder per photo.")
+@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--space", type=click.Choice(["w+", "w"]), default="w+", show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True)
+@click.option("--mse", type=click.FloatRange(0), default=0.0, show_default=True, help="Weight of a pixel MSE term.")
+@click.option("--noise-regularize", type=click.FloatRange(0), default=1e5, show_default=True)
+@click.option("--no-noise-opt", is_flag=True, help="Keep the noise maps fixed (optimise the latent only).")
+@click.option("--perceptual", type=click.Choice(PERCEPTUAL), default="lpips", show_default=True,
+              help="lpips: LPIPS-VGG (needs torchvision's vgg16-397923af.pth in the torch hub cache or "
+                   "--perceptual-weights); random: random VGG trunk (offline, lower quality); none: MSE only.")
+@click.option("--perceptual-weights", type=click.Path(dir_okay=False), default=None,
+              help="torchvision VGG16 ImageNet weights (vgg16-397923af.pth).")
+@click.option("--no-align", is_flag=True, help="Photos are already aligned square crops.")
+@click.option("--landmarks", type=click.Path(dir_okay=False), default=None, help="dlib 68-landmark model file.")
+@click.option("--noise-mode", type=click.Choice(["projected", *NOISE_MODES]), default="projected", show_default=True,
+              help="Noise for the cartoon renders: the optimised maps, or the cartoon checkpoint's const maps, ...")
+@click.option("--video", is_flag=True, help="Also write projection.mp4 of the optimisation.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 on CUDA, fp32 on CPU.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regularize, no_noise_opt, perceptual,
+         perceptual_weights, no_align, landmarks, noise_mode, video, precision, seed, device) -> None:
+    """Project face photo(s) into the generator and render them as cartoons."""
+    with user_errors():
+        dev = pick_device(device)
+        if precision == "auto":
+            precision = "bf16" if dev.type == "cuda" else "fp32"
+        cfg = ProjectConfig(steps=steps, space=space, lr=lr, mse=mse, noise_regularize=noise_regularize,
+                            optimize_noise=not no_noise_opt, precision=precision, seed=seed,
+                            video_every=max(1, steps // 100) if video else 0)
+        toon_list = [c for item in cartoons for c in item.split(",") if c]
+        if ckpt is None and not bundled_generator().exists():
+            raise ToonlabError(f"no --ckpt given and the bundled generator is missing at {bundled_generator()}")
+        folders = run_project(photos, out, ckpt, toon_list, parse_swaps(swap), cfg, align=not no_align,
+                              perceptual=perceptual, perceptual_weights=perceptual_weights, landmarks=landmarks,
+                              noise_mode=noise_mode, video=video, device=str(dev))
+    for f in folders:
+        click.echo(f"wrote {f}/ (grid.png, projected.png, latent.pt, ...)")
+    if perceptual == "random":
+        click.echo("note: --perceptual random uses an untrained VGG trunk; expect a looser likeness", err=True)
+
+
+if __name__ == "__main__":
+    main()
