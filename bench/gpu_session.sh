@@ -2,15 +2,17 @@
 # One GPU session's checks and measurements, each step time-boxed so a slow or failing step
 # cannot eat the others' time.  Logs go to $OUT (the device tool's folder) or out/gpu.
 #
-#   bash bench/gpu_session.sh [STEP ...]     steps: env ops-tests tests ops generator train finetune
+#   bash bench/gpu_session.sh [STEP ...]     steps: env ops-tests tests ops generator train finetune project translate
 #                                            (default: all of them, in that order)
+# The project step needs the lpips wheel on the GPU machine: carry .whl (pip download lpips) and
+# install it first (see the device README).
 set -u
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 PY=${PY:-python3}
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(env ops-tests tests ops generator train finetune)
+[ ${#steps[@]} -eq 0 ] && steps=(env ops-tests tests ops generator train finetune project translate)
 
 step() {  # step NAME SECONDS CMD...: run, tee to $OUT/NAME.log, say how long it took
   local name=$1 limit=$2; shift 2
@@ -25,12 +27,14 @@ step() {  # step NAME SECONDS CMD...: run, tee to $OUT/NAME.log, say how long it
 for s in "${steps[@]}"; do
   case $s in
     env) step env 60 bash -c "nvidia-smi; $PY -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())'" ;;
-    ops-tests) step ops_tests 330 $PY -m pytest tests/test_ops_cuda.py -q -p no:cacheprovider --maxfail=30 -rf ;;
+    ops-tests) step ops_tests 420 $PY -m pytest tests/test_ops_cuda.py -q -p no:cacheprovider --maxfail=30 -rf ;;
     tests) step tests 300 $PY -m pytest tests -q -p no:cacheprovider -x --deselect tests/test_ops_cuda.py -m "not slow" ;;
     ops) step bench_ops 200 $PY bench/ops.py ;;
     generator) step bench_generator 180 $PY bench/generator.py --size 256 --batch 32 ;;
     train) step bench_train 300 $PY bench/train.py --size 256 --batch 32 --profile ;;
     finetune) step bench_finetune 180 $PY bench/finetune.py ;;
+    project) step bench_project 300 $PY bench/project.py --steps 500 ;;
+    translate) step bench_translate 300 $PY bench/translate.py --variants --no-cpu ;;
     *) echo "unknown step $s" ;;
   esac
 done

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "project": ("inversion.project", "main", "Project face photos into the generator and render them as cartoons."),
     "sefa": ("inversion.sefa", "main", "SeFa closed-form editing directions: factorize, apply."),
     "translate": ("translation.infer", "main", "Turn photos, folders and videos into cartoons (AnimeGAN/CartoonGAN)."),
+    "edges": ("translation.edges", "main", "Edge-smoothed copies of a style folder (translation data prep)."),
     "translate-train": ("translation.train", "main",
                         "Train an AnimeGAN/CartoonGAN photo-to-cartoon translator (resumes by re-running)."),
     "metrics": ("toonlab.metrics", "main", "FID, KID and LPIPS diversity between image sources."),

@@ -1,0 +1,181 @@
+"""Registry of the translation networks, and loading generators from any file users have.
+
+``load_generator`` accepts our training checkpoints (``g`` / ``g_ema`` + a ``toonlab`` metadata
+dict), bare generator state dicts in the animegan2-pytorch port's layout (the released
+``face_paint_512_v2.pt``, ``paprika.pt``, ``celeba_distill.pt``; v2 vs lite told apart by the keys
+and shapes) and bare state dicts of our other generators. Everything else is a one-line
+``UserInputError`` naming the file. Files are read with ``weights_only=True``: a checkpoint never
+runs code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache, partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from toonlab.errors import UserInputError
+from translation.animegan import (
+    AnimeGANDiscriminator,
+    AnimeGANv1Generator,
+    AnimeGANv2Generator,
+)
+from translation.cartoongan import CartoonGANDiscriminator, CartoonGANGenerator
+
+__all__ = ["MODELS", "DISCRIMINATORS", "family", "build_generator", "build_discriminator", "load_generator",
+           "infer_model"]
+
+MODELS: dict[str, Callable[[], nn.Module]] = {
+    "animegan": AnimeGANv1Generator,
+    "animegan2": AnimeGANv2Generator,
+    "animegan2-lite": partial(AnimeGANv2Generator, lite=True),
+    "cartoongan": CartoonGANGenerator,
+    "cartoongan-improved": partial(CartoonGANGenerator, improved=True),
+}
+
+DISCRIMINATORS: dict[str, Callable[[], nn.Module]] = {
+    "animegan": AnimeGANDiscriminator,
+    "animegan2": AnimeGANDiscriminator,
+    "animegan2-lite": AnimeGANDiscriminator,
+    "cartoongan": CartoonGANDiscriminator,
+    "cartoongan-improved": partial(CartoonGANDiscriminator, improved=True),
+}
+
+# The models whose bare state dicts are the animegan2-pytorch port's layout.
+_PORT_MODELS = ("animegan2", "animegan2-lite")
+
+
+def _check_name(model: str) -> str:
+    if model not in MODELS:
+        raise UserInputError(f"unknown model {model!r} (use one of {', '.join(MODELS)})")
+    return model
+
+
+def family(model: str) -> str:
+    """'animegan' (v1), 'animegan2' (v2 and lite) or 'cartoongan' (both variants): which recipe trains it."""
+    _check_name(model)
+    if model.startswith("cartoongan"):
+        return "cartoongan"
+    return "animegan2" if model.startswith("animegan2") else "animegan"
+
+
+def build_generator(model: str) -> nn.Module:
+    """A freshly initialised generator of the named model."""
+    return MODELS[_check_name(model)]()
+
+
+def build_discriminator(model: str) -> nn.Module:
+    """The discriminator the named model is trained with."""
+    return DISCRIMINATORS[_check_name(model)]()
+
+
+@cache
+def _signature(model: str) -> dict[str, tuple[int, ...]]:
+    """Key → shape of the model's state dict, built on the meta device (no memory, no init cost)."""
+    with torch.device("meta"):
+        m = MODELS[model]()
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+
+def _mismatch(model: str, sd: dict[str, Tensor]) -> str | None:
+    for k, shape in _signature(model).items():
+        if tuple(sd[k].shape) != shape:
+            return f"shape mismatch at key {k!r}: {model} expects {list(shape)}, the file has {list(sd[k].shape)}"
+    return None
+
+
+def infer_model(sd: dict[str, Any], path: str | Path = "state dict") -> str:
+    """Name of the registered model whose state-dict keys and shapes ``sd`` has exactly."""
+    if not sd or not all(isinstance(v, Tensor) for v in sd.values()):
+        raise UserInputError(f"{path}: unknown layout (not a generator state dict)")
+    keys = set(sd)
+    same_keys = [m for m in MODELS if set(_signature(m)) == keys]
+    for m in same_keys:
+        if _mismatch(m, sd) is None:
+            return m
+    if same_keys:
+        raise UserInputError(f"{path}: {_mismatch(same_keys[0], sd)}")
+    if any(k.startswith("block_a.") for k in keys):
+        own = _signature("animegan2")
+        missing = [k for k in own if k not in keys]
+        extra = sorted(k for k in keys if k not in own)
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+        raise UserInputError(f"{path}: looks like an animegan2-pytorch generator but the keys differ ({what}; "
+                             f"{len(keys)} keys, the port has {len(own)})")
+    first = ", ".join(sorted(keys)[:3])
+    raise UserInputError(f"{path}: unknown layout (keys {first}, …); expected a toonlab translation checkpoint "
+                         f"or an animegan2-pytorch state dict")
+
+
+def _load_checked(G: nn.Module, model: str, sd: dict[str, Any], path: Path) -> None:
+    own = _signature(model)
+    missing = [k for k in own if k not in sd]
+    extra = [k for k in sd if k not in own]
+    if missing:
+        raise UserInputError(f"{path}: {model} generator is missing key {missing[0]!r} ({len(missing)} missing)")
+    if extra:
+        raise UserInputError(f"{path}: unexpected key {extra[0]!r} for a {model} generator ({len(extra)} unexpected)")
+    bad = _mismatch(model, sd)
+    if bad:
+        raise UserInputError(f"{path}: {bad}")
+    G.load_state_dict(sd, strict=True)
+
+
+def _read(path: Path) -> Any:
+    if not path.exists():
+        raise UserInputError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise UserInputError(f"checkpoint path is a folder, not a file: {path}")
+    if path.stat().st_size == 0:
+        raise UserInputError(f"{path} is empty (0 bytes), not a checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors come in many types; all mean "not a torch file we can read"
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserInputError(f"{path} is not a loadable torch file: {reason[:160]}") from None
+
+
+def load_generator(
+    path: str | Path, device: str | torch.device = "cpu", which: str = "auto"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a translation generator from ``path``; returns ``(G in eval mode, metadata)``.
+
+    which: "auto" (``g_ema`` when the checkpoint has one, else ``g``), "g" or "g_ema" — for our
+    training checkpoints; bare state dicts have only one generator. Metadata: ``model``, ``source``
+    ("toonlab" or "port"), ``path``, ``which`` and, for our checkpoints, ``step`` and ``preset``.
+    """
+    if which not in ("auto", "g", "g_ema"):
+        raise UserInputError(f"unknown generator choice {which!r} (use auto, g or g_ema)")
+    path = Path(path)
+    obj = _read(path)
+    if not isinstance(obj, dict):
+        raise UserInputError(f"{path} is not a generator checkpoint (found a {type(obj).__name__}, expected a dict)")
+    meta_in = obj.get("toonlab") if isinstance(obj.get("toonlab"), dict) else {}
+    if isinstance(obj.get("g"), dict) or isinstance(obj.get("g_ema"), dict):
+        order = ["g_ema", "g"] if which == "auto" else [which]
+        key = next((k for k in order if isinstance(obj.get(k), dict) and obj[k]), None)
+        if key is None:
+            raise UserInputError(f"{path} has no {which!r} generator (keys: {', '.join(map(str, obj))})")
+        sd, source = obj[key], "toonlab"
+        model = meta_in.get("model") or infer_model(sd, path)
+    else:
+        key = "state_dict"
+        sd = obj["state_dict"] if isinstance(obj.get("state_dict"), dict) else obj
+        model = infer_model(sd, path)
+        source = "port" if model in _PORT_MODELS else "toonlab"
+    if model not in MODELS:
+        raise UserInputError(f"{path}: unknown model {model!r} in its metadata (known: {', '.join(MODELS)})")
+    G = build_generator(model)
+    _load_checked(G, model, sd, path)
+    G = G.to(device).eval().requires_grad_(False)
+    meta: dict[str, Any] = {"model": model, "source": source, "path": str(path), "which": key}
+    for k in ("step", "preset", "weights", "phase"):
+        if k in meta_in:
+            meta[k] = meta_in[k]
+    if "step" not in meta and "step" in obj and isinstance(obj["step"], int):
+        meta["step"] = obj["step"]
+    return G, meta

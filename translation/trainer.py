@@ -1,0 +1,462 @@
+"""The translation trainer (AnimeGAN v1/v2, CartoonGAN): scheduling only.
+
+Two phases, counted in iterations: an initialisation phase that trains G with the content loss
+alone (it learns to reconstruct photos before it learns a style), then the adversarial phase
+(one D step, one G step per iteration). The maths lives in ``losses/translation.py``,
+``losses/features.py`` and the networks; this file owns phases, optimisers, presets, samples,
+checkpoints (exact resume by re-running the same command), stats and the NaN stop.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from losses import g_nonsaturating
+from losses.features import FeatureExtractor, resnet_features, vgg19_features
+from losses.translation import (
+    color_loss,
+    content_loss,
+    edge_smoothed_fake_loss,
+    grayscale,
+    lsgan_d_loss,
+    lsgan_g_loss,
+    style_loss,
+    tv_loss,
+)
+from toonlab.atomic import atomic_path
+from toonlab.errors import UserInputError
+from toonlab.images import make_grid
+from toonlab.images import save_atomic as save_image
+from toonlab.run import RunDir, Stats, check_finite
+from toonlab.runtime import autocast, progress, seed_everything
+from translation.models import (
+    MODELS,
+    build_discriminator,
+    build_generator,
+    family,
+    load_generator,
+)
+
+__all__ = ["TranslateConfig", "TranslationTrainer", "PRESETS", "SCHEDULES", "resolve_config"]
+
+PRESET_NAMES = ("hayao", "shinkai", "paprika")
+
+# Loss weights per family and preset (REFERENCE.md §6). d_weights = inner weights of the AnimeGAN D
+# terms (real, fake, gray, smooth); w_adv / w_d_adv = outer adversarial weights of G / D.
+# v1 and CartoonGAN published one weight set for every style.
+_V1 = dict(w_adv=300.0, w_d_adv=300.0, w_con=1.5, w_sty=3.0, w_col=10.0, w_tv=0.0, d_weights=(1.0, 1.0, 1.0, 0.1))
+_CG = dict(w_adv=1.0, w_d_adv=1.0, w_con=10.0, w_sty=0.0, w_col=0.0, w_tv=0.0, d_weights=(1.0, 1.0, 0.0, 1.0))
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "animegan": {p: dict(_V1) for p in PRESET_NAMES},
+    "animegan2": {
+        "hayao": dict(w_adv=300.0, w_d_adv=300.0, w_con=1.5, w_sty=2.5, w_col=15.0, w_tv=1.0,
+                      d_weights=(1.2, 1.2, 1.2, 0.8)),
+        "shinkai": dict(w_adv=300.0, w_d_adv=300.0, w_con=1.2, w_sty=2.0, w_col=10.0, w_tv=1.0,
+                        d_weights=(1.7, 1.7, 1.7, 1.0)),
+        "paprika": dict(w_adv=300.0, w_d_adv=300.0, w_con=2.0, w_sty=0.6, w_col=50.0, w_tv=0.1,
+                        d_weights=(1.0, 1.0, 1.0, 0.005)),
+    },
+    "cartoongan": {p: dict(_CG) for p in PRESET_NAMES},
+}
+# Phase lengths (epochs) and learning rates per family.
+SCHEDULES: dict[str, dict[str, float]] = {
+    "animegan": dict(init_epochs=5, init_lr=1e-4, g_lr=8e-5, d_lr=1.6e-4),
+    "animegan2": dict(init_epochs=10, init_lr=2e-4, g_lr=2e-5, d_lr=4e-5),
+    "cartoongan": dict(init_epochs=10, init_lr=2e-4, g_lr=2e-4, d_lr=2e-4),
+}
+WEIGHT_KEYS = ("w_adv", "w_d_adv", "w_con", "w_sty", "w_col", "w_tv", "d_weights")
+
+
+@dataclass
+class TranslateConfig:
+    """Every knob of a translation run; ``None`` means "from the model's schedule / the preset"."""
+
+    model: str = "animegan2"
+    preset: str = "hayao"
+    photos: str | None = None  # folder, zip, LMDB or synthetic:NAME; None with style=None → synthetic faces
+    style: str | None = None
+    smooth: str | None = None  # pre-made edge-smoothed style images (else computed on the fly)
+    out: str = "runs/translate"
+    size: int = 256  # random crop side
+    load_size: int | None = None  # images are resized/centre-cropped to this before cropping [size + size/8]
+    batch: int = 8
+    epochs: float = 100.0  # adversarial phase, in passes over the larger domain
+    init_epochs: float | None = None  # [v1 5, v2 10, CartoonGAN 10]
+    iters: int | None = None  # adversarial iterations (overrides epochs)
+    init_iters: int | None = None  # initialisation iterations (overrides init_epochs)
+    init_lr: float | None = None
+    g_lr: float | None = None
+    d_lr: float | None = None
+    beta1: float = 0.5
+    beta2: float = 0.999
+    w_adv: float | None = None
+    w_d_adv: float | None = None
+    w_con: float | None = None
+    w_sty: float | None = None
+    w_col: float | None = None
+    w_tv: float | None = None
+    d_weights: tuple[float, float, float, float] | None = None
+    vgg: str = "imagenet"  # "imagenet" (weights from disk) or "random" (offline, lower quality)
+    vgg_weights: str | None = None  # the feature network's weights file (VGG19, or ResNet-50 for resnet50)
+    features: str = "auto"  # vgg19 | resnet50 | auto (resnet50 for cartoongan-improved, else vgg19)
+    ema: float = 0.0  # EMA decay of a g_ema copy per step (0 = off, as published)
+    resume: str | None = None  # start from this file (ours or a port state dict); the run folder wins
+    seed: int = 0
+    precision: str = "auto"  # auto = bf16 on GPUs, fp32 on CPUs
+    device: str = "auto"
+    workers: int = 2
+    sample_every: int | None = None  # [once per epoch]
+    snapshot_every: int | None = None  # [once per epoch]
+    keep: int = 5
+    log_every: int = 10
+    n_samples: int = 8
+    synthetic_length: int = 1000
+    tensorboard: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def weights(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in WEIGHT_KEYS}
+
+
+def resolve_config(cfg: TranslateConfig, iters_per_epoch: int | None) -> TranslateConfig:
+    """A copy with every ``None`` filled from the model's schedule and the preset; epochs → iterations."""
+    if cfg.model not in MODELS:
+        raise UserInputError(f"unknown model {cfg.model!r} (use one of {', '.join(MODELS)})")
+    fam = family(cfg.model)
+    if cfg.preset not in PRESETS[fam]:
+        raise UserInputError(f"unknown preset {cfg.preset!r} (use one of {', '.join(PRESETS[fam])})")
+    if cfg.vgg not in ("imagenet", "random"):
+        raise UserInputError(f"unknown --vgg {cfg.vgg!r} (use imagenet or random)")
+    if cfg.features not in ("auto", "vgg19", "resnet50"):
+        raise UserInputError(f"unknown feature network {cfg.features!r} (use auto, vgg19 or resnet50)")
+    if cfg.precision not in ("auto", "fp32", "bf16"):
+        raise UserInputError(f"unknown precision {cfg.precision!r} (use auto, fp32 or bf16)")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise UserInputError(f"--ema {cfg.ema} must be in [0, 1)")
+    c = dataclasses.replace(cfg)
+    for k, v in PRESETS[fam][c.preset].items():
+        if getattr(c, k) is None:
+            setattr(c, k, v)
+    c.d_weights = tuple(float(w) for w in c.d_weights)  # type: ignore[union-attr]
+    if len(c.d_weights) != 4:
+        raise UserInputError(f"d_weights needs 4 numbers (real, fake, gray, smooth), got {len(c.d_weights)}")
+    sched = SCHEDULES[fam]
+    for k in ("init_lr", "g_lr", "d_lr"):
+        if getattr(c, k) is None:
+            setattr(c, k, sched[k])
+    if c.init_epochs is None:
+        c.init_epochs = sched["init_epochs"]
+    if c.features == "auto":
+        c.features = "resnet50" if c.model == "cartoongan-improved" else "vgg19"
+    for k, e in (("iters", c.epochs), ("init_iters", c.init_epochs)):
+        if getattr(c, k) is None:
+            if iters_per_epoch is None:
+                raise UserInputError(f"{k} must be given when no dataset sets the epoch length")
+            setattr(c, k, int(math.ceil(e * iters_per_epoch)))
+    if iters_per_epoch is not None:
+        c.sample_every = iters_per_epoch if c.sample_every is None else c.sample_every
+        c.snapshot_every = iters_per_epoch if c.snapshot_every is None else c.snapshot_every
+    return c
+
+
+class TranslationTrainer:
+    """Owns the schedule of one translation run.
+
+    ``data`` (a ``translation.data.TranslationData``) supplies batches and the sample photos; it may
+    be None when ``train`` is given an iterator of ``(photo, style, style_gray, style_smooth)``
+    batches, in which case ``cfg`` must carry ``iters`` and ``init_iters``.
+    """
+
+    def __init__(self, cfg: TranslateConfig, data=None, device: torch.device | str = "cpu",
+                 features: FeatureExtractor | None = None) -> None:
+        self.data = data
+        self.cfg = resolve_config(cfg, data.iters_per_epoch(cfg.batch) if data is not None else None)
+        c = self.cfg
+        self.device = torch.device(device)
+        self.precision = ("bf16" if self.device.type == "cuda" else "fp32") if c.precision == "auto" else c.precision
+        self.family = family(c.model)
+        # Features first: missing weights must fail before a run folder is created.
+        self.F = (features or self._build_features()).to(self.device)
+        self.run = RunDir(c.out)
+        seed_everything(c.seed)
+        self.G = build_generator(c.model).to(self.device)
+        self.D = build_discriminator(c.model).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if c.ema > 0 else None
+        betas = (c.beta1, c.beta2)
+        self.g_init_optim = torch.optim.Adam(self.G.parameters(), lr=c.init_lr, betas=betas)
+        self.g_optim = torch.optim.Adam(self.G.parameters(), lr=c.g_lr, betas=betas)
+        self.d_optim = torch.optim.Adam(self.D.parameters(), lr=c.d_lr, betas=betas)
+        self.step = 0
+        self.stats = Stats(self.run, tensorboard=c.tensorboard)
+        self.sample_photos: Tensor | None = data.fixed_photos(c.n_samples) if data is not None else None
+
+    # ---- setup ---------------------------------------------------------------------------------
+
+    def _build_features(self) -> FeatureExtractor:
+        c = self.cfg
+        rnd = c.vgg == "random"
+        if c.features == "resnet50":
+            return resnet_features(c.vgg_weights, random=rnd)
+        return vgg19_features(c.vgg_weights, random=rnd)
+
+    @property
+    def total_iters(self) -> int:
+        return int(self.cfg.init_iters) + int(self.cfg.iters)
+
+    @property
+    def phase(self) -> str:
+        return "init" if self.step < int(self.cfg.init_iters) else "adversarial"
+
+    def metadata(self) -> dict[str, Any]:
+        c = self.cfg
+        return {"model": c.model, "preset": c.preset, "weights": c.weights(), "step": self.step,
+                "phase": self.phase, "precision": self.precision, "features": f"{self.F.name}:{self.F.source}",
+                "config": c.to_dict()}
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        py = random.getstate()
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": [py[0], list(py[1]), py[2]]}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        out = {
+            "g": self.G.state_dict(), "d": self.D.state_dict(),
+            "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
+            "g_init_optim": self.g_init_optim.state_dict(),
+            "step": self.step, "rng": rng, "toonlab": self.metadata(),
+        }
+        if self.G_ema is not None:
+            out["g_ema"] = self.G_ema.state_dict()
+        return out
+
+    def save(self) -> Path:
+        path = self.run.checkpoint_path(self.step)
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
+        self.run.prune(self.cfg.keep)
+        return path
+
+    def load(self, path: Path) -> None:
+        """Resume exactly from one of our checkpoints (weights, optimisers, step, RNG)."""
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UserInputError(f"{path} is not a loadable checkpoint: {str(e).splitlines()[0][:160]}") from None
+        meta = ckpt.get("toonlab") if isinstance(ckpt, dict) else None
+        if not isinstance(meta, dict) or "g" not in ckpt:
+            raise UserInputError(f"{path} is not a toonlab translation training checkpoint")
+        if meta.get("model") != self.cfg.model:
+            raise UserInputError(f"{path} was trained as {meta.get('model')!r}, not {self.cfg.model!r}; "
+                                 f"use another --out or the same --model")
+        try:
+            self.G.load_state_dict(ckpt["g"])
+            self.D.load_state_dict(ckpt["d"])
+            if self.G_ema is not None:
+                self.G_ema.load_state_dict(ckpt.get("g_ema", ckpt["g"]))
+            self.g_optim.load_state_dict(ckpt["g_optim"])
+            self.d_optim.load_state_dict(ckpt["d_optim"])
+            if "g_init_optim" in ckpt:
+                self.g_init_optim.load_state_dict(ckpt["g_init_optim"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise UserInputError(f"{path}: cannot resume from it: {str(e).splitlines()[0][:200]}") from None
+        self.step = int(ckpt.get("step", meta.get("step", 0)))
+        rng = ckpt.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            v, state, gauss = rng["python"]
+            random.setstate((v, tuple(state), gauss))
+            if "cuda" in rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def maybe_resume(self) -> str:
+        """The run folder's newest checkpoint wins; else ``resume`` seeds the weights (G only for a port file)."""
+        latest = self.run.latest()
+        if latest is not None:
+            self.load(latest)
+            return f"resumed from {latest} at step {self.step}"
+        if self.cfg.resume:
+            path = Path(self.cfg.resume)
+            G, meta = load_generator(path, which="g")  # ours: the trainable copy; a port file has one G
+            if meta["model"] != self.cfg.model:
+                raise UserInputError(f"--resume {path} holds a {meta['model']} generator, not {self.cfg.model}")
+            self.G.load_state_dict(G.state_dict())
+            if self.G_ema is not None:
+                self.G_ema.load_state_dict(G.state_dict())
+            return f"generator initialised from {path} ({meta['source']} file)"
+        return "starting a new run"
+
+    # ---- one step ------------------------------------------------------------------------------
+
+    def _features(self, x: Tensor) -> Tensor:
+        return self.F(x)
+
+    def _d_inputs(self, style: Tensor, gray: Tensor, smooth: Tensor, fake: Tensor) -> list[Tensor]:
+        if self.family == "cartoongan":  # edge-smoothed colour cartoons are CartoonGAN's extra fakes
+            return [style, fake, smooth]
+        return [style, fake, gray, grayscale(smooth)]  # AnimeGAN: grayscale(edge-smoothed) (REFERENCE §6)
+
+    def _d_loss(self, logits: list[Tensor]) -> Tensor:
+        c = self.cfg
+        if self.family == "cartoongan":
+            real, fake, smooth = logits
+            if c.model == "cartoongan-improved":
+                loss = lsgan_d_loss(real, fake, smooth=smooth, weights=c.d_weights)
+            else:  # the paper's BCE: softplus(-D(c)) is the real term, softplus(D(·)) a fake term
+                w_r, w_f, _, w_s = c.d_weights
+                loss = (w_r * g_nonsaturating(real) + w_f * edge_smoothed_fake_loss(fake, "bce")
+                        + w_s * edge_smoothed_fake_loss(smooth, "bce"))
+        else:
+            loss = lsgan_d_loss(*logits, weights=c.d_weights)
+        return c.w_d_adv * loss
+
+    def _g_adv(self, logits: Tensor) -> Tensor:
+        if self.cfg.model == "cartoongan":
+            return g_nonsaturating(logits)
+        return lsgan_g_loss(logits)
+
+    def train_step(self, batch: tuple[Tensor, ...] | list[Tensor]) -> None:
+        c, st = self.cfg, self.stats
+        photo, style, gray, smooth = (t.to(self.device, non_blocking=True) for t in batch)
+        prec = autocast(self.device, self.precision)
+        with torch.no_grad(), prec:
+            f_photo = self._features(photo)
+        if self.phase == "init":
+            with prec:
+                fake = self.G(photo)
+                con = content_loss(self._features(fake), f_photo)
+            check_finite(self.step, init_content=con)
+            self.g_init_optim.zero_grad(set_to_none=True)
+            (c.w_con * con).backward()
+            self.g_init_optim.step()
+            st.report("loss/init_con", con)
+            st.report("phase", 0.0)
+            self._ema()
+            return
+        # -- D: one forward over real, fake and the extra fakes (norms are per sample, so no mixing;
+        #    spectral norm then does one power iteration per step, as with a single D call)
+        self.D.requires_grad_(True)
+        with torch.no_grad(), prec:
+            fake = self.G(photo)
+        with prec:
+            parts = self._d_inputs(style, gray, smooth, fake)
+            logits = self.D(torch.cat(parts)).float().chunk(len(parts))
+            d_loss = self._d_loss(list(logits))
+        check_finite(self.step, d_loss=d_loss)
+        self.d_optim.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optim.step()
+        st.report("loss/d", d_loss)
+        st.report("d/real", logits[0].mean())
+        st.report("d/fake", logits[1].mean())
+        # -- G
+        self.D.requires_grad_(False)
+        with prec:
+            fake = self.G(photo)
+            adv = self._g_adv(self.D(fake).float())
+            f_fake = self._features(fake)
+            terms = {"g_adv": c.w_adv * adv, "con": c.w_con * content_loss(f_fake, f_photo)}
+            if c.w_sty:
+                with torch.no_grad():
+                    f_gray = self._features(gray)
+                terms["sty"] = c.w_sty * style_loss(f_fake, f_gray)
+            if c.w_col:
+                terms["col"] = c.w_col * color_loss(fake, photo)
+            if c.w_tv:
+                terms["tv"] = c.w_tv * tv_loss(fake)
+        g_loss = sum(terms.values())
+        check_finite(self.step, g_loss=g_loss, **terms)
+        self.g_optim.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optim.step()
+        self.D.requires_grad_(True)
+        st.report("loss/g", g_loss)
+        for k, v in terms.items():
+            st.report(f"loss/{k}", v)
+        st.report("phase", 1.0)
+        self._ema()
+
+    @torch.no_grad()
+    def _ema(self) -> None:
+        if self.G_ema is None:
+            return
+        for pe, pm in zip(self.G_ema.parameters(), self.G.parameters()):
+            pe.lerp_(pm.detach(), 1.0 - self.cfg.ema)
+        for be, bm in zip(self.G_ema.buffers(), self.G.buffers()):
+            be.copy_(bm)
+
+    @torch.no_grad()
+    def save_samples(self) -> Path | None:
+        """Fixed photos, then G's translations (and g_ema's), one row each."""
+        if self.sample_photos is None:
+            return None
+        x = self.sample_photos.to(self.device)
+        rows, labels = [x], ["photo"]
+        was = self.G.training
+        self.G.eval()
+        with autocast(self.device, self.precision):
+            rows.append(self.G(x).float())
+            labels.append("G")
+            if self.G_ema is not None:
+                rows.append(self.G_ema(x).float())
+                labels.append("G_ema")
+        self.G.train(was)
+        grid = make_grid(torch.cat(rows).cpu(), cols=len(x), row_labels=labels)
+        return save_image(grid, self.run.samples / f"{self.step:06d}.png")
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def train(self, batches: Iterator[tuple[Tensor, ...]] | None = None) -> Path | None:
+        """Run until ``init_iters + iters`` steps; returns the last checkpoint written."""
+        c = self.cfg
+        self.run.write_config(c.to_dict())
+        if batches is None:
+            if self.data is None:
+                raise UserInputError("no data: pass a batch iterator or a TranslationData")
+            batches = self.data.batches(c.batch, seed=c.seed, start_step=self.step, workers=c.workers)
+        self.G.train()
+        self.D.train()
+        bar = progress(total=self.total_iters, initial=self.step, desc="translate-train", unit="it")
+        t_last, step_last, last_saved = time.time(), self.step, None
+        try:
+            while self.step < self.total_iters:
+                batch = next(batches)
+                if self.sample_photos is None:
+                    self.sample_photos = batch[0][: c.n_samples].clone()
+                self.train_step(batch)
+                self.step += 1
+                bar.update(1)
+                if self.step % c.log_every == 0 or self.step == self.total_iters:
+                    dt = time.time() - t_last
+                    s = self.stats.flush(self.step, sec_per_it=dt / max(self.step - step_last, 1))
+                    t_last, step_last = time.time(), self.step
+                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in s.items()
+                                     if k in ("loss/init_con", "loss/d", "loss/g", "loss/con", "sec_per_it")})
+                if c.sample_every and self.step % c.sample_every == 0:
+                    self.save_samples()
+                if c.snapshot_every and self.step % c.snapshot_every == 0:
+                    last_saved = self.save()
+            latest = self.run.latest()
+            if latest is None or int(latest.stem) != self.step:
+                last_saved = self.save()
+                self.save_samples()
+            else:
+                last_saved = latest
+        finally:
+            bar.close()
+            self.stats.close()
+        return last_saved
+
