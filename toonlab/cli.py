@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "edges": ("translation.edges", "main", "Edge-smoothed copies of a style folder (translation data prep)."),
     "translate-train": ("translation.train", "main",
                         "Train an AnimeGAN/CartoonGAN photo-to-cartoon translator (resumes by re-running)."),
+    "stargan2": ("translation.stargan2", "main", "StarGAN v2 multi-domain translation: train, sample, eval."),
+    "cyclegan": ("translation.cyclegan", "main", "Train a CycleGAN photo <-> cartoon translator (resumes by re-running)."),
+    "translate-compare": ("translation.compare", "main", "CartoonGAN vs CycleGAN (vs AnimeGANv2): FID and time per epoch."),
     "metrics": ("toonlab.metrics", "main", "FID, KID and LPIPS diversity between image sources."),
 }
 

@@ -25,6 +25,7 @@ from translation.animegan import (
     AnimeGANv2Generator,
 )
 from translation.cartoongan import CartoonGANDiscriminator, CartoonGANGenerator
+from translation.cyclegan import CycleGANGenerator, PatchGANDiscriminator
 
 __all__ = ["MODELS", "DISCRIMINATORS", "family", "build_generator", "build_discriminator", "load_generator",
            "infer_model"]
@@ -35,6 +36,7 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
     "animegan2-lite": partial(AnimeGANv2Generator, lite=True),
     "cartoongan": CartoonGANGenerator,
     "cartoongan-improved": partial(CartoonGANGenerator, improved=True),
+    "cyclegan": CycleGANGenerator,
 }
 
 DISCRIMINATORS: dict[str, Callable[[], nn.Module]] = {
@@ -43,6 +45,7 @@ DISCRIMINATORS: dict[str, Callable[[], nn.Module]] = {
     "animegan2-lite": AnimeGANDiscriminator,
     "cartoongan": CartoonGANDiscriminator,
     "cartoongan-improved": partial(CartoonGANDiscriminator, improved=True),
+    "cyclegan": PatchGANDiscriminator,
 }
 
 # The models whose bare state dicts are the animegan2-pytorch port's layout.
@@ -56,10 +59,12 @@ def _check_name(model: str) -> str:
 
 
 def family(model: str) -> str:
-    """'animegan' (v1), 'animegan2' (v2 and lite) or 'cartoongan' (both variants): which recipe trains it."""
+    """'animegan' (v1), 'animegan2' (v2 and lite), 'cartoongan' (both variants) or 'cyclegan': which recipe trains it."""
     _check_name(model)
     if model.startswith("cartoongan"):
         return "cartoongan"
+    if model == "cyclegan":
+        return "cyclegan"
     return "animegan2" if model.startswith("animegan2") else "animegan"
 
 

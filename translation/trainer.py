@@ -135,6 +135,8 @@ def resolve_config(cfg: TranslateConfig, iters_per_epoch: int | None) -> Transla
     """A copy with every ``None`` filled from the model's schedule and the preset; epochs → iterations."""
     if cfg.model not in MODELS:
         raise UserInputError(f"unknown model {cfg.model!r} (use one of {', '.join(MODELS)})")
+    if cfg.model == "cyclegan":
+        raise UserInputError("cyclegan trains with translation/cyclegan.py (two generators, two discriminators)")
     fam = family(cfg.model)
     if cfg.preset not in PRESETS[fam]:
         raise UserInputError(f"unknown preset {cfg.preset!r} (use one of {', '.join(PRESETS[fam])})")
