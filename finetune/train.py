@@ -22,6 +22,7 @@ import click
 
 from finetune.trainer import FinetuneConfig, FinetuneTrainer
 from toonlab.errors import ToonlabError, UserInputError, user_errors
+from toonlab.metrics import training_cli_options
 from toonlab.runtime import bundled_generator, enable_tf32
 
 
@@ -78,6 +79,12 @@ def finetune(cfg: FinetuneConfig, note: str = "") -> Path | None:
     return trainer.train(data)
 
 
+def with_metrics_options(f):
+    for opt in reversed(training_cli_options()):
+        f = opt(f)
+    return f
+
+
 @click.command(name="finetune")
 @click.option("--source", type=click.Path(dir_okay=False), default=None,
               help="Source generator checkpoint (community format). Default: the bundled 64-px face model.")
@@ -107,6 +114,7 @@ def finetune(cfg: FinetuneConfig, note: str = "") -> Path | None:
 @click.option("--keep", type=click.IntRange(0), default=None)
 @click.option("--workers", type=click.IntRange(0), default=None)
 @click.option("--device", default=None)
+@with_metrics_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and exit.")
 def main(dry_run: bool, **opts) -> None:
     """Fine-tune a StyleGAN2 face model to a cartoon domain."""

@@ -20,6 +20,7 @@ import click
 
 from stylegan2.training import StyleGAN2Trainer, TrainConfig, init_distributed
 from toonlab.errors import ToonlabError, user_errors
+from toonlab.metrics import training_cli_options
 from toonlab.runtime import enable_tf32
 
 
@@ -81,6 +82,7 @@ OPTIONS = [
     click.option("--keep", type=click.IntRange(0), default=None, help="Checkpoints kept (0 = all) [5]."),
     click.option("--workers", type=click.IntRange(0), default=None, help="Data loader workers [2]."),
     click.option("--device", default=None, help="auto, cpu, cuda [auto]."),
+    *training_cli_options(),
 ]
 
 

@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -36,6 +36,9 @@ from toonlab.errors import UserInputError
 from toonlab.images import make_grid, save_atomic as save_image
 from toonlab.run import RunDir, Stats, check_finite, step_from_name
 from toonlab.runtime import autocast, progress, seed_everything
+
+if TYPE_CHECKING:
+    from toonlab.metrics import TrainingMetrics
 
 
 @dataclass
@@ -78,6 +81,11 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 10
     n_samples: int = 16
+    metrics: str = ""  # periodic metrics of G_ema, e.g. "fid10k" or "fid10k,kid10k" (toonlab.metrics)
+    metrics_every: int = 0  # steps between evaluations (0 = at every snapshot); always at the last step
+    metrics_real: str | None = None  # real images for the metrics (None = the training data)
+    metrics_features: str = "inception"  # "random": offline smoke runs only
+    inception_weights: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -402,10 +410,23 @@ class StyleGAN2Trainer:
         save_image(make_grid(imgs.float().cpu(), cols=int(math.ceil(math.sqrt(len(imgs))))), path)
         return path
 
+    def build_metrics(self) -> "TrainingMetrics | None":
+        """The periodic evaluator (rank 0 only); built before the first step so a missing
+        Inception file fails the run at once, not hours in."""
+        c = self.cfg
+        if not c.metrics or self.info.rank != 0:
+            return None
+        from toonlab.metrics import TrainingMetrics
+
+        return TrainingMetrics(c.metrics, real=c.metrics_real or c.data, size=c.size, device=self.device,
+                               every=c.metrics_every or c.snapshot_every, features=c.metrics_features,
+                               inception_weights=c.inception_weights, workers=c.workers, seed=c.seed)
+
     # ---- the loop ------------------------------------------------------------------------------
 
     def train(self, data: Iterator[Tensor]) -> Path | None:
         c = self.cfg
+        metrics = self.build_metrics()
         if self.info.rank == 0:
             self.run.write_config(c.to_dict())
         bar = progress(total=c.iters, initial=self.step, desc="train", unit="it", disable=self.info.rank != 0)
@@ -417,7 +438,13 @@ class StyleGAN2Trainer:
                 self.train_step(real)
                 self.step += 1
                 bar.update(1)
-                if self.step % c.log_every == 0 or self.step == c.iters:
+                evaluated = metrics is not None and metrics.due(self.step, c.iters)
+                if evaluated:
+                    t_metrics = time.time()
+                    for k, v in metrics(self.G_ema).items():
+                        self.stats.report(k, v)
+                    t_last += time.time() - t_metrics  # sec_per_kimg stays about training
+                if self.step % c.log_every == 0 or self.step == c.iters or evaluated:
                     dt = time.time() - t_last
                     imgs = (self.step - step_last) * real.shape[0] * self.info.world
                     t_last, step_last = time.time(), self.step

@@ -660,7 +660,10 @@ def open_dataset(spec: str, size: int, flip: bool = True, **kw: Any) -> Dataset:
         from toonlab.synthetic import SyntheticFaces
 
         seed = kw.pop("seed", 0)
-        return SyntheticFaces(parts[1], size, length=length, seed=seed, flip=flip, **kw)
+        try:
+            return SyntheticFaces(parts[1], size, length=length, seed=seed, flip=flip, **kw)
+        except ValueError as e:  # unknown domain, size out of range: the user's input, one line
+            raise DatasetError(f"{spec}: {e}") from None
 
     path = Path(spec).expanduser()
     if not path.exists():
