@@ -34,7 +34,7 @@ from stylegan2.checkpoint import load_checkpoint, load_state_checked, save_atomi
 from stylegan2.networks import Discriminator, Generator
 from toonlab.errors import UserInputError
 from toonlab.images import make_grid, save_atomic as save_image
-from toonlab.run import RunDir, Stats, check_finite, step_from_name
+from toonlab.run import RunDir, Stats, check_finite, rng_state, set_rng_state, step_from_name
 from toonlab.runtime import autocast, progress, seed_everything
 
 if TYPE_CHECKING:
@@ -221,10 +221,7 @@ class StyleGAN2Trainer:
                                   channel_multiplier=c.channel_multiplier, batch=c.batch, iter=c.iters,
                                   r1=c.r1, path_regularize=c.path_regularize, mixing=c.mixing, lr=c.lr,
                                   augment=c.ada, augment_p=c.ada_p, ada_target=c.ada_target)
-        py = random.getstate()
-        rng = {"torch": torch.get_rng_state(), "python": [py[0], list(py[1]), py[2]]}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        rng = rng_state(self.device)
         return {
             "g": self.G.state_dict(), "d": self.D.state_dict(), "g_ema": self.G_ema.state_dict(),
             "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
@@ -276,11 +273,7 @@ class StyleGAN2Trainer:
         self.step = int(meta.get("step", step_from_name(path) or 0))
         rng = meta.get("rng")
         if exact and rng:
-            torch.set_rng_state(rng["torch"])
-            v, state, gauss = rng["python"]
-            random.setstate((v, tuple(state), gauss))
-            if "cuda" in rng and self.device.type == "cuda":
-                torch.cuda.set_rng_state(rng["cuda"], self.device)
+            set_rng_state(rng, self.device)
             if self.info.rank > 0:  # rank 0's saved stream; other ranks must not draw the same latents
                 seed_everything(self.cfg.seed * 1000 + 1 + self.info.rank + 7919 * self.step)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import re
 import time
 from pathlib import Path
@@ -124,3 +125,21 @@ def check_finite(step: int, **losses: torch.Tensor) -> None:
         if not torch.isfinite(v.detach()).all():
             raise NonFiniteLoss(f"{name} is {float(v.detach().float().mean())} at step {step}; stopping "
                                 f"(the last good checkpoint is kept)")
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The torch, Python and (on CUDA) device RNG states, in a form ``weights_only`` loads back."""
+    py = random.getstate()
+    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": [py[0], list(py[1]), py[2]]}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def set_rng_state(rng: Mapping[str, Any], device: torch.device) -> None:
+    """Restore what ``rng_state`` saved, so a resumed run draws the numbers a straight one would."""
+    torch.set_rng_state(rng["torch"])
+    v, state, gauss = rng["python"]
+    random.setstate((v, tuple(state), gauss))
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)

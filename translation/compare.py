@@ -33,7 +33,6 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repo 
 
 import click
 import torch
-from torch import Tensor
 
 from toonlab.atomic import atomic_path
 from toonlab.errors import UserInputError, user_errors

@@ -43,7 +43,7 @@ from losses.stargan import cycle_loss
 from toonlab.atomic import atomic_path
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import make_grid, save_atomic
-from toonlab.run import RunDir, Stats, check_finite
+from toonlab.run import RunDir, Stats, check_finite, rng_state, set_rng_state
 from toonlab.runtime import autocast, pick_device, progress, seed_everything
 
 __all__ = ["CycleGANGenerator", "PatchGANDiscriminator", "ImagePool", "CycleGANConfig", "CycleGANTrainer",
@@ -213,26 +213,6 @@ class CycleGANConfig:
         return dataclasses.asdict(self)
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    import random
-
-    py = random.getstate()
-    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": [py[0], list(py[1]), py[2]]}
-    if device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(device)
-    return rng
-
-
-def _set_rng_state(rng: dict[str, Any], device: torch.device) -> None:
-    import random
-
-    torch.set_rng_state(rng["torch"])
-    v, state, gauss = rng["python"]
-    random.setstate((v, tuple(state), gauss))
-    if "cuda" in rng and device.type == "cuda":
-        torch.cuda.set_rng_state(rng["cuda"], device)
-
-
 class CycleGANTrainer:
     """Owns the schedule of one CycleGAN run; ``data`` is a ``translation.data.TranslationData``
     (only its photos and style images are used) or None when ``train`` gets a batch iterator."""
@@ -280,7 +260,7 @@ class CycleGANTrainer:
         return {"g": self.G_A.state_dict(), "g_b": self.G_B.state_dict(), "d_a": self.D_A.state_dict(),
                 "d_b": self.D_B.state_dict(), "g_optim": self.g_optim.state_dict(),
                 "d_optim": self.d_optim.state_dict(), "pool_a": self.pool_A.state_dict(),
-                "pool_b": self.pool_B.state_dict(), "step": self.step, "rng": _rng_state(self.device),
+                "pool_b": self.pool_B.state_dict(), "step": self.step, "rng": rng_state(self.device),
                 "toonlab": self.metadata()}
 
     def save(self) -> Path:
@@ -309,7 +289,7 @@ class CycleGANTrainer:
             raise UserInputError(f"{path}: cannot resume from it: {str(e).splitlines()[0][:200]}") from None
         self.step = int(ckpt["step"])
         if ckpt.get("rng"):
-            _set_rng_state(ckpt["rng"], self.device)
+            set_rng_state(ckpt["rng"], self.device)
 
     def maybe_resume(self) -> str:
         latest = self.run.latest()

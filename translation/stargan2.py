@@ -39,7 +39,6 @@ import dataclasses
 import json
 import math
 import os
-import random
 import sys
 import tempfile
 import time
@@ -55,15 +54,21 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from PIL import Image
 from torch import Tensor, nn
 
 from losses.adversarial import d_logistic, g_nonsaturating
 from losses.regularizers import r1_penalty
-from losses.stargan import cycle_loss, diversity_loss, diversity_weight, style_reconstruction_loss
+from losses.stargan import (
+    cycle_loss,
+    diversity_loss,
+    diversity_weight,
+    style_reconstruction_loss,
+)
 from toonlab.atomic import atomic_path
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import make_grid, save_atomic
-from toonlab.run import RunDir, Stats, check_finite
+from toonlab.run import RunDir, Stats, check_finite, rng_state, set_rng_state
 from toonlab.runtime import autocast, pick_device, progress, seed_everything
 
 __all__ = [
@@ -499,22 +504,6 @@ class StarGAN2Config:
                     mapping_hidden=self.mapping_hidden)
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    py = random.getstate()
-    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": [py[0], list(py[1]), py[2]]}
-    if device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(device)
-    return rng
-
-
-def _set_rng_state(rng: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(rng["torch"])
-    v, state, gauss = rng["python"]
-    random.setstate((v, tuple(state), gauss))
-    if "cuda" in rng and device.type == "cuda":
-        torch.cuda.set_rng_state(rng["cuda"], device)
-
-
 class StarGAN2Trainer:
     """Owns the schedule of one StarGAN v2 run (optimisers, EMA, λ_ds decay, samples, checkpoints)."""
 
@@ -557,7 +546,7 @@ class StarGAN2Trainer:
                                "d": self.D.state_dict(), "g_ema": self.G_ema.state_dict(),
                                "f_ema": self.F_ema.state_dict(), "e_ema": self.E_ema.state_dict()}
         out.update({f"{k.lower()}_optim": o.state_dict() for k, o in self.optims.items()})
-        out.update(step=self.step, rng=_rng_state(self.device), toonlab=self.metadata())
+        out.update(step=self.step, rng=rng_state(self.device), toonlab=self.metadata())
         return out
 
     def save(self) -> Path:
@@ -584,7 +573,7 @@ class StarGAN2Trainer:
             raise UserInputError(f"{path}: cannot resume from it: {str(e).splitlines()[0][:200]}") from None
         self.step = int(ckpt["step"])
         if ckpt.get("rng"):
-            _set_rng_state(ckpt["rng"], self.device)
+            set_rng_state(ckpt["rng"], self.device)
 
     def maybe_resume(self) -> str:
         latest = self.run.latest()
@@ -789,7 +778,7 @@ def translate(nets: StarGAN2Nets, x: Tensor, y_trg: Tensor | int, z: Tensor | No
 
 
 def latent_grid(nets: StarGAN2Nets, x: Tensor, domains: Sequence[str], seed: int = 0, n_styles: int = 1,
-                device: torch.device | str = "cpu", precision: str = "fp32") -> "Image":
+                device: torch.device | str = "cpu", precision: str = "fp32") -> Image.Image:
     """Row 1: the sources; then ``n_styles`` rows per target domain, one latent code per row."""
     g = torch.Generator().manual_seed(seed)
     rows, labels = [x.cpu()], ["source"]
@@ -802,7 +791,7 @@ def latent_grid(nets: StarGAN2Nets, x: Tensor, domains: Sequence[str], seed: int
 
 
 def reference_grid(nets: StarGAN2Nets, x: Tensor, refs: Tensor, y_refs: Tensor, domains: Sequence[str],
-                   precision: str = "fp32") -> "Image":
+                   precision: str = "fp32") -> Image.Image:
     """First row: the references; first column: the sources; cell (i, j) = source j in reference i's style."""
     blank = torch.ones_like(x[:1])
     rows = [torch.cat([blank, x.cpu()])]

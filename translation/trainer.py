@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from toonlab.atomic import atomic_path
 from toonlab.errors import UserInputError
 from toonlab.images import make_grid
 from toonlab.images import save_atomic as save_image
-from toonlab.run import RunDir, Stats, check_finite
+from toonlab.run import RunDir, Stats, check_finite, rng_state, set_rng_state
 from toonlab.runtime import autocast, progress, seed_everything
 from translation.models import (
     MODELS,
@@ -231,10 +230,7 @@ class TranslationTrainer:
     # ---- checkpoints ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        py = random.getstate()
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": [py[0], list(py[1]), py[2]]}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        rng = rng_state(self.device)
         out = {
             "g": self.G.state_dict(), "d": self.D.state_dict(),
             "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
@@ -278,11 +274,7 @@ class TranslationTrainer:
         self.step = int(ckpt.get("step", meta.get("step", 0)))
         rng = ckpt.get("rng")
         if rng:
-            torch.set_rng_state(rng["torch"])
-            v, state, gauss = rng["python"]
-            random.setstate((v, tuple(state), gauss))
-            if "cuda" in rng and self.device.type == "cuda":
-                torch.cuda.set_rng_state(rng["cuda"], self.device)
+            set_rng_state(rng, self.device)
 
     def maybe_resume(self) -> str:
         """The run folder's newest checkpoint wins; else ``resume`` seeds the weights (G only for a port file)."""
