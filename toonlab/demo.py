@@ -111,7 +111,7 @@ def face_to_cartoon(source: Path, cartoon: Path, outdir: Path, dev: torch.device
     from inversion.sefa import edit_grid, factorize
     from toonlab.errors import UserInputError
 
-    steps = steps or (1000 if dev.type == "cuda" else 150)
+    steps = steps or (1000 if dev.type == "cuda" else 400)
     photo = Image.fromarray(data.astronaut())
     faces = detect_faces(photo)
     G = load_generator(source, device=dev)
@@ -133,7 +133,8 @@ def face_to_cartoon(source: Path, cartoon: Path, outdir: Path, dev: torch.device
     cfg = ProjectConfig(steps=steps, precision="bf16" if dev.type == "cuda" else "fp32",
                         mse=1.0 if percept_random else 0.0, optimize_noise=dev.type == "cuda")
     res = project(G, target, percept, cfg)
-    blends = [(f"blend@{k}", blend_generators(G, B, k)) for k in (2, 3)]
+    # Blocks 1..k from the source: at 64 px (5 blocks) the face's layout lives up to block 3-4.
+    blends = [(f"blend@{k}", blend_generators(G, B, k)) for k in ((2, 3) if G.size >= 256 else (3, 4))]
     tiles = [aligned.resize((G.size, G.size), Image.Resampling.LANCZOS), to_pil(res.image[0]),
              to_pil(render(B, res.latent, res.noise)[0])] + [to_pil(render(X, res.latent, res.noise)[0]) for _, X in blends]
     labels = ["photo", "projected", "cartoon"] + [n for n, _ in blends]
@@ -146,7 +147,7 @@ def face_to_cartoon(source: Path, cartoon: Path, outdir: Path, dev: torch.device
         ("Face to cartoon", "face_to_cartoon.png",
          f"scikit-image's astronaut photo, aligned with dlib (FFHQ crop, <a href='aligned.png'>256 px</a>), "
          f"projected into the source generator's W+ ({steps} steps, {html.escape(pnote)}; "
-         f"{res.seconds:.1f} s), then rendered through the fine-tuned generator and two layer-swapped blends. "
+         f"{res.seconds:.1f} s), then rendered through the fine-tuned generator and two layer-swapped blends (blend@k: blocks 1..k from the source). "
          "The bundled source is a small generator trained only on synthetic faces, so the likeness is loose: "
          "with an FFHQ generator the same command gives a recognisable face."),
         ("Editing with SeFa", "sefa.png",
@@ -161,7 +162,7 @@ def face_to_cartoon(source: Path, cartoon: Path, outdir: Path, dev: torch.device
 @click.option("--finetune-iters", type=click.IntRange(1), default=None,
               help="Fine-tuning steps (default 60 on CPU, 400 on GPU).")
 @click.option("--project-steps", type=click.IntRange(1), default=None,
-              help="Projection steps (default 150 on CPU, 1000 on GPU).")
+              help="Projection steps (default 400 on CPU, 1000 on GPU).")
 def main(outdir: Path, device: str, finetune_iters: int | None, project_steps: int | None) -> None:
     """Run the demo and say which file to open."""
     with user_errors():
