@@ -59,6 +59,16 @@ class RunDir:
     def checkpoint_path(self, step: int) -> Path:
         return self.ckpt_dir / f"{step:06d}.pt"
 
+    def save_checkpoint(self, state: Mapping[str, Any], step: int, keep: int = 0) -> Path:
+        """Write ``state`` atomically as this run's checkpoint for ``step``, then prune to ``keep``."""
+        from toonlab.atomic import atomic_path
+
+        path = self.checkpoint_path(step)
+        with atomic_path(path) as tmp:
+            torch.save(dict(state), tmp)
+        self.prune(keep)
+        return path
+
     def prune(self, keep: int) -> None:
         """Keep the newest ``keep`` checkpoints (0 keeps all)."""
         if self.rank != 0 or keep <= 0:
@@ -143,3 +153,24 @@ def set_rng_state(rng: Mapping[str, Any], device: torch.device) -> None:
     random.setstate((v, tuple(state), gauss))
     if "cuda" in rng and device.type == "cuda":
         torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def read_checkpoint(path: str | Path, model: str | None = None, what: str = "checkpoint") -> dict[str, Any]:
+    """Load a toonlab training checkpoint (``weights_only``); one-line ``UserInputError`` otherwise.
+
+    With ``model``, its ``toonlab`` metadata must name that model (``what`` names it in the error).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors come in many types; all mean "not a torch file we can read"
+        raise UserInputError(f"{path} is not a loadable torch file: {(str(e).splitlines() or [''])[0][:160]}") from None
+    meta = ckpt.get("toonlab") if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict):
+        raise UserInputError(f"{path} is not a toonlab {what}")
+    if model is not None and meta.get("model") != model:
+        held = meta.get("model")
+        raise UserInputError(f"{path} is not a {what}" + (f" (it holds a {held} model)" if held else ""))
+    return ckpt

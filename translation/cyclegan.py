@@ -40,10 +40,9 @@ from torch import Tensor, nn
 
 from losses.adversarial import d_lsgan, g_lsgan
 from losses.stargan import cycle_loss
-from toonlab.atomic import atomic_path
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import make_grid, save_atomic
-from toonlab.run import RunDir, Stats, check_finite, rng_state, set_rng_state
+from toonlab.run import RunDir, Stats, check_finite, read_checkpoint, rng_state, set_rng_state
 from toonlab.runtime import autocast, pick_device, progress, seed_everything
 
 __all__ = ["CycleGANGenerator", "PatchGANDiscriminator", "ImagePool", "CycleGANConfig", "CycleGANTrainer",
@@ -264,20 +263,11 @@ class CycleGANTrainer:
                 "toonlab": self.metadata()}
 
     def save(self) -> Path:
-        path = self.run.checkpoint_path(self.step)
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
-        self.run.prune(self.cfg.keep)
-        return path
+        return self.run.save_checkpoint(self.state_dict(), self.step, self.cfg.keep)
 
     def load(self, path: Path) -> None:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UserInputError(f"{path} is not a loadable checkpoint: {(str(e).splitlines() or [''])[0][:160]}") from None
-        meta = ckpt.get("toonlab") if isinstance(ckpt, dict) else None
-        if not isinstance(meta, dict) or meta.get("model") != MODEL_NAME:
-            raise UserInputError(f"{path} is not a CycleGAN training checkpoint; use another --out")
+        ckpt = read_checkpoint(path, MODEL_NAME, "CycleGAN training checkpoint")
+        meta = ckpt["toonlab"]
         try:
             for key, m in (("g", self.G_A), ("g_b", self.G_B), ("d_a", self.D_A), ("d_b", self.D_B)):
                 m.load_state_dict(ckpt[key])
@@ -424,15 +414,8 @@ def load_cyclegan(path: str | Path, direction: str = "a2b", device: str | torch.
     if direction not in ("a2b", "b2a"):
         raise UserInputError(f"unknown direction {direction!r} (use a2b or b2a)")
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserInputError(f"{path} is not a loadable torch file: {(str(e).splitlines() or [''])[0][:160]}") from None
-    meta = ckpt.get("toonlab") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict) or meta.get("model") != MODEL_NAME:
-        raise UserInputError(f"{path} is not a CycleGAN checkpoint")
+    ckpt = read_checkpoint(path, MODEL_NAME, "CycleGAN checkpoint")
+    meta = ckpt["toonlab"]
     arch = meta.get("arch", {})
     G = CycleGANGenerator(arch.get("ngf", 64), arch.get("n_blocks", 9))
     try:

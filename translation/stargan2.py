@@ -68,7 +68,7 @@ from losses.stargan import (
 from toonlab.atomic import atomic_path
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import make_grid, save_atomic
-from toonlab.run import RunDir, Stats, check_finite, rng_state, set_rng_state
+from toonlab.run import RunDir, Stats, check_finite, read_checkpoint, rng_state, set_rng_state
 from toonlab.runtime import autocast, pick_device, progress, seed_everything
 
 __all__ = [
@@ -550,11 +550,7 @@ class StarGAN2Trainer:
         return out
 
     def save(self) -> Path:
-        path = self.run.checkpoint_path(self.step)
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
-        self.run.prune(self.cfg.keep)
-        return path
+        return self.run.save_checkpoint(self.state_dict(), self.step, self.cfg.keep)
 
     def load(self, path: Path) -> None:
         """Resume exactly (weights, EMA copies, optimisers, step, RNG)."""
@@ -726,18 +722,7 @@ class StarGAN2Trainer:
 
 
 def _read_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors come in many types; all mean "not a torch file we can read"
-        raise UserInputError(f"{path} is not a loadable torch file: {(str(e).splitlines() or [''])[0][:160]}") from None
-    meta = ckpt.get("toonlab") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict) or meta.get("model") != MODEL_NAME:
-        what = meta.get("model") if isinstance(meta, dict) else None
-        raise UserInputError(f"{path} is not a StarGAN v2 checkpoint" + (f" (it holds a {what} model)" if what else ""))
-    return ckpt
+    return read_checkpoint(path, MODEL_NAME, "StarGAN v2 checkpoint")
 
 
 def load_stargan2(path: str | Path, device: str | torch.device = "cpu", ema: bool = True

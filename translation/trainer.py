@@ -33,11 +33,10 @@ from losses.translation import (
     style_loss,
     tv_loss,
 )
-from toonlab.atomic import atomic_path
 from toonlab.errors import UserInputError
 from toonlab.images import make_grid
 from toonlab.images import save_atomic as save_image
-from toonlab.run import RunDir, Stats, check_finite, rng_state, set_rng_state
+from toonlab.run import RunDir, Stats, check_finite, read_checkpoint, rng_state, set_rng_state
 from toonlab.runtime import autocast, progress, seed_everything
 from translation.models import (
     MODELS,
@@ -242,20 +241,13 @@ class TranslationTrainer:
         return out
 
     def save(self) -> Path:
-        path = self.run.checkpoint_path(self.step)
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
-        self.run.prune(self.cfg.keep)
-        return path
+        return self.run.save_checkpoint(self.state_dict(), self.step, self.cfg.keep)
 
     def load(self, path: Path) -> None:
         """Resume exactly from one of our checkpoints (weights, optimisers, step, RNG)."""
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UserInputError(f"{path} is not a loadable checkpoint: {str(e).splitlines()[0][:160]}") from None
-        meta = ckpt.get("toonlab") if isinstance(ckpt, dict) else None
-        if not isinstance(meta, dict) or "g" not in ckpt:
+        ckpt = read_checkpoint(path, what="translation training checkpoint")
+        meta = ckpt["toonlab"]
+        if "g" not in ckpt:
             raise UserInputError(f"{path} is not a toonlab translation training checkpoint")
         if meta.get("model") != self.cfg.model:
             raise UserInputError(f"{path} was trained as {meta.get('model')!r}, not {self.cfg.model!r}; "
