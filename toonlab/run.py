@@ -13,6 +13,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -174,3 +175,43 @@ def read_checkpoint(path: str | Path, model: str | None = None, what: str = "che
         held = meta.get("model")
         raise UserInputError(f"{path} is not a {what}" + (f" (it holds a {held} model)" if held else ""))
     return ckpt
+
+
+def run_training_loop(trainer: Any, batches: Iterator[Any], total: int, *, log_every: int, sample_every: int,
+                      snapshot_every: int, desc: str, show: Sequence[str] = (),
+                      on_batch: Callable[[Any], None] | None = None) -> Path:
+    """The schedule the translation trainers share: step, log, sample, snapshot, final checkpoint.
+
+    ``trainer`` provides ``step``, ``train_step(batch)``, ``stats`` (a ``Stats``), ``run`` (a
+    ``RunDir``), ``save()`` and ``save_samples()``; ``show`` names the stats for the progress bar.
+    Returns the newest checkpoint (written now unless the last step already has one).
+    """
+    from toonlab.runtime import progress
+
+    bar = progress(total=total, initial=trainer.step, desc=desc, unit="it")
+    t_last, step_last = time.time(), trainer.step
+    try:
+        while trainer.step < total:
+            batch = next(batches)
+            if on_batch is not None:
+                on_batch(batch)
+            trainer.train_step(batch)
+            trainer.step += 1
+            bar.update(1)
+            if trainer.step % log_every == 0 or trainer.step == total:
+                dt = time.time() - t_last
+                s = trainer.stats.flush(trainer.step, sec_per_it=dt / max(trainer.step - step_last, 1))
+                t_last, step_last = time.time(), trainer.step
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in s.items() if k in show})
+            if sample_every and trainer.step % sample_every == 0:
+                trainer.save_samples()
+            if snapshot_every and trainer.step % snapshot_every == 0:
+                trainer.save()
+        latest = trainer.run.latest()
+        if latest is None or int(latest.stem) != trainer.step:
+            latest = trainer.save()
+            trainer.save_samples()
+    finally:
+        bar.close()
+        trainer.stats.close()
+    return latest

@@ -25,7 +25,6 @@ import dataclasses
 import json
 import math
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +41,16 @@ from losses.adversarial import d_lsgan, g_lsgan
 from losses.stargan import cycle_loss
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import make_grid, save_atomic
-from toonlab.run import RunDir, Stats, check_finite, read_checkpoint, rng_state, set_rng_state
-from toonlab.runtime import autocast, pick_device, progress, seed_everything
+from toonlab.run import (
+    RunDir,
+    Stats,
+    check_finite,
+    read_checkpoint,
+    rng_state,
+    run_training_loop,
+    set_rng_state,
+)
+from toonlab.runtime import autocast, pick_device, seed_everything
 
 __all__ = ["CycleGANGenerator", "PatchGANDiscriminator", "ImagePool", "CycleGANConfig", "CycleGANTrainer",
            "load_cyclegan", "main"]
@@ -375,34 +382,13 @@ class CycleGANTrainer:
             batches = self.data.batches(c.batch, seed=c.seed, start_step=self.step, workers=c.workers)
         for m in (self.G_A, self.G_B, self.D_A, self.D_B):
             m.train()
-        bar = progress(total=c.iters, initial=self.step, desc="cyclegan-train", unit="it")
-        t_last, step_last = time.time(), self.step
-        try:
-            while self.step < c.iters:
-                batch = next(batches)
-                if self.sample_photos is None:
-                    self.sample_photos = batch[0][: c.n_samples].clone()
-                self.train_step(batch)
-                self.step += 1
-                bar.update(1)
-                if self.step % c.log_every == 0 or self.step == c.iters:
-                    dt = time.time() - t_last
-                    s = self.stats.flush(self.step, sec_per_it=dt / max(self.step - step_last, 1))
-                    t_last, step_last = time.time(), self.step
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in s.items()
-                                     if k in ("loss/g", "loss/d_a", "loss/cyc_a", "sec_per_it")})
-                if c.sample_every and self.step % c.sample_every == 0:
-                    self.save_samples()
-                if c.snapshot_every and self.step % c.snapshot_every == 0:
-                    self.save()
-            latest = self.run.latest()
-            if latest is None or int(latest.stem) != self.step:
-                latest = self.save()
-                self.save_samples()
-        finally:
-            bar.close()
-            self.stats.close()
-        return latest
+        def keep_samples(batch: Sequence[Tensor]) -> None:
+            if self.sample_photos is None:
+                self.sample_photos = batch[0][: c.n_samples].clone()
+
+        return run_training_loop(self, batches, c.iters, log_every=c.log_every, sample_every=c.sample_every,
+                                 snapshot_every=c.snapshot_every, desc="cyclegan-train", on_batch=keep_samples,
+                                 show=("loss/g", "loss/d_a", "loss/cyc_a", "sec_per_it"))
 
 
 # ============================================================================ loading

@@ -41,7 +41,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,15 @@ from losses.stargan import (
 from toonlab.atomic import atomic_path
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import make_grid, save_atomic
-from toonlab.run import RunDir, Stats, check_finite, read_checkpoint, rng_state, set_rng_state
+from toonlab.run import (
+    RunDir,
+    Stats,
+    check_finite,
+    read_checkpoint,
+    rng_state,
+    run_training_loop,
+    set_rng_state,
+)
 from toonlab.runtime import autocast, pick_device, progress, seed_everything
 
 __all__ = [
@@ -688,34 +695,13 @@ class StarGAN2Trainer:
             batches = self.data.batches(c.batch, seed=c.seed, start_step=self.step, workers=c.workers)
         for m in (self.G, self.F, self.E, self.D):
             m.train()
-        bar = progress(total=c.iters, initial=self.step, desc="stargan2-train", unit="it")
-        t_last, step_last = time.time(), self.step
-        try:
-            while self.step < c.iters:
-                batch = next(batches)
-                if self.fixed is None:
-                    self.fixed = (batch[0][: c.n_samples].clone(), batch[1][: c.n_samples].clone())
-                self.train_step(batch)
-                self.step += 1
-                bar.update(1)
-                if self.step % c.log_every == 0 or self.step == c.iters:
-                    dt = time.time() - t_last
-                    s = self.stats.flush(self.step, sec_per_it=dt / max(self.step - step_last, 1))
-                    t_last, step_last = time.time(), self.step
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in s.items()
-                                     if k in ("loss/d_latent", "loss/g_latent", "g/cyc_latent", "lambda_ds")})
-                if c.sample_every and self.step % c.sample_every == 0:
-                    self.save_samples()
-                if c.snapshot_every and self.step % c.snapshot_every == 0:
-                    self.save()
-            latest = self.run.latest()
-            if latest is None or int(latest.stem) != self.step:
-                latest = self.save()
-                self.save_samples()
-        finally:
-            bar.close()
-            self.stats.close()
-        return latest
+        def keep_fixed(batch: Sequence[Tensor]) -> None:
+            if self.fixed is None:
+                self.fixed = (batch[0][: c.n_samples].clone(), batch[1][: c.n_samples].clone())
+
+        return run_training_loop(self, batches, c.iters, log_every=c.log_every, sample_every=c.sample_every,
+                                 snapshot_every=c.snapshot_every, desc="stargan2-train", on_batch=keep_fixed,
+                                 show=("loss/d_latent", "loss/g_latent", "g/cyc_latent", "lambda_ds"))
 
 
 # ============================================================================ loading and inference

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +35,16 @@ from losses.translation import (
 from toonlab.errors import UserInputError
 from toonlab.images import make_grid
 from toonlab.images import save_atomic as save_image
-from toonlab.run import RunDir, Stats, check_finite, read_checkpoint, rng_state, set_rng_state
-from toonlab.runtime import autocast, progress, seed_everything
+from toonlab.run import (
+    RunDir,
+    Stats,
+    check_finite,
+    read_checkpoint,
+    rng_state,
+    run_training_loop,
+    set_rng_state,
+)
+from toonlab.runtime import autocast, seed_everything
 from translation.models import (
     MODELS,
     build_discriminator,
@@ -415,34 +422,11 @@ class TranslationTrainer:
             batches = self.data.batches(c.batch, seed=c.seed, start_step=self.step, workers=c.workers)
         self.G.train()
         self.D.train()
-        bar = progress(total=self.total_iters, initial=self.step, desc="translate-train", unit="it")
-        t_last, step_last, last_saved = time.time(), self.step, None
-        try:
-            while self.step < self.total_iters:
-                batch = next(batches)
-                if self.sample_photos is None:
-                    self.sample_photos = batch[0][: c.n_samples].clone()
-                self.train_step(batch)
-                self.step += 1
-                bar.update(1)
-                if self.step % c.log_every == 0 or self.step == self.total_iters:
-                    dt = time.time() - t_last
-                    s = self.stats.flush(self.step, sec_per_it=dt / max(self.step - step_last, 1))
-                    t_last, step_last = time.time(), self.step
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in s.items()
-                                     if k in ("loss/init_con", "loss/d", "loss/g", "loss/con", "sec_per_it")})
-                if c.sample_every and self.step % c.sample_every == 0:
-                    self.save_samples()
-                if c.snapshot_every and self.step % c.snapshot_every == 0:
-                    last_saved = self.save()
-            latest = self.run.latest()
-            if latest is None or int(latest.stem) != self.step:
-                last_saved = self.save()
-                self.save_samples()
-            else:
-                last_saved = latest
-        finally:
-            bar.close()
-            self.stats.close()
-        return last_saved
+        def keep_samples(batch: tuple[Tensor, ...]) -> None:
+            if self.sample_photos is None:
+                self.sample_photos = batch[0][: c.n_samples].clone()
+
+        return run_training_loop(self, batches, self.total_iters, log_every=c.log_every, sample_every=c.sample_every,
+                                 snapshot_every=c.snapshot_every, desc="translate-train", on_batch=keep_samples,
+                                 show=("loss/init_con", "loss/d", "loss/g", "loss/con", "sec_per_it"))
 
