@@ -444,7 +444,7 @@ def run_project(
     renders = [(f"cartoon_{name}", render(T, result.latent, noise, nmode)) for name, T in toons]
     renders += [(label, render(B, result.latent, noise, nmode)) for label, B in blends]
 
-    settings = {k: v for k, v in asdict(cfg).items()}
+    settings = asdict(cfg)
     settings.update(perceptual=perceptual, align=align, size=G.size)
     folders = []
     for i, (photo, name) in enumerate(zip(photos, names)):
