@@ -330,17 +330,25 @@ def save_latent(path: str | os.PathLike, latent: Tensor, noise: Sequence[Tensor]
     return save_torch_atomic(obj, path)
 
 
-def load_latent(path: str | os.PathLike) -> dict:
-    """Read a latent file written by ``save_latent`` (one-line errors for anything else)."""
+def load_tagged(path: str | os.PathLike, fmt: str, what: str, hint: str) -> dict:
+    """Load a small toonlab file whose ``format`` field is ``fmt``; one-line errors otherwise."""
     p = Path(path)
     if not p.is_file():
-        raise UserInputError(f"latent file {p} does not exist")
+        raise UserInputError(f"{what} {p} does not exist")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserInputError(f"{p}: not a latent file ({type(e).__name__})") from None
-    if not isinstance(obj, dict) or obj.get("format") != LATENT_FORMAT or not isinstance(obj.get("latent"), Tensor):
-        raise UserInputError(f"{p}: not a toonlab latent file (write one with inversion/project.py)")
+    except Exception as e:  # any unpickling failure means "not our file"
+        raise UserInputError(f"{p}: not a {what} ({type(e).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise UserInputError(f"{p}: not a {what} ({hint})")
+    return obj
+
+
+def load_latent(path: str | os.PathLike) -> dict:
+    """Read a latent file written by ``save_latent`` (one-line errors for anything else)."""
+    obj = load_tagged(path, LATENT_FORMAT, "latent file", "write one with inversion/project.py")
+    if not isinstance(obj.get("latent"), Tensor):
+        raise UserInputError(f"{path}: not a toonlab latent file (it holds no latent)")
     lat = obj["latent"]
     if lat.ndim == 2:
         lat = lat.unsqueeze(0)

@@ -84,16 +84,9 @@ def save_factors(path: str | os.PathLike, directions: Tensor, eigvals: Tensor, c
 
 
 def load_factors(path: str | os.PathLike) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"factors file {p} does not exist")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserInputError(f"{p}: not a factors file ({type(e).__name__})") from None
-    if not isinstance(obj, dict) or obj.get("format") != FACTORS_FORMAT:
-        raise UserInputError(f"{p}: not a SeFa factors file (write one with `sefa.py factorize`)")
-    return obj
+    from inversion.project import load_tagged
+
+    return load_tagged(path, FACTORS_FORMAT, "SeFa factors file", "write one with `sefa.py factorize`")
 
 
 @torch.no_grad()

@@ -61,9 +61,9 @@ def run_demo(outdir: Path, device: str = "auto", seeds: int = 16, finetune_iters
                  f"{html.escape(what)}, seeds 0–{seeds - 1}, truncation 0.7, constant noise.")]
     source = bundled_generator()
     if source.exists():
-        swap_sections, cartoon = finetune_and_swap(source, outdir, dev, finetune_iters)
+        swap_sections, cartoon = finetune_and_swap(G, source, outdir, dev, finetune_iters)
         sections += swap_sections
-        sections += face_to_cartoon(source, cartoon, outdir, dev, project_steps)
+        sections += face_to_cartoon(G, cartoon, outdir, dev, project_steps)
     page = outdir / "index.html"
     body = "\n".join(
         f"<section><h2>{t}</h2><img src='{src}' alt='{t}'><p>{cap}</p></section>" for t, src, cap in sections
@@ -77,7 +77,7 @@ def run_demo(outdir: Path, device: str = "auto", seeds: int = 16, finetune_iters
     return page
 
 
-def finetune_and_swap(source: Path, outdir: Path, dev: torch.device, iters: int | None) -> tuple[list[tuple[str, str, str]], Path]:
+def finetune_and_swap(A: Generator, source: Path, outdir: Path, dev: torch.device, iters: int | None) -> tuple[list[tuple[str, str, str]], Path]:
     """Short FreezeSG + structure-loss fine-tune to synthetic webtoon faces, then layer swapping."""
     from finetune.swap import swap_grid
     from finetune.train import finetune, resolve_config
@@ -88,7 +88,6 @@ def finetune_and_swap(source: Path, outdir: Path, dev: torch.device, iters: int 
                                sample_every=0, snapshot_every=0, ema_kimg=0.1)
     click.echo(f"demo: fine-tuning for {iters} steps (FreezeSG 2 + structure loss 3); re-running resumes")
     last = finetune(cfg, note)
-    A = load_generator(source, device=dev)
     B = load_generator(last, device=dev)
     img = swap_grid(A, B, list(range(4)), list(range(1, A.n_blocks)))
     save_atomic(upscale(img, 2) if A.size < 128 else img, outdir / "swap.png")
@@ -100,7 +99,7 @@ def finetune_and_swap(source: Path, outdir: Path, dev: torch.device, iters: int 
     ], Path(last)
 
 
-def face_to_cartoon(source: Path, cartoon: Path, outdir: Path, dev: torch.device,
+def face_to_cartoon(G: Generator, cartoon: Path, outdir: Path, dev: torch.device,
                     steps: int | None) -> list[tuple[str, str, str]]:
     """Align the astronaut photo, project it, render it as a cartoon, and edit it with SeFa."""
     from skimage import data
@@ -114,7 +113,6 @@ def face_to_cartoon(source: Path, cartoon: Path, outdir: Path, dev: torch.device
     steps = steps or (1000 if dev.type == "cuda" else 400)
     photo = Image.fromarray(data.astronaut())
     faces = detect_faces(photo)
-    G = load_generator(source, device=dev)
     B = load_generator(cartoon, device=dev)
     aligned = align_face(photo, faces[0], 256)
     save_atomic(aligned, outdir / "aligned.png")
