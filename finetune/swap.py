@@ -9,6 +9,14 @@ Two forms (REFERENCE.md §4):
   ordinary checkpoint.
 - feature swap at inference: run A up to block k and finish with B's remaining blocks.
 With the same W+ latent and noise, a hard blend at k renders exactly the feature swap at k.
+
+The ToRGB skip image of the swapped low-resolution blocks (``skip``):
+- ``source`` (default, and what every weight blend is): blocks 1..k are entirely A's, their
+  skip-RGB image included — the Toonify form, and the only one a single blended checkpoint can hold.
+- ``target`` (Cartoon-StyleGAN's ``run.py`` swap, ``model.py:596-605``): B runs its own blocks
+  1..k-1 and keeps *its* skip image; only block k's feature is A's, and B's ToRGB of block k is
+  applied to it. Their ``swap_layer_num j`` is our block ``k = j + 1`` (their loop index i = 2j−1
+  is the conv pair of 2**(j+2) px): ``--swap-layer-num 1`` = ``--swap 2 --skip target``.
 """
 
 from __future__ import annotations
@@ -69,23 +77,40 @@ def blend_generators(A: Generator, B: Generator, swap: int, width: float | None 
     return G.to(A.w_avg.device).eval().requires_grad_(False)
 
 
+SKIPS = ("source", "target")
+
+
 @torch.no_grad()
 def feature_swap(A: Generator, B: Generator, latent: Tensor, block: int, noise: Sequence[Tensor] | None = None,
-                 noise_mode: str = "const") -> Tensor:
-    """Render blocks 1..block with A and the rest with B (same latent and noise)."""
+                 noise_mode: str = "const", skip: str = "source") -> Tensor:
+    """Render blocks 1..block with A and the rest with B (same latent and noise).
+
+    ``skip="source"``: the skip-RGB image through ``block`` is A's too. ``skip="target"``: it is
+    B's own image through block−1 plus B's ToRGB of ``block`` applied to A's feature
+    (Cartoon-StyleGAN's swap at ``swap_layer_num = block − 1``).
+    """
+    if skip not in SKIPS:
+        raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
     head = A.synthesis(latent, noise=noise, noise_mode=noise_mode, to_block=block)
+    rgb = head.last_skip
+    if skip == "target":
+        w = B.broadcast(latent)
+        prev = None if block == 1 else B.synthesis(w, noise=noise, noise_mode=noise_mode, to_block=block - 1).last_skip
+        to_rgb = B.to_rgb1 if block == 1 else B.to_rgbs[block - 2]
+        rgb = to_rgb(head.last_feature, w[:, B.block_latent_indices(block)[-1]], prev)
     if block >= B.n_blocks:
-        return head.last_skip
+        return rgb
     return B.synthesis(latent, noise=noise, noise_mode=noise_mode, from_block=block,
-                       feature=head.last_feature, skip=head.last_skip).image
+                       feature=head.last_feature, skip=rgb).image
 
 
 @torch.no_grad()
 def swap_grid(A: Generator, B: Generator, seeds: Sequence[int], blocks: Sequence[int],
-              width: float | None = None, truncation: float = 0.7) -> Image.Image:
-    """Rows = seeds; columns = source | target | blend@k … | feature swap@k …, labelled."""
+              width: float | None = None, truncation: float = 0.7, skip: str = "source") -> Image.Image:
+    """Rows = seeds; columns = source | target | blend@k … | feature swap@k … (with ``skip``), labelled."""
     blends = {k: blend_generators(A, B, k, width) for k in blocks}
-    cols = ["source", "target"] + [f"blend@{k}" for k in blocks] + [f"swap@{k}" for k in blocks]
+    tag = "" if skip == "source" else "/t"
+    cols = ["source", "target"] + [f"blend@{k}" for k in blocks] + [f"swap@{k}{tag}" for k in blocks]
     tiles = []
     for s in seeds:
         z, _ = seed_inputs(A, s)
@@ -93,7 +118,7 @@ def swap_grid(A: Generator, B: Generator, seeds: Sequence[int], blocks: Sequence
         noise = A.const_noise()
         row = [A.synthesis(w, noise=noise).image, B.synthesis(w, noise=noise).image]
         row += [blends[k].synthesis(w, noise=noise).image for k in blocks]
-        row += [feature_swap(A, B, w, k, noise) for k in blocks]
+        row += [feature_swap(A, B, w, k, noise, skip=skip) for k in blocks]
         tiles += [to_pil(t[0]) for t in row]
     return make_grid(tiles, cols=len(cols), col_labels=cols, row_labels=[f"seed {s}" for s in seeds])
 
@@ -109,7 +134,11 @@ def swap_grid(A: Generator, B: Generator, seeds: Sequence[int], blocks: Sequence
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Blended checkpoint to write.")
 @click.option("--grid", type=click.Path(dir_okay=False), default=None, help="Also write a comparison grid here.")
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds (rows) of the grid.")
-def main(source: str, target: str, swap: int, blend_width: float | None, out: str, grid: str | None, seeds: str) -> None:
+@click.option("--skip", type=click.Choice(SKIPS), default="source", show_default=True,
+              help="Skip-RGB image of the swapped blocks in the grid's feature swaps: source (Toonify; what the "
+                   "blended checkpoint holds) or target (Cartoon-StyleGAN; its swap_layer_num k = --swap k+1).")
+def main(source: str, target: str, swap: int, blend_width: float | None, out: str, grid: str | None, seeds: str,
+         skip: str) -> None:
     """Blend two generators (layer swapping) into a new checkpoint."""
     with user_errors():
         A = load_generator(source)
@@ -124,7 +153,7 @@ def main(source: str, target: str, swap: int, blend_width: float | None, out: st
         click.echo(f"wrote {out} (blocks 1..{swap} from {source}, the rest from {target}"
                    f"{'' if not blend_width else f', logistic width {blend_width}'})")
         if grid:
-            img = swap_grid(A, B, parse_seeds(seeds), list(range(1, A.n_blocks)), blend_width)
+            img = swap_grid(A, B, parse_seeds(seeds), list(range(1, A.n_blocks)), blend_width, skip=skip)
             save_image(img, grid)
             click.echo(f"wrote {grid}")
 

@@ -3,10 +3,13 @@
     python finetune/train.py --target webtoon --freeze 2 --structure-loss 3
     python finetune/train.py --source ffhq256.pt --data webtoon.lmdb --freeze-g 3 --freeze-d 3
 
-Methods (combinable): ``--freeze N`` FreezeSG, ``--freeze-g N`` FreezeG, ``--freeze-d N`` FreezeD,
-``--freeze-style``, ``--structure-loss N``. Without ``--data`` the built-in synthetic domain named by
-``--target`` is used; without ``--source`` the bundled 64-px source generator. Re-running the same
-command resumes.
+Methods (combinable; exact definitions in ``finetune/freeze.py``): ``--freeze N`` FreezeSG (blocks
+1..N frozen and their style entries from the source's frozen mapping network, ``--freeze-style K``
+entries; the target's mapping trains for the rest), ``--freeze-g N`` FreezeG, ``--freeze-d N``
+FreezeD, ``--freeze-mapping`` (ablation), ``--structure-loss N``; ``--freeze-mode published``
+reproduces Cartoon-StyleGAN's code (``--freeze-g`` = its ``--freezeG``, ``--freeze-style`` = its
+``--freezeStyle``). Without ``--data`` the built-in synthetic domain named by ``--target`` is used;
+without ``--source`` the bundled 64-px source generator. Re-running the same command resumes.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def resolve_config(**opts) -> tuple[FinetuneConfig, str]:
     if opts.get("out") is None:
         opts["out"] = f"runs/finetune-{target}"
     cfg = FinetuneConfig(data=data, **{k: v for k, v in opts.items() if v is not None})
+    if cfg.ema_rampup is not None and cfg.ema_rampup <= 0:  # --ema-rampup 0: a fixed half-life
+        cfg.ema_rampup = None
     if kimg is not None:
         cfg.iters = max(1, int(round(kimg * 1000 / cfg.batch)))
     if not Path(cfg.source).exists():
@@ -72,8 +77,9 @@ def finetune(cfg: FinetuneConfig, note: str = "") -> Path | None:
         n_g = sum(p.numel() for p in trainer.g_params)
         n_all = sum(p.numel() for p in trainer.G.parameters())
         click.echo(f"{how}; source {cfg.source} ({cfg.size} px); G trains {n_g:,}/{n_all:,} parameters "
-                   f"[freeze={spec.freeze_sg} freeze_g={spec.freeze_g} freeze_d={spec.freeze_d} "
-                   f"style={spec.freeze_style} structure={cfg.structure_loss}:{cfg.structure_on}]")
+                   f"[mode={spec.mode} freeze={spec.freeze_sg} source_styles={spec.source_entries()} "
+                   f"freeze_g={spec.freeze_g} freeze_d={spec.freeze_d} mapping_frozen={spec.mapping_frozen()} "
+                   f"structure={cfg.structure_loss}:{cfg.structure_on}]")
     data = infinite_loader(dataset, cfg.batch, cfg.workers, seed=cfg.seed + 7919 * trainer.step,
                            distributed=info.enabled)
     return trainer.train(data)
@@ -91,20 +97,39 @@ def with_metrics_options(f):
 @click.option("--target", default="webtoon", show_default=True,
               help="Built-in synthetic target domain, used when --data is not given; also names the run.")
 @click.option("--data", default=None, help="Target images: folder, zip or LMDB.")
-@click.option("--freeze", type=click.IntRange(0), default=None, help="FreezeSG: freeze mapping + first N blocks.")
-@click.option("--freeze-g", type=click.IntRange(0), default=None, help="FreezeG: train only the N highest blocks.")
-@click.option("--freeze-d", type=click.IntRange(0), default=None, help="FreezeD: train only the N lowest D blocks.")
-@click.option("--freeze-style", is_flag=True, default=None, help="Freeze only the mapping network.")
-@click.option("--structure-loss", type=click.IntRange(0), default=None, help="Structure loss on blocks 1..N.")
+@click.option("--freeze", type=click.IntRange(0), default=None,
+              help="FreezeSG (paper): freeze blocks 1..N and take their style vectors (W+ entries 0..2N-1, "
+                   "see --freeze-style) from the source's frozen mapping; the target's mapping trains. [0]")
+@click.option("--freeze-style", type=click.IntRange(0), default=None,
+              help="W+ entries 0..K-1 from the source's mapping network [FreezeSG: 2N; else none]. With "
+                   "--freeze-mode published: Cartoon-StyleGAN's --freezeStyle K (mixing batches only).")
+@click.option("--freeze-g", type=click.IntRange(0), default=None,
+              help="FreezeG: mapping frozen, train only the N highest-resolution blocks (= Cartoon-StyleGAN "
+                   "--freezeG N). [0]")
+@click.option("--freeze-d", type=click.IntRange(0), default=None,
+              help="FreezeD: train only the N lowest-resolution D blocks + final layers (= --freezeD N). [0]")
+@click.option("--freeze-mapping", is_flag=True, default=None,
+              help="Freeze the mapping network only (ablation; was --freeze-style before).")
+@click.option("--freeze-mode", type=click.Choice(["paper", "published"]), default=None,
+              help="paper: FreezeSG as the paper describes it; published: Cartoon-StyleGAN's train.py "
+                   "(freeze style only on mixing batches, --freeze-g counts trainable blocks). [paper]")
+@click.option("--structure-loss", type=click.IntRange(0), default=None,
+              help="Structure loss on N blocks: rgb = blocks 1..N, features = blocks 2..N+1. [0]")
 @click.option("--structure-weight", type=click.FloatRange(0), default=None, help="Weight of the structure loss [1].")
 @click.option("--structure-on", type=click.Choice(["rgb", "features"]), default=None,
-              help="Compare skip-RGB images (paper) or block features (published code) [rgb].")
+              help="rgb: the paper's — MSE of the skip-RGB images of blocks 1..N, averaged; features: "
+                   "Cartoon-StyleGAN's code (train.py:344-348) — MSE of the features after blocks 2..N+1, "
+                   "summed. [rgb]")
 @click.option("--iter", "iters", type=click.IntRange(1), default=None, help="Steps [1000].")
 @click.option("--kimg", type=click.FloatRange(0.001), default=None, help="Length in thousands of images.")
 @click.option("--batch", type=click.IntRange(2), default=None, help="Images per GPU [8].")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=None, help="Learning rate [0.002].")
 @click.option("--r1", type=click.FloatRange(0), default=None, help="R1 weight [10].")
 @click.option("--path-regularize", type=click.FloatRange(0), default=None, help="Path length (off by default).")
+@click.option("--ema-kimg", type=click.FloatRange(0, min_open=True), default=None,
+              help="EMA half-life in thousands of images [10].")
+@click.option("--ema-rampup", type=click.FloatRange(0), default=None,
+              help="Cap the EMA half-life at this fraction of the images seen; 0 = off [0.05].")
 @click.option("--ada/--no-ada", default=None, help="ADA [on].")
 @click.option("--seed", type=int, default=None)
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stylegan2.networks import Discriminator, Generator
+from stylegan2.networks import Discriminator, Generator, SplitMappingGenerator
 from toonlab.atomic import atomic_path
 from toonlab.errors import UserInputError
 
@@ -129,14 +129,24 @@ def load_generator(
 ) -> Generator:
     """Build a Generator whose shape matches the checkpoint and load it strictly.
 
-    A ``latent_avg`` in the file becomes the generator's truncation centre.
+    A ``latent_avg`` in the file becomes the generator's truncation centre. A model fine-tuned
+    with FreezeSG (``toonlab.early_mapping`` present) comes back as a ``SplitMappingGenerator``,
+    which renders its first W+ entries with the source's mapping, as it was trained.
     """
     ckpt = ckpt if ckpt is not None else load_checkpoint(path)
     sd = generator_state(ckpt, which, path)
     cfg = generator_config(ckpt, sd, path)
     _check_size(ckpt, cfg["size"], path)
-    G = Generator(**cfg)
+    meta = ckpt.get("toonlab")
+    early = meta.get("early_mapping") if isinstance(meta, dict) else None
+    G = SplitMappingGenerator(**cfg, n_early=int(early["entries"])) if early else Generator(**cfg)
     load_state_checked(G, sd, path, which if which in ckpt else "generator")
+    if early:
+        try:
+            G.load_early_style(early["state"], early.get("w_avg"))
+        except (KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: toonlab.early_mapping does not fit this generator "
+                                  f"({str(e).splitlines()[0][:120]})") from None
     avg = ckpt.get("latent_avg")
     if isinstance(avg, Tensor) and avg.numel() == G.style_dim:
         G.w_avg.copy_(avg.reshape(-1))
@@ -189,6 +199,8 @@ def snapshot(G: Generator, D: Discriminator | None = None, G_train: Generator | 
     if G.w_avg_known:
         out["latent_avg"] = G.w_avg.detach().clone()
     meta = {"g_config": G.config}
+    if isinstance(G, SplitMappingGenerator):
+        meta["early_mapping"] = G.early_mapping_meta()
     if D is not None:
         meta["d_config"] = D.config
     meta.update(extra.pop("toonlab", {}))

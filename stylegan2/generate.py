@@ -114,7 +114,7 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
               help="Generator checkpoint (community format). Default: the bundled 64-px source generator.")
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,4,9-12.")
 @click.option("--truncation", type=click.FloatRange(0.0, 2.0), default=1.0, show_default=True,
-              help="Truncation ψ toward the mean w (1 = none).")
+              help="Truncation ψ toward the mean w (1 = none; ψ > 1 extrapolates, as NVIDIA's code does).")
 @click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True,
               help="random: per-seed noise; const: the checkpoint's stored noise; none: no noise.")
 @click.option("--outdir", type=click.Path(file_okay=False), default="out", show_default=True)

@@ -62,9 +62,12 @@ class TrainConfig:
     channel_multiplier: int = 2
     channel_base: int = 16384
     channel_max: int = 512
-    ema_kimg: float = 10.0  # EMA half-life in thousands of images: 0.5 ** (32 / 10000) per batch of 32
+    # EMA half-life in thousands of images (NVIDIA's ema_kimg): decay 0.5 ** (global batch / 10000)
+    # per step, whatever the batch. rosinality's fixed per-*step* decay 0.5 ** (32 / 10000) is the
+    # same only at a global batch of 32; at batch 16 its half-life is 5k images, at batch 8 2.5k.
+    ema_kimg: float = 10.0
     # Early in training the half-life is capped at ema_rampup × images seen (StyleGAN2-ADA's ramp-up),
-    # so g_ema is not stuck near the random init during short runs; None = the community's fixed decay.
+    # so g_ema is not stuck near the random init during short runs; None = the fixed half-life above.
     ema_rampup: float | None = 0.05
     ada: bool = True
     ada_target: float = 0.6
@@ -292,15 +295,29 @@ class StyleGAN2Trainer:
 
     def sample_latents(self, batch: int) -> Tensor:
         """W+ latents with style mixing at probability ``mixing`` (random crossover point)."""
+        return self.latents_from(*self.draw_latent_inputs(batch))
+
+    def draw_latent_inputs(self, batch: int) -> tuple[Tensor, int]:
+        """Two z per sample [2, B, D] and the crossover (n_latent = no mixing this batch)."""
         z = torch.randn(2, batch, self.cfg.style_dim, device=self.device)
-        w = self.G.style(z.reshape(2 * batch, -1)).reshape(2, batch, -1)
         n = self.G.n_latent
         if self.cfg.mixing > 0 and random.random() < self.cfg.mixing:
             cut = random.randint(1, n - 1)
         else:
             cut = n
+        return z, cut
+
+    def latents_from(self, z: Tensor, cut: int) -> Tensor:
+        """Hook: W+ [B, n_latent, D] for z [2, B, D]; entries < ``cut`` from z[0] (cut = n_latent: no mixing)."""
+        batch = z.shape[1]
+        w = self.G.style(z.reshape(2 * batch, -1)).reshape(2, batch, -1)
+        n = self.G.n_latent
         idx = torch.arange(n, device=self.device).view(1, n, 1)
         return torch.where(idx < cut, w[0].unsqueeze(1), w[1].unsqueeze(1))
+
+    def path_length_latents(self, batch: int) -> Tensor:
+        """Hook: the latents of the lazy path-length pass."""
+        return self.sample_latents(batch)
 
     def D_aug(self, x: Tensor) -> Tensor:
         return self.augment(x) if (self.cfg.ada or self.cfg.ada_p > 0) else x
@@ -360,7 +377,9 @@ class StyleGAN2Trainer:
         # -- G lazy path length
         if self.use_path_length() and self.step % c.g_reg_every == 0:
             n = max(1, real.shape[0] // c.path_batch_shrink)
-            latent = self.sample_latents(n)
+            latent = self.path_length_latents(n)
+            if not latent.requires_grad:  # a frozen mapping network (fine-tuning): J_w is still defined
+                latent = latent.detach().requires_grad_(True)
             img = self.G.synthesis(latent).image
             pl, self.mean_path_length, lengths = path_length_penalty(img, latent, self.mean_path_length)
             check_finite(self.step, path_length=pl)
