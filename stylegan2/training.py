@@ -145,6 +145,20 @@ def set_requires_grad(params: list[nn.Parameter], flag: bool) -> None:
         p.requires_grad_(flag)
 
 
+def ema_decay(ema_kimg: float, ema_rampup: float | None, step: int, batch_total: int) -> float:
+    """EMA decay of one step (NVIDIA's schedule): half-life ``ema_kimg`` thousand images, capped at
+    ``ema_rampup`` × the images seen so far when the ramp-up is on.
+
+    Without the ramp-up this is ``0.5 ** (batch_total / (1000 · ema_kimg))`` per step; rosinality's
+    (and Cartoon-StyleGAN's) fixed ``0.5 ** (32 / 10000)`` per step equals it only at a global batch
+    of 32 with ``ema_kimg`` = 10 — with its default batch 16 its half-life is 5k images.
+    """
+    half_life = ema_kimg * 1000
+    if ema_rampup is not None:
+        half_life = min(half_life, (step + 1) * batch_total * ema_rampup)
+    return 0.5 ** (batch_total / max(half_life, 1e-8))
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """g_ema ← decay·g_ema + (1−decay)·g; buffers (noise maps) are copied."""
@@ -393,11 +407,7 @@ class StyleGAN2Trainer:
             st.report("loss/path", pl)
             st.report("pl/mean", self.mean_path_length)
         # -- EMA (half-life in images, so it does not depend on batch size or GPU count)
-        batch_total = real.shape[0] * self.info.world
-        half_life = c.ema_kimg * 1000
-        if c.ema_rampup is not None:
-            half_life = min(half_life, (self.step + 1) * batch_total * c.ema_rampup)
-        decay = 0.5 ** (batch_total / max(half_life, 1e-8))
+        decay = ema_decay(c.ema_kimg, c.ema_rampup, self.step, real.shape[0] * self.info.world)
         ema_update(self.G_ema, self.G, decay)
         st.report("ada/p", self.ada.p if c.ada else c.ada_p)
 
