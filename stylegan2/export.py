@@ -33,7 +33,8 @@ def export_snapshot(src: str | Path, out: str | Path, keep_d: bool = True, keep_
         G.mean_latent(10000)
     snap["latent_avg"] = G.w_avg.detach().clone()
     meta = dict(ckpt.get("toonlab") or {})
-    snap["toonlab"] = {k: meta[k] for k in ("g_config", "d_config", "step", "config") if k in meta}
+    # early_mapping: a FreezeSG model's second mapping network, needed to render it from z.
+    snap["toonlab"] = {k: meta[k] for k in ("g_config", "d_config", "step", "config", "early_mapping") if k in meta}
     snap["toonlab"].setdefault("g_config", G.config)
     snap["toonlab"]["exported_from"] = str(src)
     if "args" in ckpt:

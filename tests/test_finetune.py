@@ -335,6 +335,13 @@ def test_freezesg_checkpoint_renders_with_both_mapping_networks(tmp_path):
         torch.testing.assert_close(wt[:, 0], src_avg + 0.5 * (t.source.mapping(z) - src_avg))
     # Moving it moves the hidden network too.
     assert G.to(torch.float64).early_style[1].weight.dtype == torch.float64
+    # A slim export keeps the second mapping network.
+    from stylegan2.export import export_snapshot
+
+    slim = load_generator(export_snapshot(last, tmp_path / "slim.pt"))
+    assert isinstance(slim, SplitMappingGenerator)
+    with torch.no_grad():
+        torch.testing.assert_close(slim.mapping(z), w)
 
 
 def test_path_length_runs_with_a_frozen_mapping_network(tmp_path):
