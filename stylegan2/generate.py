@@ -99,7 +99,7 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
 
     The file's optimised noise maps are used unless ``noise_mode`` is given.
     """
-    from inversion.project import load_latent, render
+    from stylegan2.latents import load_latent, render
 
     dev = pick_device(device)
     G = load_generator(ckpt, device=dev)
