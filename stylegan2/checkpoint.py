@@ -305,13 +305,20 @@ def snapshot(G: Generator, D: Discriminator | None = None, G_train: Generator | 
     meta: dict[str, Any] = {"g_config": G.config}
     if D is not None:
         meta["d_config"] = D.config
-    clamps = {k: getattr(n, "conv_clamp", None) for k, n in (("g", G), ("d", D)) if n is not None}
-    if any(v is not None for v in clamps.values()):  # a network converted from an NVIDIA pickle
-        meta["conv_clamp"] = clamps
+    meta.update(clamp_meta(G, D))
     meta.update(extra.pop("toonlab", {}))
     out["toonlab"] = meta
     out.update(extra)
     return out
+
+
+def clamp_meta(G: torch.nn.Module, D: torch.nn.Module | None = None) -> dict[str, Any]:
+    """``{"conv_clamp": {"g": c, "d": c}}`` for networks converted from an NVIDIA pickle, else ``{}``.
+
+    Saved with a snapshot so that the loaders re-apply NVIDIA's clamp (``stylegan2/nvidia.py``).
+    """
+    clamps = {k: getattr(n, "conv_clamp", None) for k, n in (("g", G), ("d", D)) if n is not None}
+    return {"conv_clamp": clamps} if any(v is not None for v in clamps.values()) else {}
 
 
 def file_hash(path: str | Path, n: int = 16) -> str:

@@ -319,7 +319,11 @@ def _plain(obj: Any, memo: dict[int, Any] | None = None, depth: int = 0) -> Any:
         rec = memo[id(obj)] = Record(type(obj)._name, kind)
         rec.state = {k: _plain(v, memo, depth + 1) for k, v in getattr(obj, "state", {}).items()}
         return rec
-    if isinstance(obj, _NumpyArray):
+    if isinstance(obj, Tensor):
+        # A fresh tensor object: drops anything a BUILD opcode attached to the rebuilt one
+        # (Tensor.__setstate__ accepts backward hooks).
+        out = obj.detach()
+    elif isinstance(obj, _NumpyArray):
         out = getattr(obj, "value", None)
     elif isinstance(obj, dict):
         out = {k: _plain(v, memo, depth + 1) for k, v in obj.items()}
@@ -345,8 +349,7 @@ def read_pickle(path: str | Path) -> Any:
         raise PickleRefused(f"{path} is not a loadable checkpoint: {e} (refused; nothing in it was run)") from None
     except FileNotFoundError:
         raise UserInputError(f"checkpoint not found: {path}") from None
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            RuntimeError, struct.error, MemoryError, OverflowError, RecursionError) as e:
+    except Exception as e:  # unpickling garbage fails in many ways; all mean "not loadable"
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, EOFError):
             reason = "the file ends early (truncated download?)"

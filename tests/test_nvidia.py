@@ -255,3 +255,24 @@ def test_export_to_community_pt_and_safetensors(tmp_path, expected):
     torch.testing.assert_close(ckpt["latent_avg"], expected["w_avg"], rtol=0, atol=0)
     r = CliRunner().invoke(export_main, [str(tmp_path / "missing.pkl"), str(tmp_path / "x.pt")])
     assert r.exit_code == 2 and "checkpoint not found" in r.output
+
+
+def test_finetune_starts_from_an_nvidia_pickle_with_freeze_d(tmp_path):
+    """FreezeD needs the pickle's D: the trainer's D is NVIDIA's, frozen blocks stay put."""
+    from finetune.freeze import FreezeSpec
+    from finetune.trainer import FinetuneConfig, FinetuneTrainer
+
+    cfg = FinetuneConfig(source=str(nv.FIXTURE), out=str(tmp_path / "run"), batch=4, workers=0, snapshot_every=0,
+                         sample_every=0, log_every=1, d_reg_every=2, n_samples=4, freeze=2, freeze_d=2, iters=2)
+    t = FinetuneTrainer(cfg, None, torch.device("cpu"))
+    ref_d = load_discriminator(nv.FIXTURE)
+    assert all(torch.equal(a, b) for a, b in zip(t.D.state_dict().values(), ref_d.state_dict().values()))
+    frozen = FreezeSpec(freeze_d=2).discriminator_frozen(t.D)
+    before = {n: p.detach().clone() for n, p in t.D.named_parameters()}
+    g = torch.Generator().manual_seed(0)
+    t.train(iter([torch.rand(4, 3, 32, 32, generator=g) * 2 - 1 for _ in range(2)]))
+    assert all(torch.equal(p, before[n]) for n, p in t.D.named_parameters() if n in frozen)
+    assert any(not torch.equal(p, before[n]) for n, p in t.D.named_parameters() if n not in frozen)
+    path = t.save()
+    assert load_checkpoint(path)["toonlab"]["conv_clamp"]["g"] == 1.5
+    assert load_generator(path).conv_clamp == 1.5
