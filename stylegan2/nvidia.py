@@ -21,6 +21,11 @@ community layout; it is recorded in the converted file and applied with forward 
 (``apply_conv_clamp``) so renders match NVIDIA's own code. What our networks cannot represent
 (StyleGAN3, conditional models, 'orig'/'resnet' generators, 'skip'/'orig' discriminators, other
 mbstd channel counts, z_dim ≠ w_dim...) is refused with one line naming the setting.
+
+TensorFlow-era pickles (StyleGAN2 / StyleGAN2-ADA TF: a ``(G, D, Gs)`` tuple of
+``dnnlib.tflib.network.Network`` objects whose variables are numpy arrays) go through the same
+unpickler — numpy arrays are rebuilt from their raw bytes without numpy's own unpickling — and
+their variables are laid out as the records NVIDIA's ``legacy.py`` would build from them.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from toonlab.errors import UserInputError
 
 #: Marker of NVIDIA pickles converted by this module (``ckpt["toonlab"]["source"]["format"]``).
 NVIDIA_FORMAT = "nvidia-stylegan2-ada-pytorch"
+NVIDIA_TF_FORMAT = "nvidia-stylegan2-tensorflow"
 
 
 class PickleRefused(UserInputError):
@@ -411,26 +417,22 @@ def _clamp_of(records: list[Record]) -> float | None:
 
 
 def _template(cls: type, cfg: dict[str, Any], narrow: dict[str, Any]) -> dict[str, Tensor]:
-    """Keys and shapes of ``cls(**cfg)`` without allocating it (meta device); the resampling
-    kernels — the only entries not taken from the pickle — come from a width-1 twin (they depend
-    on the taps alone)."""
-    with torch.device("meta"):
-        sd = dict(cls(**cfg).state_dict())
+    """The state-dict keys of ``cls(**cfg)``, holding only the resampling kernels — the entries not
+    taken from the pickle. They depend on the taps alone, so a width-1 twin provides them cheaply;
+    the strict load into the full-width network checks every other shape."""
     twin = cls(**{**cfg, **narrow, "channels": {r: 1 for r in cfg["channels"]}}).state_dict()
-    for k in sd:
-        if k.endswith(".kernel"):
-            sd[k] = twin[k].clone()
-    return sd
+    return {k: (v.clone() if k.endswith(".kernel") else None) for k, v in twin.items()}
 
 
 def convert_generator(rec: Record, path: str | Path = "network.pkl") -> dict[str, Any]:
     """An NVIDIA ``Generator`` record → ``{"state": sd, "config": cfg, "w_avg": t|None, "conv_clamp": c}``.
 
-    ``sd`` loads strictly into ``Generator(**cfg)``.
+    ``sd`` loads strictly into ``Generator(**cfg)``. A TF-era network record is first rebuilt as
+    the record stylegan2-ada-pytorch's legacy.py would make (``tf_generator_record``).
     """
     path = Path(path)
     if rec.kind == "tf":
-        raise _unsupported(path, "a TensorFlow-era StyleGAN/StyleGAN2 pickle (dnnlib.tflib)")
+        rec = tf_generator_record(rec, path)
     mapping, synthesis = rec.sub("mapping"), rec.sub("synthesis")
     if mapping is None or synthesis is None:
         raise UserInputError(f"{path}: the generator record has no mapping/synthesis network")
@@ -518,9 +520,17 @@ def convert_generator(rec: Record, path: str | Path = "network.pkl") -> dict[str
     def put(key: str, value: Tensor) -> None:
         if key not in sd:
             raise AssertionError(key)
-        if value.numel() != sd[key].numel():
-            raise UserInputError(f"{path}: {key} has {value.numel()} values, expected shape {list(sd[key].shape)}")
-        sd[key] = value.detach().float().reshape(sd[key].shape)
+        v = value.detach().float()
+        # NVIDIA's shapes → the community layout's (the values are the same numbers).
+        if key.endswith("conv.weight") or key == "input.input":
+            v = v.unsqueeze(0)  # [O,I,k,k] → [1,O,I,k,k]; const [C,4,4] → [1,C,4,4]
+        elif key.endswith("noise.weight"):
+            v = v.reshape(1)
+        elif key.startswith("noises."):
+            v = v.reshape(1, 1, *v.shape[-2:])
+        elif re.fullmatch(r"to_rgb(1|s\.\d+)\.bias", key):
+            v = v.reshape(1, -1, 1, 1)
+        sd[key] = v
         filled.add(key)
 
     for i, fc in enumerate(fcs):
@@ -538,7 +548,8 @@ def convert_generator(rec: Record, path: str | Path = "network.pkl") -> dict[str
             put(f"noises.noise_{noise_index}", layer.tensor("noise_const"))
         else:  # use_noise=False: a zero strength gives the same output for every noise mode
             put(f"{prefix}.noise.weight", torch.zeros(1))
-            filled.add(f"noises.noise_{noise_index}")
+            r = 2 ** ((noise_index + 5) // 2)  # the noise resolution of that layer (Generator.noise_shapes)
+            put(f"noises.noise_{noise_index}", torch.zeros(r, r))
 
     def put_rgb(prefix: str, layer: Record, where: str) -> None:
         aff = layer.sub("affine")
@@ -572,7 +583,7 @@ def convert_discriminator(rec: Record, path: str | Path = "network.pkl") -> dict
     """An NVIDIA ``Discriminator`` record (resnet, unconditional) → ``{"state", "config", "conv_clamp"}``."""
     path = Path(path)
     if rec.kind == "tf":
-        raise _unsupported(path, "a TensorFlow-era discriminator (dnnlib.tflib)")
+        rec = tf_discriminator_record(rec, path)
     c_dim = int(rec.attr("c_dim", 0) or 0)
     if c_dim > 0 or rec.sub("mapping") is not None:
         raise _unsupported(path, f"a conditional discriminator (c_dim={c_dim})")
@@ -629,9 +640,7 @@ def convert_discriminator(rec: Record, path: str | Path = "network.pkl") -> dict
     def put(key: str, value: Tensor | None, where: str) -> None:
         if value is None:
             raise UserInputError(f"{path}: {where} is missing; not a stylegan2-ada-pytorch discriminator")
-        if value.numel() != sd[key].numel():
-            raise UserInputError(f"{path}: {where} has {value.numel()} values, expected shape {list(sd[key].shape)}")
-        sd[key] = value.detach().float().reshape(sd[key].shape)
+        sd[key] = value.detach().float()  # same shapes in both layouts
         filled.add(key)
 
     first = rec.sub(f"b{size}")
@@ -660,6 +669,195 @@ def convert_discriminator(rec: Record, path: str | Path = "network.pkl") -> dict
     return dict(state=sd, config=cfg, conv_clamp=_clamp_of(convs))
 
 
+# --------------------------------------------------------------------------------------------
+# TensorFlow-era pickles (StyleGAN2 / StyleGAN2-ADA TF): rebuilt as stylegan2-ada-pytorch records
+# --------------------------------------------------------------------------------------------
+
+# The settings NVIDIA's legacy.py knows (convert_tf_generator / convert_tf_discriminator); anything
+# else could change what the network computes, so it is refused rather than ignored.
+_TF_G_KWARGS = {"latent_size", "label_size", "dlatent_size", "resolution", "num_channels", "mapping_layers",
+                "label_fmaps", "mapping_fmaps", "mapping_nonlinearity", "mapping_lrmul", "w_avg_beta", "fmap_base",
+                "fmap_max", "num_fp16_res", "conv_clamp", "architecture", "resample_kernel", "use_noise",
+                "nonlinearity", "truncation_psi", "truncation_cutoff", "style_mixing_prob", "structure"}
+_TF_D_KWARGS = {"label_size", "resolution", "num_channels", "architecture", "fmap_base", "fmap_max",
+                "num_fp16_res", "conv_clamp", "mapping_fmaps", "nonlinearity", "resample_kernel", "freeze_layers",
+                "mapping_layers", "mapping_lrmul", "mbstd_group_size", "mbstd_num_features", "structure"}
+
+
+def _tf_params(rec: Record, prefix: str = "") -> dict[str, Tensor]:
+    """A TF network's variables by slash path, components included (legacy.py _collect_tf_params)."""
+    out: dict[str, Tensor] = {}
+    for item in rec.state.get("variables") or []:
+        if isinstance(item, (tuple, list)) and len(item) == 2:
+            value = item[1]
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = torch.tensor(float(value))  # a 0-d variable comes back from tf.run as a numpy scalar
+            if isinstance(value, Tensor):
+                out[prefix + str(item[0])] = value
+    for name, comp in (rec.state.get("components") or {}).items():
+        if isinstance(comp, Record):
+            out.update(_tf_params(comp, f"{prefix}{name}/"))
+    return out
+
+
+def _tf_kwargs(rec: Record, known: set[str], path: Path) -> dict[str, Any]:
+    kw = rec.state.get("static_kwargs") or {}
+    if int(rec.state.get("version", 0) or 0) < 4:
+        raise _unsupported(path, "a TensorFlow pickle older than version 4 (StyleGAN1?)")
+    unknown = sorted(set(kw) - known)
+    if unknown:
+        raise _unsupported(path, f"a TensorFlow network with setting {unknown[0]!r}")
+    return kw
+
+
+def _conv(t: Tensor, flip: bool = False) -> Tensor:
+    # TF conv weights are [kh, kw, in, out]; TF's transposed conv is a true convolution, so its
+    # kernel is flipped to become the correlation torch computes (legacy.py: [::-1, ::-1]).
+    w = t.permute(3, 2, 0, 1)
+    return w.flip(2, 3) if flip else w
+
+
+def _rec(name: str, params: dict[str, Tensor] | None = None, mods: dict[str, Record] | None = None,
+         **attrs: Any) -> Record:
+    return Record(name, "persistent", {"_parameters": dict(params or {}), "_buffers": {},
+                                       "_modules": dict(mods or {}), **attrs})
+
+
+def _tf_get(params: dict[str, Tensor], name: str, path: Path) -> Tensor:
+    if name not in params:
+        raise UserInputError(f"{path}: TensorFlow network has no variable {name!r}")
+    return params[name].float()
+
+
+def tf_generator_record(rec: Record, path: str | Path = "network.pkl") -> Record:
+    """A TF ``G``/``Gs`` network → a ``Generator`` record shaped like stylegan2-ada-pytorch's (legacy.py's mapping)."""
+    path = Path(path)
+    kw = _tf_kwargs(rec, _TF_G_KWARGS, path)
+    p = _tf_params(rec)
+    res = int(kw.get("resolution", 1024))
+    arch = kw.get("architecture", "skip")
+    if any(re.fullmatch(r"(synthesis/)?ToRGB_lod\d+/.*", k) for k in p):
+        arch = "orig"
+    act = kw.get("nonlinearity", "lrelu")
+    lrmul = float(kw.get("mapping_lrmul", 0.01))
+    clamp = kw.get("conv_clamp")
+    taps = kw.get("resample_kernel", [1, 3, 3, 1])
+    from ops import setup_filter
+
+    filt = setup_filter(taps)
+    fcs = {}
+    while f"mapping/Dense{len(fcs)}/weight" in p:
+        i = len(fcs)
+        fcs[f"fc{i}"] = _rec("FullyConnectedLayer", {"weight": p[f"mapping/Dense{i}/weight"].float().t(),
+                                                       "bias": _tf_get(p, f"mapping/Dense{i}/bias", path)},
+                             activation=kw.get("mapping_nonlinearity", "lrelu"), bias_gain=lrmul)
+    mods = dict(fcs)
+    if "mapping/LabelEmbed/weight" in p:
+        mods["embed"] = _rec("FullyConnectedLayer")
+    mbufs = {"w_avg": p["dlatent_avg"].float()} if "dlatent_avg" in p else {}
+    mapping = _rec("MappingNetwork", mods=mods, c_dim=int(kw.get("label_size", 0) or 0))
+    mapping.state["_buffers"] = mbufs
+
+    def layer(prefix: str, noise: int | None, flip: bool = False) -> Record:
+        params = {"weight": _conv(_tf_get(p, f"{prefix}/weight", path), flip), "bias": _tf_get(p, f"{prefix}/bias", path)}
+        bufs = {"resample_filter": filt}
+        use_noise = f"{prefix}/noise_strength" in p
+        if use_noise and noise is not None:
+            params["noise_strength"] = _tf_get(p, f"{prefix}/noise_strength", path).reshape(())
+            bufs["noise_const"] = _tf_get(p, f"synthesis/noise{noise}", path)[0, 0]
+        aff = _rec("FullyConnectedLayer", {"weight": _tf_get(p, f"{prefix}/mod_weight", path).t(),
+                                           "bias": _tf_get(p, f"{prefix}/mod_bias", path) + 1})
+        r = _rec("SynthesisLayer", params, {"affine": aff}, activation=act, use_noise=use_noise, conv_clamp=clamp)
+        r.state["_buffers"] = bufs
+        return r
+
+    blocks = {}
+    r = 4
+    while r <= res:
+        s = f"synthesis/{r}x{r}"
+        mods = {}
+        params = {}
+        if r == 4:
+            params["const"] = _tf_get(p, f"{s}/Const/const", path)[0]
+            mods["conv1"] = layer(f"{s}/Conv", 0)
+        else:
+            lg = int(math.log2(r))
+            mods["conv0"] = layer(f"{s}/Conv0_up", lg * 2 - 5, flip=True)
+            mods["conv1"] = layer(f"{s}/Conv1", lg * 2 - 4)
+        if f"{s}/ToRGB/weight" in p:
+            mods["torgb"] = _rec("ToRGBLayer", {"weight": _conv(_tf_get(p, f"{s}/ToRGB/weight", path)),
+                                                "bias": _tf_get(p, f"{s}/ToRGB/bias", path)},
+                                 {"affine": _rec("FullyConnectedLayer",
+                                                 {"weight": _tf_get(p, f"{s}/ToRGB/mod_weight", path).t(),
+                                                  "bias": _tf_get(p, f"{s}/ToRGB/mod_bias", path) + 1})},
+                                 conv_clamp=clamp)
+        b = _rec("SynthesisBlock", params, mods, architecture=arch)
+        b.state["_buffers"] = {"resample_filter": filt}
+        blocks[f"b{r}"] = b
+        r *= 2
+    synthesis = _rec("SynthesisNetwork", mods=blocks, img_resolution=res,
+                     img_channels=int(kw.get("num_channels", 3)))
+    return _rec("Generator", mods={"mapping": mapping, "synthesis": synthesis},
+                c_dim=int(kw.get("label_size", 0) or 0))
+
+
+def tf_discriminator_record(rec: Record, path: str | Path = "network.pkl") -> Record:
+    """A TF ``D`` network → a ``Discriminator`` record shaped like stylegan2-ada-pytorch's.
+
+    One deliberate difference from legacy.py (line 242, ``mbstd_group_size`` default None =
+    the whole minibatch): a pickle that does not list it gets 4, the default of TF StyleGAN2's
+    ``D_stylegan2`` (training/networks_stylegan2.py), which built it.
+    """
+    path = Path(path)
+    kw = _tf_kwargs(rec, _TF_D_KWARGS, path)
+    p = _tf_params(rec)
+    res = int(kw.get("resolution", 1024))
+    arch = kw.get("architecture", "resnet")
+    if any(re.fullmatch(r"FromRGB_lod\d+/.*", k) for k in p):
+        arch = "orig"
+    act = kw.get("nonlinearity", "lrelu")
+    clamp = kw.get("conv_clamp")
+    from ops import setup_filter
+
+    filt = setup_filter(kw.get("resample_kernel", [1, 3, 3, 1]))
+
+    def conv(name: str, bias: bool = True) -> Record:
+        params = {"weight": _conv(_tf_get(p, f"{name}/weight", path))}
+        if bias:
+            params["bias"] = _tf_get(p, f"{name}/bias", path)
+        r = _rec("Conv2dLayer", params, activation=act if bias else "linear", conv_clamp=clamp if bias else None)
+        r.state["_buffers"] = {"resample_filter": filt}
+        return r
+
+    mods = {}
+    r = res
+    while r >= 8:
+        s = f"{r}x{r}"
+        bm = {}
+        if f"{s}/FromRGB/weight" in p:
+            bm["fromrgb"] = conv(f"{s}/FromRGB")
+        bm["conv0"] = conv(f"{s}/Conv0")
+        bm["conv1"] = conv(f"{s}/Conv1_down")
+        if f"{s}/Skip/weight" in p:
+            bm["skip"] = conv(f"{s}/Skip", bias=False)
+        b = _rec("DiscriminatorBlock", mods=bm, architecture=arch)
+        b.state["_buffers"] = {"resample_filter": filt}
+        mods[f"b{r}"] = b
+        r //= 2
+    fc = _rec("FullyConnectedLayer", {"weight": _tf_get(p, "4x4/Dense0/weight", path).t(),
+                                      "bias": _tf_get(p, "4x4/Dense0/bias", path)}, activation=act, bias_gain=1.0)
+    out = _rec("FullyConnectedLayer", {"weight": _tf_get(p, "Output/weight", path).t(),
+                                       "bias": _tf_get(p, "Output/bias", path)}, activation="linear", bias_gain=1.0)
+    n_feat = int(kw.get("mbstd_num_features", 1))
+    group = kw.get("mbstd_group_size", 4)
+    epi_mods = {"conv": conv("4x4/Conv"), "fc": fc, "out": out}
+    if n_feat > 0 and group and int(group) > 1:  # TF skips the layer for a group of 1 ("if mbstd_group_size > 1")
+        epi_mods["mbstd"] = _rec("MinibatchStdLayer", group_size=int(group), num_channels=n_feat)
+    mods["b4"] = _rec("DiscriminatorEpilogue", mods=epi_mods, architecture=arch,
+                      cmap_dim=int(kw.get("mapping_fmaps") or 0) if kw.get("label_size") else 0)
+    return _rec("Discriminator", mods=mods, c_dim=int(kw.get("label_size", 0) or 0))
+
+
 def load_nvidia_pickle(path: str | Path) -> dict[str, Any]:
     """Read a stylegan2-ada-pytorch pickle as data and return a community-layout checkpoint dict.
 
@@ -669,9 +867,14 @@ def load_nvidia_pickle(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     data = read_pickle(path)
+    fmt = NVIDIA_FORMAT
     if isinstance(data, tuple) and data and all(isinstance(x, Record) and x.kind == "tf" for x in data):
-        raise _unsupported(path, "a TensorFlow-era StyleGAN/StyleGAN2 pickle (dnnlib.tflib); convert it to "
-                                 "stylegan2-ada-pytorch or the community layout first")
+        if len(data) != 3:
+            raise _unsupported(path, f"a TensorFlow pickle of {len(data)} networks (expected G, D, Gs)")
+        # (G, D, Gs): the TF variables rebuilt as the records stylegan2-ada-pytorch's legacy.py makes.
+        data = {"G": tf_generator_record(data[0], path), "D": tf_discriminator_record(data[1], path),
+                "G_ema": tf_generator_record(data[2], path)}
+        fmt = NVIDIA_TF_FORMAT
     if isinstance(data, Record):  # a bare pickled network (pickle.dump(G_ema, f))
         data = {"G_ema" if data.class_name == "Generator" else data.class_name: data}
     if not isinstance(data, dict):
@@ -706,7 +909,7 @@ def load_nvidia_pickle(path: str | Path) -> dict[str, Any]:
     if "g_ema" not in out and "g" not in out:
         raise UserInputError(f"{path}: the pickle holds no generator (G_ema or G)")
     tsk = data.get("training_set_kwargs")
-    meta["source"] = {"format": NVIDIA_FORMAT, "file": path.name,
+    meta["source"] = {"format": fmt, "file": path.name,
                       "training_set": {k: v for k, v in tsk.items() if isinstance(v, (str, int, float, bool))}
                       if isinstance(tsk, dict) else None}
     out["toonlab"] = meta

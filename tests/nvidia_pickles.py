@@ -22,6 +22,8 @@ from stylegan2.nvidia import Record, read_pickle
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "nvidia_tiny32.pkl"
 EXPECTED = Path(__file__).resolve().parent / "data" / "nvidia_tiny32_expected.pt"
+TF_FIXTURE = Path(__file__).resolve().parent / "data" / "nvidia_tf_tiny16.pkl"
+TF_EXPECTED = Path(__file__).resolve().parent / "data" / "nvidia_tf_tiny16_expected.pt"
 
 
 def _reconstruct_persistent_obj(meta):  # pragma: no cover - only its pickled name matters
@@ -78,6 +80,17 @@ class _Pickler(pickle.Pickler):
                         state=obj.state)
             return _reconstruct_persistent_obj, (meta,)
         return NotImplemented
+
+
+def tf_networks(obj: Any) -> Any:
+    """Replace TF-kind ``Record``s (as ``read_pickle`` returns them) by ``Network`` stand-ins, recursively."""
+    if isinstance(obj, Record) and obj.kind == "tf":
+        return Network({k: tf_networks(v) for k, v in obj.state.items()})
+    if isinstance(obj, dict):
+        return {k: tf_networks(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(tf_networks(v) for v in obj)
+    return obj
 
 
 def dumps(data: Any, module_src: str = "") -> bytes:

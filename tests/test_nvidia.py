@@ -204,11 +204,13 @@ def test_bad_files_are_one_line(tmp_path):
         pickle.dump([1, 2], f)
     tf = tuple(nv.Network({"name": n, "version": 4, "static_kwargs": {}}) for n in ("G", "D", "Gs"))
     nv.write(tmp_path / "tf.pkl", tf)
+    nv.write(tmp_path / "tf1.pkl", tuple(nv.Network({"name": n, "version": 3}) for n in ("G", "D", "Gs")))
     cases = {
         "truncated.pkl": r"not a loadable checkpoint: .*(truncated|ends early)",
         "wrong.pkl": r"not a stylegan2-ada-pytorch network pickle \(keys: weights\)",
         "list.pkl": r"not a network pickle",
-        "tf.pkl": r"TensorFlow-era",
+        "tf.pkl": r"TensorFlow network has no variable 'synthesis/4x4/Const/const'",
+        "tf1.pkl": r"TensorFlow pickle older than version 4",
         "missing.pkl": r"checkpoint not found",
     }
     for name, message in cases.items():
@@ -276,3 +278,41 @@ def test_finetune_starts_from_an_nvidia_pickle_with_freeze_d(tmp_path):
     path = t.save()
     assert load_checkpoint(path)["toonlab"]["conv_clamp"]["g"] == 1.5
     assert load_generator(path).conv_clamp == 1.5
+
+
+def test_tensorflow_pickle_renders_what_nvidias_legacy_conversion_renders():
+    """A (G, D, Gs) TF-era pickle (numpy variables, TF names), read directly; expected outputs are
+    those of NVIDIA's legacy.py conversion of the same file, run on their networks (BENCHMARKS.md)."""
+    exp = torch.load(nv.TF_EXPECTED, weights_only=True)
+    ckpt = load_checkpoint(nv.TF_FIXTURE)
+    assert ckpt["toonlab"]["source"]["format"] == "nvidia-stylegan2-tensorflow"
+    G, G_train, D = load_generator(nv.TF_FIXTURE), load_generator(nv.TF_FIXTURE, "g"), load_discriminator(nv.TF_FIXTURE)
+    assert G.size == 16 and G.style_dim == 8 and D.stddev_group == 4
+    z = exp["z"]
+    assert (_render(G, z) - exp["img_psi1"]).abs().max() < TOL
+    assert (_render(G, z, 0.7) - exp["img_psi07"]).abs().max() < TOL
+    assert (_render(G_train, z) - exp["img_g"]).abs().max() < TOL
+    x = torch.cat([exp["img_psi1"], exp["d_noise"]])[: len(exp["d_logits"])]
+    with torch.no_grad():
+        assert (D.eval()(x) - exp["d_logits"]).abs().max() < TOL
+
+
+def _tf_edit(tmp_path, fn):
+    data = read_pickle(nv.TF_FIXTURE)
+    fn(data)
+    return nv.write(tmp_path / "tf_edit.pkl", nv.tf_networks(data))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d[2].state["static_kwargs"].update(fused_modconv=True), r"TensorFlow network with setting 'fused_modconv'"),
+        (lambda d: d[2].state["static_kwargs"].update(label_size=5), r"conditional generator \(c_dim=5"),
+        (lambda d: d[2].state["components"]["synthesis"].state["variables"].append(
+            ("ToRGB_lod0/weight", torch.zeros(1, 1, 8, 3))), r"architecture 'orig'"),
+    ],
+)
+def test_tensorflow_pickles_we_cannot_represent(tmp_path, edit, message):
+    with pytest.raises(CheckpointError, match=message) as e:
+        load_generator(_tf_edit(tmp_path, edit))
+    assert "\n" not in str(e.value)
