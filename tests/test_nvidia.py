@@ -223,8 +223,11 @@ def test_cli_exit_codes(tmp_path):
     from stylegan2.generate import main as generate_main
 
     path = _edit(tmp_path, "cond", _add_embed)
+    sg3 = _edit(tmp_path, "sg3", _sg3)
     (tmp_path / "trunc.pkl").write_bytes(nv.FIXTURE.read_bytes()[:5000])
-    for ckpt in (path, tmp_path / "trunc.pkl", tmp_path / "none.pkl"):
+    with open(tmp_path / "wrong.pkl", "wb") as f:
+        pickle.dump({"state_dict": {"a": 1}}, f)
+    for ckpt in (path, sg3, tmp_path / "trunc.pkl", tmp_path / "wrong.pkl", tmp_path / "none.pkl"):
         r = CliRunner().invoke(generate_main, ["--ckpt", str(ckpt), "--outdir", str(tmp_path / "o")])
         assert r.exit_code == 2, r.output
         assert r.output.startswith("Error:") and r.output.strip().count("\n") == 0, r.output
