@@ -928,12 +928,15 @@ def _clamp_output(c: float) -> Callable:
     return hook
 
 
-def _clamp_rgb(c: float, bias: Tensor) -> Callable:
-    # NVIDIA clamps ToRGB's conv + bias; our ToRGB adds the bias after its conv, so clamp that sum
-    # here and hand back (clamped sum − bias): ToRGB's own "+ bias" then restores it exactly.
-    def hook(module, inputs, output):
-        b = bias.to(output.dtype)
-        return (output + b).clamp(-c, c) - b
+def _clamp_rgb(c: float) -> Callable:
+    # NVIDIA clamps ToRGB's conv + bias *before* the skip image is added; our ToRGB returns the
+    # sum, so the hook recomputes the (cheap, 1×1) conv + bias, clamps it and adds the skip. It
+    # reads everything from `module`, so copies (deepcopy, .to(device)) stay correct.
+    def hook(module, args, kwargs, output):
+        x, style = args[0], args[1] if len(args) > 1 else kwargs["style"]
+        skip = args[2] if len(args) > 2 else kwargs.get("skip")
+        y = (module.conv(x, style) + module.bias.to(x.dtype)).clamp(-c, c)
+        return y if skip is None else y + module.upsample(skip).to(y.dtype)
 
     return hook
 
@@ -955,7 +958,7 @@ def apply_conv_clamp(net: torch.nn.Module, clamp: float | None) -> torch.nn.Modu
             if isinstance(m, StyledConv):
                 hooks.append(m.activate.register_forward_hook(_clamp_output(c)))
             elif isinstance(m, ToRGB):
-                hooks.append(m.conv.register_forward_hook(_clamp_rgb(c, m.bias)))
+                hooks.append(m.register_forward_hook(_clamp_rgb(c), with_kwargs=True))
         if isinstance(net, Discriminator):
             from stylegan2.networks import ConvLayer, FusedLeakyReLU
 

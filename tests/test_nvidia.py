@@ -319,3 +319,19 @@ def test_tensorflow_pickles_we_cannot_represent(tmp_path, edit, message):
     with pytest.raises(CheckpointError, match=message) as e:
         load_generator(_tf_edit(tmp_path, edit))
     assert "\n" not in str(e.value)
+
+
+def test_conv_clamp_survives_copies(expected):
+    """A deep copy (EMA, fine-tuning) clamps with its own weights, not the original's."""
+    import copy
+
+    G = load_generator(nv.FIXTURE)
+    G2 = copy.deepcopy(G)
+    assert (_render(G2, expected["z"]) - expected["img_psi1"]).abs().max() < TOL
+    with torch.no_grad():
+        for p in G2.parameters():
+            p.mul_(1.01)
+    G3 = copy.deepcopy(G2)
+    apply_conv_clamp(G3, None)
+    apply_conv_clamp(G3, 1.5)  # fresh hooks on G3 itself: the reference for G2's copied ones
+    torch.testing.assert_close(_render(G2, expected["z"]), _render(G3, expected["z"]))
