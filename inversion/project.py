@@ -36,11 +36,10 @@ from PIL import Image
 from torch import Tensor, nn
 
 from stylegan2.checkpoint import load_generator
-from stylegan2.latents import LATENT_FORMAT, load_latent, load_tagged, render, save_latent  # noqa: F401
+from stylegan2.latents import LATENT_FORMAT, load_latent, load_tagged, render, save_latent  # noqa: F401 (re-exported)
 from stylegan2.networks import NOISE_MODES, Generator
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import make_grid, save_atomic, to_pil
-from toonlab.video import write_video  # noqa: F401  (re-exported: the one mp4 writer)
 from toonlab.runtime import (
     autocast,
     bundled_generator,
@@ -48,6 +47,7 @@ from toonlab.runtime import (
     pick_device,
     progress,
 )
+from toonlab.video import write_video
 
 PERCEPTUAL = ("lpips", "random", "none")
 
