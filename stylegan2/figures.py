@@ -303,8 +303,9 @@ def interpolation_path(G: Generator, keys: Sequence[Key], frames: int, space: st
 def _frame(tiles: Sequence[Image.Image], labels: Sequence[str]) -> np.ndarray:
     if len(tiles) == 1:
         return np.asarray(tiles[0])
-    return np.asarray(make_grid(list(tiles), cols=len(tiles), padding=2, col_labels=list(labels),
-                                background=(0, 0, 0)))
+    fit = max(1, tiles[0].width // 6)  # the default bitmap font is ~6 px a character: keep labels apart
+    labels = [lb if len(lb) <= fit else lb[: fit - 1] + "…" for lb in labels]
+    return np.asarray(make_grid(list(tiles), cols=len(tiles), padding=2, col_labels=labels))
 
 
 def interpolation_video(panels: Sequence[Panel], keys: Sequence[Key], out: str | Path, frames: int = 30,
@@ -315,7 +316,7 @@ def interpolation_video(panels: Sequence[Panel], keys: Sequence[Key], out: str |
 
     ``noise_mode`` is "const", "none", "random" (one set of maps, drawn from ``seed``, for the
     whole clip: no flicker) or "projected" (the latent files' optimised maps, blended between
-    keys). ``preview`` also writes a PNG contact sheet of 8 evenly spaced frames.
+    keys). ``preview`` also writes a PNG contact sheet of 8 evenly spaced frames (rows of 4).
     Returns ``{"path", "frames", "fps", "size"}``.
     """
     src = panels[0].G
@@ -354,5 +355,5 @@ def interpolation_video(panels: Sequence[Panel], keys: Sequence[Key], out: str |
     if preview:
         from toonlab.images import save_atomic
 
-        save_atomic(make_grid([Image.fromarray(f) for f in sheet], cols=len(sheet), padding=2), preview)
+        save_atomic(make_grid([Image.fromarray(f) for f in sheet], cols=min(4, len(sheet)), padding=2), preview)
     return {"path": path, "frames": written[0], "fps": fps, "size": shape}

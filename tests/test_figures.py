@@ -191,7 +191,9 @@ def test_interpolation_video_with_latent_files_and_two_generators(tmp_path, ckpt
     info = interpolation_video(panels, keys, tmp_path / "v.mp4", frames=3, noise_mode="projected",
                                preview=tmp_path / "v.png", show_progress=False)
     assert info["frames"] == 6 and count_frames(tmp_path / "v.mp4") == 6
-    assert info["size"][0] > 2 * 16 and Image.open(tmp_path / "v.png").width > 6 * 32
+    assert info["size"][0] > 2 * 16
+    sheet = Image.open(tmp_path / "v.png")  # 6 frames: rows of 4
+    assert sheet.width >= 4 * info["size"][0] and sheet.height >= 2 * info["size"][1]
     bad = save_atomic(snapshot(tiny(0, size=32)), tmp_path / "big.pt")
     with pytest.raises(UserInputError, match="latent of shape"):
         latent_keys(load_generator(bad), lats)
