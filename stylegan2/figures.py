@@ -199,9 +199,8 @@ def truncation_sweep_figure(panels: Sequence[Panel], seeds: Sequence[int], psis:
                             precision: str = "fp32", show_progress: bool = True) -> Image.Image:
     """Rows: seeds; columns: truncation ψ (w' = w̄ + ψ (w − w̄), w̄ the source's mean w) — per panel."""
     src = panels[0].G
-    src.mean_w()  # w̄ from the checkpoint, or estimated once from 4096 samples
-    z, w, noise = seed_latents(src, seeds, 1.0)
-    avg = src.mean_w().cpu()
+    _, w, noise = seed_latents(src, seeds, 1.0)
+    avg = src.mean_w().cpu()  # w̄ from the checkpoint, or estimated once from 4096 samples
     latents = torch.cat([src.truncate(w[i : i + 1], psi, avg.unsqueeze(1)) for i in range(len(seeds)) for psi in psis])
     noise = [noise[i] for i in range(len(seeds)) for _ in psis] if noise_mode == "random" else None
     bar = progress(total=len(latents) * len(panels), desc="truncation", unit="img", disable=not show_progress)

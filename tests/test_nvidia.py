@@ -65,9 +65,11 @@ def test_conv_clamp_is_applied_and_matters_here(expected):
 
 
 def test_fixture_carries_no_nvidia_source_text():
-    blob = nv.FIXTURE.read_bytes()
-    for needle in (b"NVIDIA", b"Source Code License", b"import torch", b"def forward"):
-        assert needle not in blob
+    for fixture in (nv.FIXTURE, nv.TF_FIXTURE):
+        blob = fixture.read_bytes()
+        for needle in (b"NVIDIA", b"Source Code License", b"import torch", b"import tensorflow", b"def forward",
+                       b"def G_main"):
+            assert needle not in blob, (fixture.name, needle)
     data = read_pickle(nv.FIXTURE)
     assert set(data) == {"G", "D", "G_ema", "augment_pipe", "training_set_kwargs"}
     assert isinstance(data["G_ema"], Record) and data["G_ema"].kind == "persistent"
