@@ -45,10 +45,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from stylegan2.checkpoint import file_hash, load_generator
-from stylegan2.checkpoint import save_atomic as save_torch_atomic
+from stylegan2.checkpoint import load_generator
+from stylegan2.latents import LATENT_FORMAT, load_latent, load_tagged, render, save_latent  # noqa: F401 (re-exported)
 from stylegan2.networks import NOISE_MODES, Generator
-from toonlab.atomic import atomic_path
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import make_grid, save_atomic, to_pil
 from toonlab.runtime import (
@@ -58,8 +57,8 @@ from toonlab.runtime import (
     pick_device,
     progress,
 )
+from toonlab.video import write_video
 
-LATENT_FORMAT = "toonlab-latent/1"
 PERCEPTUAL = ("lpips", "random", "none")
 
 
@@ -307,68 +306,7 @@ def project(
     return result
 
 
-@torch.no_grad()
-def render(G: Generator, latent: Tensor, noise: Sequence[Tensor] | None = None, noise_mode: str = "const",
-           precision: str = "fp32") -> Tensor:
-    """Render W+ latents [N, n_latent, D] with the given noise maps (or ``noise_mode``)."""
-    dev = G.w_avg.device
-    latent = latent.to(dev)
-    if latent.shape[1] != G.n_latent:
-        raise UserInputError(f"the latent has {latent.shape[1]} layers but this generator needs {G.n_latent} "
-                             f"({G.size} px); project with a generator of the same size")
-    if noise is not None:
-        shapes = [t.shape[-1] for t in noise]
-        if shapes != G.noise_shapes():
-            raise UserInputError(f"the latent's noise maps {shapes} do not fit this generator ({G.noise_shapes()})")
-        noise = [t.to(dev) for t in noise]
-    with autocast(dev, precision):
-        return G.synthesis(latent, noise=noise, noise_mode=noise_mode).image.float()
-
-
-# ---- latent files ----------------------------------------------------------------------------------
-
-
-def save_latent(path: str | os.PathLike, latent: Tensor, noise: Sequence[Tensor] | None, ckpt: str | os.PathLike,
-                settings: dict, source: str | None = None) -> Path:
-    """Write one image's W+ latent [n_latent, D], its noise maps, the generator's hash and the settings."""
-    obj = {
-        "format": LATENT_FORMAT,
-        "latent": latent.detach().cpu().float(),
-        "noise": [t.detach().cpu().float() for t in noise] if noise is not None else None,
-        "ckpt": str(ckpt),
-        "ckpt_hash": file_hash(ckpt),
-        "settings": settings,
-        "source": source,
-    }
-    return save_torch_atomic(obj, path)
-
-
-def load_tagged(path: str | os.PathLike, fmt: str, what: str, hint: str) -> dict:
-    """Load a small toonlab file whose ``format`` field is ``fmt``; one-line errors otherwise."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"{what} {p} does not exist")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unpickling failure means "not our file"
-        raise UserInputError(f"{p}: not a {what} ({type(e).__name__})") from None
-    if not isinstance(obj, dict) or obj.get("format") != fmt:
-        raise UserInputError(f"{p}: not a {what} ({hint})")
-    return obj
-
-
-def load_latent(path: str | os.PathLike) -> dict:
-    """Read a latent file written by ``save_latent`` (one-line errors for anything else)."""
-    obj = load_tagged(path, LATENT_FORMAT, "latent file", "write one with inversion/project.py")
-    if not isinstance(obj.get("latent"), Tensor):
-        raise UserInputError(f"{path}: not a toonlab latent file (it holds no latent)")
-    lat = obj["latent"]
-    if lat.ndim == 2:
-        lat = lat.unsqueeze(0)
-    obj["latent"] = lat
-    if obj.get("noise") is not None:
-        obj["noise"] = [t.unsqueeze(0) if t.ndim == 3 else t for t in obj["noise"]]
-    return obj
+# render, save_latent, load_tagged, load_latent: stylegan2/latents.py (imported above).
 
 
 # ---- end-to-end: photos in, pictures out -------------------------------------------------------------
@@ -388,22 +326,6 @@ def _load_target(path: str, size: int, align: bool, landmarks: str | None) -> Im
 
 def _to_tensor(img: Image.Image) -> Tensor:
     return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
-
-
-def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: int = 24) -> Path:
-    """Write RGB uint8 frames [H, W, 3] to an mp4 (OpenCV, mp4v), atomically."""
-    import cv2
-
-    path = Path(path)
-    h, w = frames[0].shape[:2]
-    with atomic_path(path) as tmp:
-        tmp_mp4 = Path(str(tmp) + ".mp4")  # VideoWriter picks the container from the suffix
-        vw = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        for f in frames:
-            vw.write(np.ascontiguousarray(f[..., ::-1]))
-        vw.release()
-        os.replace(tmp_mp4, tmp)
-    return path
 
 
 def parse_swaps(spec: str | None) -> list[int]:

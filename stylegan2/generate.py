@@ -99,7 +99,7 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
 
     The file's optimised noise maps are used unless ``noise_mode`` is given.
     """
-    from inversion.project import load_latent, render
+    from stylegan2.latents import load_latent, render
 
     dev = pick_device(device)
     G = load_generator(ckpt, device=dev)
@@ -111,7 +111,8 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
 
 @click.command(name="generate")
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
-              help="Generator checkpoint (community format). Default: the bundled 64-px source generator.")
+              help="Generator: community/toonlab .pt, safetensors, or NVIDIA .pkl (read as data). "
+                   "Default: the bundled 64-px source generator.")
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,4,9-12.")
 @click.option("--truncation", type=click.FloatRange(0.0, 2.0), default=1.0, show_default=True,
               help="Truncation ψ toward the mean w (1 = none; ψ > 1 extrapolates, as NVIDIA's code does).")

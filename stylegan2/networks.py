@@ -633,7 +633,8 @@ class Discriminator(nn.Module):
         self.size = size
         self.channels = ch
         self.config = dict(
-            size=size, channel_multiplier=channel_multiplier, blur_kernel=list(blur_kernel), channels=dict(ch)
+            size=size, channel_multiplier=channel_multiplier, blur_kernel=list(blur_kernel), channels=dict(ch),
+            stddev_group=stddev_group,
         )
         log_size = int(math.log2(size))
         convs: list[nn.Module] = [ConvLayer(3, ch[size], 1)]

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from losses import d_logistic, g_nonsaturating, lazy_reg_adam_params, path_length_penalty, r1_penalty
 from stylegan2.augment import AdaController, AdaptiveAugment
-from stylegan2.checkpoint import load_checkpoint, load_state_checked, save_atomic
+from stylegan2.checkpoint import clamp_meta, load_checkpoint, load_state_checked, save_atomic
 from stylegan2.networks import Discriminator, Generator
 from toonlab.errors import UserInputError
 from toonlab.images import make_grid, save_atomic as save_image
@@ -246,7 +246,7 @@ class StyleGAN2Trainer:
             "toonlab": {
                 "step": self.step, "config": c.to_dict(), "g_config": self.G.config, "d_config": self.D.config,
                 "ada": self.ada.state_dict(), "mean_path_length": self.mean_path_length.detach().cpu(),
-                "rng": rng, "world": self.info.world,
+                "rng": rng, "world": self.info.world, **clamp_meta(self.G_ema, self.D),
             },
         }
 

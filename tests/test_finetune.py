@@ -373,3 +373,19 @@ def test_cli_short_run_end_to_end_and_generate_loads_it(tmp_path):
                 ["--freeze", "2", "--freeze-mode", "published"], ["--freeze-style", "99"], ["--freeze-style"]):
         r = CliRunner().invoke(main, ["--source", str(src), "--iter", "1", "--out", str(tmp_path / "b"), *bad])
         assert r.exit_code == 2 and "Traceback" not in r.output, (bad, r.output)
+
+
+def test_freezesg_safetensors_export_keeps_the_second_mapping_network(tmp_path):
+    """safetensors cannot hold tensors in its JSON metadata: the early mapping travels as tensors."""
+    from stylegan2.export import export_snapshot
+    from stylegan2.networks import SplitMappingGenerator
+
+    t = make_trainer(tmp_path, freeze=1, iters=1)
+    last = t.train(iter([torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1]))
+    G = load_generator(export_snapshot(last, tmp_path / "slim.pt"))  # the same slim export as .pt
+    st = load_generator(export_snapshot(last, tmp_path / "slim.safetensors"))
+    assert isinstance(st, SplitMappingGenerator) and st.n_early == G.n_early
+    z = torch.randn(4, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(st.mapping(z), G.mapping(z))
+        torch.testing.assert_close(st.mapping(z, truncation=0.5), G.mapping(z, truncation=0.5))

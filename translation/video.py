@@ -26,6 +26,7 @@ import numpy as np
 from toonlab.atomic import atomic_path
 from toonlab.errors import UserInputError
 from toonlab.runtime import progress
+from toonlab.video import ffmpeg_exe as find_ffmpeg
 
 #: File extensions (lower case, with dot) treated as videos when scanning inputs.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
@@ -127,17 +128,12 @@ _warned_no_ffmpeg = False
 def ffmpeg_exe() -> str | None:
     """The ffmpeg binary of imageio-ffmpeg (or one on PATH); None, with one warning, when there is none."""
     global _warned_no_ffmpeg
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception:  # not installed, or its binary missing for this platform
-        exe = shutil.which("ffmpeg")
-        if exe is None and not _warned_no_ffmpeg:
-            _warned_no_ffmpeg = True
-            warnings.warn("no ffmpeg found (pip install imageio-ffmpeg): videos are written without audio",
-                          stacklevel=2)
-        return exe
+    exe = find_ffmpeg()
+    if exe is None and not _warned_no_ffmpeg:
+        _warned_no_ffmpeg = True
+        warnings.warn("no ffmpeg found (pip install imageio-ffmpeg): videos are written without audio",
+                      stacklevel=2)
+    return exe
 
 
 def has_audio(path: str | os.PathLike, exe: str | None = None) -> bool:
