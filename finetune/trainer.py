@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from finetune.freeze import FreezeSpec, split_parameters
 from losses import structure_loss
 from stylegan2.checkpoint import (
+    apply_recorded_clamp,
     generator_state,
     infer_discriminator_config,
     load_checkpoint,
@@ -38,6 +39,7 @@ from stylegan2.checkpoint import (
     load_state_checked,
 )
 from stylegan2.networks import Discriminator, Generator, SplitMappingGenerator, SynthesisOutput
+from stylegan2.nvidia import apply_conv_clamp
 from stylegan2.training import DistInfo, StyleGAN2Trainer, TrainConfig
 
 STRUCTURE_ON = ("rgb", "features")
@@ -93,6 +95,8 @@ def _plain_copy(G: Generator) -> Generator:
     out.load_state_dict(G.state_dict())
     out.w_avg.copy_(G.w_avg.cpu())
     out.w_avg_known = G.w_avg_known
+    # A source converted from an NVIDIA pickle renders with its conv_clamp; the copy must too.
+    apply_conv_clamp(out, getattr(G, "conv_clamp", None))
     return out
 
 
@@ -130,6 +134,7 @@ class FinetuneTrainer(StyleGAN2Trainer):
             d_cfg["channels"] = {int(k): int(v) for k, v in d_cfg["channels"].items()}
             D = Discriminator(**d_cfg)
             load_state_checked(D, d_sd, path, "d")
+            apply_recorded_clamp(D, ckpt, "d")
         else:
             warnings.warn(f"{path} has no discriminator ('d'): starting D from scratch (FreezeD has nothing to keep)")
             D = Discriminator(G.size, channels=G.channels)
@@ -145,6 +150,7 @@ class FinetuneTrainer(StyleGAN2Trainer):
         G_ema.load_state_dict(self.G.state_dict())
         G_ema.w_avg.copy_(self.G.w_avg.cpu())
         G_ema.w_avg_known = self.G.w_avg_known
+        apply_conv_clamp(G_ema, getattr(self.G, "conv_clamp", None))
         src_avg = self.source.w_avg if self.source.w_avg_known else None
         G_ema.load_early_style({k_[len("style."):]: v.cpu() for k_, v in self.source.state_dict().items()
                                 if k_.startswith("style.")}, None if src_avg is None else src_avg.cpu())

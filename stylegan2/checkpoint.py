@@ -271,11 +271,11 @@ def load_generator(
     if isinstance(avg, Tensor) and avg.numel() == G.style_dim:
         G.w_avg.copy_(avg.reshape(-1))
         G.w_avg_known = True
-    _apply_clamp(G, ckpt, "g")
+    apply_recorded_clamp(G, ckpt, "g")
     return G.to(device).eval().requires_grad_(False)
 
 
-def _apply_clamp(net: torch.nn.Module, ckpt: dict[str, Any], which: str) -> None:
+def apply_recorded_clamp(net: torch.nn.Module, ckpt: dict[str, Any], which: str) -> None:
     """Re-apply NVIDIA's conv_clamp recorded for a converted pickle (nothing for other files)."""
     clamp = ((ckpt.get("toonlab") or {}).get("conv_clamp") or {}).get(which)
     if clamp is not None:
@@ -309,7 +309,7 @@ def load_discriminator(path: str | Path, device: str | torch.device = "cpu", ckp
     cfg["channels"] = {int(k): int(v) for k, v in cfg["channels"].items()}
     D = Discriminator(**cfg)
     load_state_checked(D, sd, path, "d")
-    _apply_clamp(D, ckpt, "d")
+    apply_recorded_clamp(D, ckpt, "d")
     return D.to(device)
 
 

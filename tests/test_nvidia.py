@@ -274,6 +274,8 @@ def test_finetune_starts_from_an_nvidia_pickle_with_freeze_d(tmp_path):
     t = FinetuneTrainer(cfg, None, torch.device("cpu"))
     ref_d = load_discriminator(nv.FIXTURE)
     assert all(torch.equal(a, b) for a, b in zip(t.D.state_dict().values(), ref_d.state_dict().values()))
+    # The pickle's conv_clamp holds for the fine-tuned networks as for the loaded ones.
+    assert t.D.conv_clamp == ref_d.conv_clamp is not None and t.G.conv_clamp == t.G_ema.conv_clamp == 1.5
     frozen = FreezeSpec(freeze_d=2).discriminator_frozen(t.D)
     before = {n: p.detach().clone() for n, p in t.D.named_parameters()}
     g = torch.Generator().manual_seed(0)
