@@ -8,7 +8,7 @@ Every method fine-tunes the same source to the same synthetic target for the sam
 images with the same seed, into ``runs/compare/<method>/`` (re-running skips finished methods and
 resumes unfinished ones). Each result, and its layer-swapped blend with the source
 (``blend_generators(source, tuned, k)``), is then scored with the probes of
-``finetune/probes.py``:
+``metrics/probes.py``:
 
 - structure error (lower = keeps the source's face geometry): the structure regressor's mean
   absolute disagreement between the source and the result rendering the same w and noise;
@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from finetune.probes import (
+from metrics.probes import (
     DEFAULT_PROBES,
     ProbeBundle,
     geometry_predictions,
@@ -186,7 +186,7 @@ def _load_bundle(s: CompareSettings, probes: ProbeBundle | None, log: Callable[[
             probes = ProbeBundle.load(s.probes)
     if probes.target != s.target:
         raise UserInputError(f"the probes detect '{probes.target}', not '{s.target}': train matching ones with "
-                             f"python finetune/probes.py train --target {s.target} --out PATH, then pass --probes PATH")
+                             f"python -m metrics.probes train --target {s.target} --out PATH, then pass --probes PATH")
     return probes
 
 
@@ -215,7 +215,7 @@ def finetune_method(name: str, s: CompareSettings, log: Callable[[str], None]) -
     """
     from finetune.train import finetune
     from finetune.trainer import FinetuneConfig
-    from stylegan2.checkpoint import file_hash
+    from toonlab.checkpoint import file_hash
     from toonlab.run import CKPT_RE, RunDir
 
     out = Path(s.out_root) / name
@@ -265,7 +265,7 @@ def run_comparison(
     ``probes`` overrides ``settings.probes`` (a path). Raises ``UserInputError`` (one line) for a
     missing source or probe bundle and for settings that do not fit the generator.
     """
-    from finetune.swap import blend_generators
+    from stylegan2.blend import blend_generators
     from stylegan2.checkpoint import load_generator
     from toonlab.runtime import pick_device
 
@@ -310,7 +310,7 @@ def run_comparison(
 def comparison_grid(results: Sequence[MethodResult], seeds: Sequence[int], truncation: float = 0.7) -> Image.Image:
     """Rows = results (source first), columns = ``seeds``; every row renders the *source's* w
     (z of ``generate.py --seeds``, truncated) with the source's const noise, as the scores do."""
-    from stylegan2.generate import seed_inputs
+    from stylegan2.sampling import seed_inputs
     from toonlab.images import make_grid
 
     src = results[0].generator
@@ -359,7 +359,7 @@ def what_the_numbers_say(results: Sequence[MethodResult], probes: ProbeBundle | 
     Differences are paired over the same latents and called only when they exceed two standard
     errors; a lower structure error also needs a comparable style score to mean anything, since
     a generator that never left the source would score 0. ``scale`` = (floor, ceiling) of
-    :func:`finetune.probes.structure_references`, quoted for scale.
+    :func:`metrics.probes.structure_references`, quoted for scale.
     """
     by = {r.name: r for r in results}
     tuned = [r for r in results if r.kind == "finetune"]
@@ -446,12 +446,12 @@ def write_report(
     command: str | None = None,
 ) -> tuple[Path, Path]:
     """Write the markdown report and the grid PNG (default ``<out dir>/images/comparison.png``)."""
-    from toonlab.images import save_atomic
+    from toonlab.atomic import save_image_atomic
 
     s = settings.resolved()
     out = Path(out)
     grid = Path(grid) if grid is not None else out.parent / "images" / "comparison.png"
-    save_atomic(comparison_grid(results, s.grid_seeds, s.truncation), grid)
+    save_image_atomic(comparison_grid(results, s.grid_seeds, s.truncation), grid)
     grid_rel = os.path.relpath(grid.resolve(), out.parent.resolve())
     from toonlab.synthetic import GEOMETRY_FIELDS
 
@@ -503,7 +503,7 @@ def write_report(
         "",
         "## How the scores are computed",
         "",
-        "- **Structure error**: for each latent, the structure regressor (`finetune/probes.py`) reads the "
+        "- **Structure error**: for each latent, the structure regressor (`metrics/probes.py`) reads the "
         "normalised face geometry (each field in [0, 1] over its sampling range) from the source image and from "
         "the fine-tuned image of the same w and noise; the error is the mean absolute difference over the fields "
         f"it reads with held-out R² ≥ 0.5 ({fields}), averaged over latents (0.05 = the readings differ "
@@ -532,26 +532,40 @@ def write_report(
 @click.command(name="compare")
 @click.option("--source", type=click.Path(dir_okay=False), default=None,
               help="Source generator checkpoint. Default: the bundled 64-px face model.")
+
+
 @click.option("--target", default="webtoon", show_default=True, help="Built-in synthetic target domain.")
 @click.option("--kimg", type=click.FloatRange(0.001), default=2.0, show_default=True,
               help="Fine-tuning length per method, thousands of images.")
+
+
 @click.option("--iter", "iters", type=click.IntRange(1), default=None, help="Steps per method (overrides --kimg).")
 @click.option("--batch", type=click.IntRange(2), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--methods", default=",".join(METHODS), show_default=True, help="Comma-separated subset.")
 @click.option("--swap-block", type=click.IntRange(1), default=2, show_default=True,
               help="Layer swap: blocks 1..K from the source, the rest from the fine-tuned model.")
+
+
 @click.option("--n", type=click.IntRange(2), default=1000, show_default=True, help="Latents scored per generator.")
 @click.option("--truncation", type=click.FloatRange(0.0, 1.0), default=0.7, show_default=True)
 @click.option("--ema-kimg", type=click.FloatRange(0.0, min_open=True), default=None,
               help="EMA half-life while fine-tuning [min(10, 5 % of the run)].")
+
+
 @click.option("--probes", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES), show_default=True,
-              help="Probe bundle from `python finetune/probes.py train`.")
+              help="Probe bundle from `python -m metrics.probes train`.")
+
+
 @click.option("--out-root", type=click.Path(file_okay=False), default="runs/compare", show_default=True,
               help="Where each method's run folder goes.")
+
+
 @click.option("--out", type=click.Path(dir_okay=False), default="docs/COMPARISON.md", show_default=True)
 @click.option("--grid", type=click.Path(dir_okay=False), default=None,
               help="Grid PNG [<out dir>/images/comparison.png].")
+
+
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quick", is_flag=True, help="Tiny smoke run: 2 steps per method, 64 latents.")
 def main(source: str | None, target: str, kimg: float, iters: int | None, batch: int, seed: int, methods: str,
@@ -578,4 +592,6 @@ def main(source: str | None, target: str, kimg: float, iters: int | None, batch:
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("compare")

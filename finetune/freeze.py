@@ -16,22 +16,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from stylegan2.blocks import generator_block_of
 from stylegan2.networks import Discriminator, Generator
-
-
-def generator_block_of(name: str) -> int | None:
-    """Block number (1-based) of a generator parameter/buffer name; None for the mapping network."""
-    if name.startswith("style."):
-        return None
-    if name.startswith(("input.", "conv1.", "to_rgb1.")):
-        return 1
-    if m := re.match(r"convs\.(\d+)\.", name):
-        return int(m.group(1)) // 2 + 2
-    if m := re.match(r"to_rgbs\.(\d+)\.", name):
-        return int(m.group(1)) + 2
-    if m := re.match(r"noises\.noise_(\d+)$", name):
-        return (int(m.group(1)) + 1) // 2 + 1
-    raise KeyError(f"not a StyleGAN2 generator entry: {name}")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,7 +23,7 @@ import click
 
 from finetune.trainer import FinetuneConfig, FinetuneTrainer
 from toonlab.errors import ToonlabError, UserInputError, user_errors
-from toonlab.metrics import training_cli_options
+from toonlab.hooks import HookFactory, hook_factories
 from toonlab.runtime import bundled_generator, enable_tf32
 
 
@@ -53,7 +54,7 @@ def resolve_config(**opts) -> tuple[FinetuneConfig, str]:
     return cfg, note
 
 
-def finetune(cfg: FinetuneConfig, note: str = "") -> Path | None:
+def finetune(cfg: FinetuneConfig, note: str = "", hooks: Sequence[HookFactory] = ()) -> Path | None:
     """Run (or resume) a fine-tuning run; returns the last checkpoint path."""
     from stylegan2.training import init_distributed
     from toonlab.data import infinite_loader, open_dataset
@@ -76,20 +77,18 @@ def finetune(cfg: FinetuneConfig, note: str = "") -> Path | None:
                    f"style={spec.freeze_style} structure={cfg.structure_loss}:{cfg.structure_on}]")
     data = infinite_loader(dataset, cfg.batch, cfg.workers, seed=cfg.seed + 7919 * trainer.step,
                            distributed=info.enabled)
-    return trainer.train(data)
-
-
-def with_metrics_options(f):
-    for opt in reversed(training_cli_options()):
-        f = opt(f)
-    return f
+    return trainer.train(data, hooks)
 
 
 @click.command(name="finetune")
 @click.option("--source", type=click.Path(dir_okay=False), default=None,
               help="Source generator checkpoint (community format). Default: the bundled 64-px face model.")
+
+
 @click.option("--target", default="webtoon", show_default=True,
               help="Built-in synthetic target domain, used when --data is not given; also names the run.")
+
+
 @click.option("--data", default=None, help="Target images: folder, zip or LMDB.")
 @click.option("--freeze", type=click.IntRange(0), default=None, help="FreezeSG: freeze mapping + first N blocks.")
 @click.option("--freeze-g", type=click.IntRange(0), default=None, help="FreezeG: train only the N highest blocks.")
@@ -99,6 +98,8 @@ def with_metrics_options(f):
 @click.option("--structure-weight", type=click.FloatRange(0), default=None, help="Weight of the structure loss [1].")
 @click.option("--structure-on", type=click.Choice(["rgb", "features"]), default=None,
               help="Compare skip-RGB images (paper) or block features (published code) [rgb].")
+
+
 @click.option("--iter", "iters", type=click.IntRange(1), default=None, help="Steps [1000].")
 @click.option("--kimg", type=click.FloatRange(0.001), default=None, help="Length in thousands of images.")
 @click.option("--batch", type=click.IntRange(2), default=None, help="Images per GPU [8].")
@@ -114,7 +115,6 @@ def with_metrics_options(f):
 @click.option("--keep", type=click.IntRange(0), default=None)
 @click.option("--workers", type=click.IntRange(0), default=None)
 @click.option("--device", default=None)
-@with_metrics_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and exit.")
 def main(dry_run: bool, **opts) -> None:
     """Fine-tune a StyleGAN2 face model to a cartoon domain."""
@@ -128,7 +128,7 @@ def main(dry_run: bool, **opts) -> None:
             click.echo(json.dumps(cfg.to_dict(), indent=2))
             return
         try:
-            last = finetune(cfg, note)
+            last = finetune(cfg, note, hook_factories())
         except KeyboardInterrupt:
             raise ToonlabError("interrupted; re-run the same command to resume") from None
         except ValueError as e:  # freeze/structure flags that do not fit this generator
@@ -140,4 +140,6 @@ def main(dry_run: bool, **opts) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("finetune")

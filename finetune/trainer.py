@@ -133,11 +133,12 @@ class FinetuneTrainer(StyleGAN2Trainer):
         """Source row above target row for the same fixed latents (and the source's const noise)."""
         if self.info.rank != 0:
             return None
-        from toonlab.images import make_grid, save_atomic
+        from toonlab.atomic import save_image_atomic
+        from toonlab.images import make_grid
 
         w = self.source.mapping(self.sample_z)
         src = self.source.synthesis(w, noise_mode="const").image
         tgt = self.G_ema.synthesis(w, noise=self.source.const_noise(), noise_mode="const").image
         n = min(8, len(w))
         grid = make_grid(torch.cat([src[:n], tgt[:n]]).float().cpu(), cols=n, row_labels=["source", "target"])
-        return save_atomic(grid, self.run.samples / f"{self.step:06d}.png")
+        return save_image_atomic(grid, self.run.samples / f"{self.step:06d}.png")

@@ -31,9 +31,9 @@ import click
 import numpy as np
 from PIL import Image, ImageFilter
 
-from toonlab.data import ImageError, load_image
+from toonlab.atomic import save_image_atomic
 from toonlab.errors import ToonlabError, UserInputError, user_errors
-from toonlab.images import save_atomic
+from toonlab.images import ImageError, load_image
 
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 DETECT_MAX_SIDE = 1024  # larger photos are downscaled for detection only
@@ -234,13 +234,21 @@ def align_photo(path: str | os.PathLike, size: int = 256, face_index: int | None
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--size", type=click.IntRange(8, 4096), default=256, show_default=True,
               help="Output size in pixels (a power of two).")
+
+
 @click.option("--out", "out", type=click.Path(), default=None,
               help="Output file (one photo, one face) or folder. Default: <photo>_aligned.png beside each photo.")
+
+
 @click.option("--face-index", type=click.IntRange(0), default=None,
               help="Pick the i-th most confident face (default: the most confident).")
+
+
 @click.option("--all", "all_faces", is_flag=True, help="Align every face found (NAME_face0.png, ...).")
 @click.option("--landmarks", type=click.Path(dir_okay=False), default=None,
               help=f"dlib {LANDMARK_MODEL} (default: from the face_recognition_models package).")
+
+
 def main(photos: tuple[str, ...], size: int, out: str | None, face_index: int | None, all_faces: bool,
          landmarks: str | None) -> None:
     """Align the face in each photo the FFHQ way (dlib 68 landmarks)."""
@@ -265,7 +273,7 @@ def main(photos: tuple[str, ...], size: int, out: str | None, face_index: int | 
                     dest = Path(out) / f"{stem}.png"
                 else:
                     dest = Path(photo).with_name(f"{stem}.png")
-                save_atomic(img, dest)
+                save_image_atomic(img, dest)
                 written += 1
                 click.echo(f"{photo}: face score {face.score:.2f} -> {dest}")
         for line in failed:
@@ -275,4 +283,6 @@ def main(photos: tuple[str, ...], size: int, out: str | None, face_index: int | 
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("align")

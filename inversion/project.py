@@ -35,12 +35,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from stylegan2.checkpoint import file_hash, load_generator
-from stylegan2.checkpoint import save_atomic as save_torch_atomic
+from losses.perceptual import TargetLPIPS, build_lpips
+from losses.regularizers import noise_regularizer
+from stylegan2.blend import blend_generators
+from stylegan2.checkpoint import load_generator
+from stylegan2.latents import save_latent
 from stylegan2.networks import NOISE_MODES, Generator
-from toonlab.atomic import atomic_path
+from stylegan2.sampling import render
+from toonlab.atomic import save_image_atomic
 from toonlab.errors import ToonlabError, UserInputError, user_errors
-from toonlab.images import make_grid, save_atomic, to_pil
+from toonlab.images import make_grid, to_pil
 from toonlab.runtime import (
     autocast,
     bundled_generator,
@@ -48,8 +52,8 @@ from toonlab.runtime import (
     pick_device,
     progress,
 )
+from toonlab.video import write_video
 
-LATENT_FORMAT = "toonlab-latent/1"
 PERCEPTUAL = ("lpips", "random", "none")
 
 
@@ -107,23 +111,6 @@ def learning_rate(t: float, base: float, rampup: float = 0.05, rampdown: float =
     return base * ramp
 
 
-def noise_regularizer(noises: Sequence[Tensor]) -> Tensor:
-    """Per-sample sum of squared shift-1 autocorrelations (x and y) at every 2x-pooled scale >= 8 px.
-
-    Keeps the optimised noise maps noise-like, so the image is not painted into them.  Returns [N].
-    """
-    total = 0.0
-    for noise in noises:
-        n = noise.float()
-        while True:
-            total = total + (n * n.roll(1, dims=3)).mean(dim=(1, 2, 3)).square()
-            total = total + (n * n.roll(1, dims=2)).mean(dim=(1, 2, 3)).square()
-            if n.shape[-1] <= 8:
-                break
-            n = F.avg_pool2d(n, 2)
-    return total
-
-
 @torch.no_grad()
 def normalize_noise_(noises: Sequence[Tensor]) -> None:
     """Zero mean, unit std per sample, in place (after every optimiser step)."""
@@ -155,39 +142,12 @@ def pool_to(x: Tensor, res: int) -> Tensor:
     return x
 
 
-class TargetLPIPS(nn.Module):
-    """LPIPS distance to fixed targets, with the targets' normalised features computed once.
-
-    Same value as ``lpips.LPIPS(img, target)`` (v0.1, linear heads, spatial average), but each
-    step runs the trunk on the generated images only.
-    """
-
-    def __init__(self, lpips_model: nn.Module, target: Tensor) -> None:
-        super().__init__()
-        self.model = lpips_model
-        with torch.no_grad():
-            self.target_feats = [f.detach() for f in self._features(target)]
-
-    def _features(self, x: Tensor) -> list[Tensor]:
-        m = self.model
-        outs = m.net.forward(m.scaling_layer(x))
-        return [o / (o.float().square().sum(dim=1, keepdim=True).sqrt() + 1e-10).to(o.dtype) for o in outs]
-
-    def forward(self, x: Tensor) -> Tensor:
-        total = 0.0
-        for lin, f, t in zip(self.model.lins, self._features(x), self.target_feats):
-            total = total + lin((f.float() - t.float()).square()).mean(dim=(1, 2, 3))
-        return total
-
-
 def build_perceptual(kind: str, weights: str | os.PathLike | None, device: torch.device) -> nn.Module | None:
     """LPIPS-VGG (``lpips``), a random-trunk LPIPS (``random``, offline, lower quality) or ``none``."""
     if kind not in PERCEPTUAL:
         raise UserInputError(f"--perceptual must be one of {', '.join(PERCEPTUAL)}, got {kind!r}")
     if kind == "none":
         return None
-    from toonlab.metrics import build_lpips
-
     if kind == "lpips":
         try:
             dist = build_lpips("vgg", weights=weights, device=device)
@@ -294,70 +254,6 @@ def project(
     return result
 
 
-@torch.no_grad()
-def render(G: Generator, latent: Tensor, noise: Sequence[Tensor] | None = None, noise_mode: str = "const",
-           precision: str = "fp32") -> Tensor:
-    """Render W+ latents [N, n_latent, D] with the given noise maps (or ``noise_mode``)."""
-    dev = G.w_avg.device
-    latent = latent.to(dev)
-    if latent.shape[1] != G.n_latent:
-        raise UserInputError(f"the latent has {latent.shape[1]} layers but this generator needs {G.n_latent} "
-                             f"({G.size} px); project with a generator of the same size")
-    if noise is not None:
-        shapes = [t.shape[-1] for t in noise]
-        if shapes != G.noise_shapes():
-            raise UserInputError(f"the latent's noise maps {shapes} do not fit this generator ({G.noise_shapes()})")
-        noise = [t.to(dev) for t in noise]
-    with autocast(dev, precision):
-        return G.synthesis(latent, noise=noise, noise_mode=noise_mode).image.float()
-
-
-# ---- latent files ----------------------------------------------------------------------------------
-
-
-def save_latent(path: str | os.PathLike, latent: Tensor, noise: Sequence[Tensor] | None, ckpt: str | os.PathLike,
-                settings: dict, source: str | None = None) -> Path:
-    """Write one image's W+ latent [n_latent, D], its noise maps, the generator's hash and the settings."""
-    obj = {
-        "format": LATENT_FORMAT,
-        "latent": latent.detach().cpu().float(),
-        "noise": [t.detach().cpu().float() for t in noise] if noise is not None else None,
-        "ckpt": str(ckpt),
-        "ckpt_hash": file_hash(ckpt),
-        "settings": settings,
-        "source": source,
-    }
-    return save_torch_atomic(obj, path)
-
-
-def load_tagged(path: str | os.PathLike, fmt: str, what: str, hint: str) -> dict:
-    """Load a small toonlab file whose ``format`` field is ``fmt``; one-line errors otherwise."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"{what} {p} does not exist")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unpickling failure means "not our file"
-        raise UserInputError(f"{p}: not a {what} ({type(e).__name__})") from None
-    if not isinstance(obj, dict) or obj.get("format") != fmt:
-        raise UserInputError(f"{p}: not a {what} ({hint})")
-    return obj
-
-
-def load_latent(path: str | os.PathLike) -> dict:
-    """Read a latent file written by ``save_latent`` (one-line errors for anything else)."""
-    obj = load_tagged(path, LATENT_FORMAT, "latent file", "write one with inversion/project.py")
-    if not isinstance(obj.get("latent"), Tensor):
-        raise UserInputError(f"{path}: not a toonlab latent file (it holds no latent)")
-    lat = obj["latent"]
-    if lat.ndim == 2:
-        lat = lat.unsqueeze(0)
-    obj["latent"] = lat
-    if obj.get("noise") is not None:
-        obj["noise"] = [t.unsqueeze(0) if t.ndim == 3 else t for t in obj["noise"]]
-    return obj
-
-
 # ---- end-to-end: photos in, pictures out -------------------------------------------------------------
 
 
@@ -375,22 +271,6 @@ def _load_target(path: str, size: int, align: bool, landmarks: str | None) -> Im
 
 def _to_tensor(img: Image.Image) -> Tensor:
     return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
-
-
-def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: int = 24) -> Path:
-    """Write RGB uint8 frames [H, W, 3] to an mp4 (OpenCV, mp4v), atomically."""
-    import cv2
-
-    path = Path(path)
-    h, w = frames[0].shape[:2]
-    with atomic_path(path) as tmp:
-        tmp_mp4 = Path(str(tmp) + ".mp4")  # VideoWriter picks the container from the suffix
-        vw = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        for f in frames:
-            vw.write(np.ascontiguousarray(f[..., ::-1]))
-        vw.release()
-        os.replace(tmp_mp4, tmp)
-    return path
 
 
 def parse_swaps(spec: str | None) -> list[int]:
@@ -444,8 +324,6 @@ def run_project(
     targets = torch.stack([_to_tensor(a) for a in aligned])
     result = project(G, targets, percept, cfg, show_progress=show_progress)
 
-    from finetune.swap import blend_generators
-
     blends = [(f"swap{k}_{name}", blend_generators(G, T, k)) for name, T in toons for k in swaps]
     noise = result.noise if noise_mode == "projected" else None
     nmode = "const" if noise_mode == "projected" else noise_mode
@@ -460,14 +338,14 @@ def run_project(
         folder.mkdir(parents=True, exist_ok=True)
         tiles = [aligned[i], to_pil(result.image[i])]
         labels = ["photo (aligned)", "projected"]
-        save_atomic(aligned[i], folder / "aligned.png")
-        save_atomic(tiles[1], folder / "projected.png")
+        save_image_atomic(aligned[i], folder / "aligned.png")
+        save_image_atomic(tiles[1], folder / "projected.png")
         for label, imgs in renders:
             pil = to_pil(imgs[i])
-            save_atomic(pil, folder / f"{label}.png")
+            save_image_atomic(pil, folder / f"{label}.png")
             tiles.append(pil)
             labels.append(label.replace("cartoon_", "").replace("_", " "))
-        save_atomic(make_grid(tiles, cols=len(tiles), col_labels=labels), folder / "grid.png")
+        save_image_atomic(make_grid(tiles, cols=len(tiles), col_labels=labels), folder / "grid.png")
         save_latent(folder / "latent.pt", result.latent[i], [t[i] for t in result.noise], ckpt, settings,
                     source=str(photo))
         if video and result.frames:
@@ -482,11 +360,17 @@ def run_project(
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Source (face) generator. Default: the bundled 64-px synthetic-face generator.")
+
+
 @click.option("--cartoon", "cartoons", multiple=True, type=click.Path(dir_okay=False),
               help="Cartoon generator(s) fine-tuned from --ckpt; repeat or comma-separate for several.")
+
+
 @click.option("--swap", default=None, help="Also render layer-swapped blends source→cartoon at these blocks, e.g. 2,3.")
 @click.option("--out", default="projections", show_default=True, type=click.Path(file_okay=False),
               help="One sub-folder per photo.")
+
+
 @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--space", type=click.Choice(["w+", "w"]), default="w+", show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True)
@@ -496,15 +380,23 @@ def run_project(
 @click.option("--perceptual", type=click.Choice(PERCEPTUAL), default="lpips", show_default=True,
               help="lpips: LPIPS-VGG (needs torchvision's vgg16-397923af.pth in the torch hub cache or "
                    "--perceptual-weights); random: random VGG trunk (offline, lower quality); none: MSE only.")
+
+
 @click.option("--perceptual-weights", type=click.Path(dir_okay=False), default=None,
               help="torchvision VGG16 ImageNet weights (vgg16-397923af.pth).")
+
+
 @click.option("--no-align", is_flag=True, help="Photos are already aligned square crops.")
 @click.option("--landmarks", type=click.Path(dir_okay=False), default=None, help="dlib 68-landmark model file.")
 @click.option("--noise-mode", type=click.Choice(["projected", *NOISE_MODES]), default="projected", show_default=True,
               help="Noise for the cartoon renders: the optimised maps, or the cartoon checkpoint's const maps, ...")
+
+
 @click.option("--video", is_flag=True, help="Also write projection.mp4 of the optimisation.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 on CUDA, fp32 on CPU.")
+
+
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regularize, no_noise_opt, perceptual,
@@ -530,4 +422,6 @@ def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regular
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("project")

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from toonlab.errors import UserInputError
 from toonlab.weights import load_state, locate_weights
 
-__all__ = ["FeatureExtractor", "vgg19_features", "resnet_features", "VGG19_FILE", "RESNET50_FILE"]
+__all__ = ["FeatureNetwork", "vgg19_features", "resnet_features", "VGG19_FILE", "RESNET50_FILE"]
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 RESNET50_FILE = "resnet50-0676ba61.pth"
@@ -33,7 +33,7 @@ _RANDOM_SEED = 20200101  # fixed: random features must be identical across runs 
 _OFFLINE_HINT = "--vgg random (random features, lower quality)"
 
 
-class FeatureExtractor(nn.Module):
+class FeatureNetwork(nn.Module):
     """A frozen trunk taking RGB in [-1, 1]; ImageNet normalisation happens inside.
 
     It stays in eval mode even when a parent calls ``.train()`` (BatchNorm statistics of a frozen
@@ -50,7 +50,7 @@ class FeatureExtractor(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> FeatureExtractor:
+    def train(self, mode: bool = True) -> FeatureNetwork:
         return super().train(False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -100,7 +100,7 @@ def _load_subset(module: nn.Module, state: dict, prefix: str, path: Path, what: 
     module.load_state_dict(sub, strict=True)
 
 
-def vgg19_features(weights: str | Path | None = None, layer: str = "conv4_4", random: bool = False) -> FeatureExtractor:
+def vgg19_features(weights: str | Path | None = None, layer: str = "conv4_4", random: bool = False) -> FeatureNetwork:
     """VGG19 trunk cut at ``layer`` before its ReLU (default ``conv4_4``: stride 8, 512 channels).
 
     weights: a file (``--vgg-weights PATH``), else ``vgg19-dcbb9e9d.pth`` in the torch hub cache;
@@ -119,14 +119,14 @@ def vgg19_features(weights: str | Path | None = None, layer: str = "conv4_4", ra
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                     nn.init.zeros_(m.bias)
     if random:
-        return FeatureExtractor(trunk, f"vgg19/{layer}", "random")
+        return FeatureNetwork(trunk, f"vgg19/{layer}", "random")
     path = locate_weights(VGG19_FILE, weights, what="VGG19 ImageNet weights", option="--vgg-weights",
                           offline_hint=_OFFLINE_HINT)
     _load_subset(trunk, load_state(path), "features.", path, "VGG19 weights")
-    return FeatureExtractor(trunk, f"vgg19/{layer}", str(path))
+    return FeatureNetwork(trunk, f"vgg19/{layer}", str(path))
 
 
-def resnet_features(weights: str | Path | None = None, layer: str = "layer2", random: bool = False) -> FeatureExtractor:
+def resnet_features(weights: str | Path | None = None, layer: str = "layer2", random: bool = False) -> FeatureNetwork:
     """ResNet-50 trunk (stem + ``layer1`` … ``layer``; default ``layer2``: stride 8, 512 channels).
 
     weights: a file (``--vgg-weights PATH`` on the CLI: the feature network's weights), else
@@ -151,7 +151,7 @@ def resnet_features(weights: str | Path | None = None, layer: str = "layer2", ra
     parts = [net.conv1, net.bn1, net.relu, net.maxpool]
     for n in names[: names.index(layer) + 1]:
         parts.append(getattr(net, n))
-    return FeatureExtractor(nn.Sequential(*parts), f"resnet50/{layer}", source)
+    return FeatureNetwork(nn.Sequential(*parts), f"resnet50/{layer}", source)
 
 
 class _NoFC(nn.Module):

@@ -3,13 +3,11 @@
 A training checkpoint is ``{g, d, g_ema, g_optim, d_optim, args, ada_aug_p}``; converted official
 weights are ``{g_ema, latent_avg}``. toonlab adds a ``toonlab`` entry (plain dicts: network configs,
 step, RNG state) that other tools ignore. Files are read with ``weights_only=True`` — a checkpoint
-must never run code — with ``argparse.Namespace`` allow-listed for the ``args`` entry.
+must never run code — through the project's one reader (``toonlab.checkpoint.load_torch_file``).
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -18,33 +16,28 @@ import torch
 from torch import Tensor
 
 from stylegan2.networks import Discriminator, Generator
-from toonlab.atomic import atomic_path
-from toonlab.errors import UserInputError
-
-
-class CheckpointError(UserInputError):
-    """A checkpoint that cannot be used; the message is one line naming the file and the problem."""
+from toonlab.checkpoint import CheckpointError, load_torch_file
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict safely; a bare generator state dict is wrapped as ``{"g_ema": sd}``."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint path is a folder, not a file: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes), not a checkpoint")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle errors come in many types; all mean "not loadable"
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a loadable checkpoint: {reason[:200]}") from None
+    obj = load_torch_file(path, "checkpoint")
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} is not a checkpoint (found a {type(obj).__name__}, expected a dict)")
     if _looks_like_generator(obj):
         obj = {"g_ema": obj}
+    if map_location not in ("cpu", torch.device("cpu")):
+        obj = _to_device(obj, torch.device(map_location))
+    return obj
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
     return obj
 
 
@@ -171,14 +164,6 @@ def load_discriminator(path: str | Path, device: str | torch.device = "cpu", ckp
     return D.to(device)
 
 
-def save_atomic(obj: Any, path: str | Path) -> Path:
-    """torch.save through a temporary file + fsync + rename: readers never see half a checkpoint."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return path
-
-
 def snapshot(G: Generator, D: Discriminator | None = None, G_train: Generator | None = None, **extra: Any) -> dict:
     """A community-layout dict (``g_ema`` [+ ``g``, ``d``]) plus our ``toonlab`` config entry."""
     out: dict[str, Any] = {"g_ema": G.state_dict()}
@@ -195,12 +180,3 @@ def snapshot(G: Generator, D: Discriminator | None = None, G_train: Generator | 
     out["toonlab"] = meta
     out.update(extra)
     return out
-
-
-def file_hash(path: str | Path, n: int = 16) -> str:
-    """Short sha256 of a file (recorded with latents so they are matched to their generator)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:n]

@@ -16,7 +16,8 @@ if __package__ in (None, ""):
 
 import click
 
-from stylegan2.checkpoint import load_checkpoint, load_generator, save_atomic
+from stylegan2.checkpoint import load_checkpoint, load_generator
+from toonlab.atomic import torch_save_atomic
 from toonlab.errors import user_errors
 
 
@@ -38,7 +39,7 @@ def export_snapshot(src: str | Path, out: str | Path, keep_d: bool = True, keep_
     snap["toonlab"]["exported_from"] = str(src)
     if "args" in ckpt:
         snap["args"] = ckpt["args"]
-    return save_atomic(snap, out)
+    return torch_save_atomic(snap, out)
 
 
 @click.command(name="export")
@@ -54,4 +55,6 @@ def main(src: str, out: str, no_d: bool, no_g: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("export")

@@ -55,12 +55,20 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,
               help="LMDB directory to create (e.g. faces.lmdb).")
+
+
 @click.option("--size", "sizes", default="256", show_default=True, callback=parse_sizes,
               help="Resolution(s), comma-separated powers of two, e.g. 256,128.")
+
+
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
               help="Decode/encode processes (0 or 1: in this process).")
+
+
 @click.option("--quality", type=click.IntRange(1, 100), default=100, show_default=True,
               help="JPEG quality (100 = the community format).")
+
+
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (once the new LMDB is complete).")
 def main(src: Path, out: Path, sizes: list[int], workers: int, quality: int, overwrite: bool) -> None:
     """Resize + centre-crop every image under SRC (folder or .zip) into a StyleGAN2 LMDB."""
@@ -79,4 +87,6 @@ def main(src: Path, out: Path, sizes: list[int], workers: int, quality: int, ove
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("prepare")

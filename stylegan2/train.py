@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -20,7 +21,7 @@ import click
 
 from stylegan2.training import StyleGAN2Trainer, TrainConfig, init_distributed
 from toonlab.errors import ToonlabError, user_errors
-from toonlab.metrics import training_cli_options
+from toonlab.hooks import HookFactory, hook_factories
 from toonlab.runtime import enable_tf32
 
 
@@ -35,7 +36,7 @@ def resolve_config(data: str, **opts) -> TrainConfig:
     return cfg
 
 
-def train(cfg: TrainConfig) -> Path | None:
+def train(cfg: TrainConfig, hooks: Sequence[HookFactory] = ()) -> Path | None:
     """Run (or resume) a training run described by ``cfg``; returns the last checkpoint."""
     from toonlab.data import infinite_loader, open_dataset
 
@@ -50,7 +51,7 @@ def train(cfg: TrainConfig) -> Path | None:
                    f"device {device}; global batch {cfg.batch * info.world}")
     data = infinite_loader(dataset, cfg.batch, cfg.workers, seed=cfg.seed + 7919 * trainer.step,
                            distributed=info.enabled)
-    return trainer.train(data)
+    return trainer.train(data, hooks)
 
 
 OPTIONS = [
@@ -82,7 +83,6 @@ OPTIONS = [
     click.option("--keep", type=click.IntRange(0), default=None, help="Checkpoints kept (0 = all) [5]."),
     click.option("--workers", type=click.IntRange(0), default=None, help="Data loader workers [2]."),
     click.option("--device", default=None, help="auto, cpu, cuda [auto]."),
-    *training_cli_options(),
 ]
 
 
@@ -107,7 +107,7 @@ def main(data: str, dry_run: bool, **opts) -> None:
             click.echo(json.dumps(cfg.to_dict(), indent=2))
             return
         try:
-            last = train(cfg)
+            last = train(cfg, hook_factories())
         except KeyboardInterrupt:
             raise ToonlabError("interrupted; re-run the same command to resume from the last checkpoint") from None
     if last is not None:
@@ -115,4 +115,6 @@ def main(data: str, dry_run: bool, **opts) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("train")

@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -30,15 +30,14 @@ from torch import Tensor, nn
 
 from losses import d_logistic, g_nonsaturating, lazy_reg_adam_params, path_length_penalty, r1_penalty
 from stylegan2.augment import AdaController, AdaptiveAugment
-from stylegan2.checkpoint import load_checkpoint, load_state_checked, save_atomic
+from stylegan2.checkpoint import load_checkpoint, load_state_checked
 from stylegan2.networks import Discriminator, Generator
+from toonlab.atomic import save_image_atomic, torch_save_atomic
 from toonlab.errors import UserInputError
-from toonlab.images import make_grid, save_atomic as save_image
+from toonlab.hooks import HookFactory
+from toonlab.images import make_grid
 from toonlab.run import RunDir, Stats, check_finite, rng_state, set_rng_state, step_from_name
 from toonlab.runtime import autocast, progress, seed_everything
-
-if TYPE_CHECKING:
-    from toonlab.metrics import TrainingMetrics
 
 
 @dataclass
@@ -81,11 +80,6 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 10
     n_samples: int = 16
-    metrics: str = ""  # periodic metrics of G_ema, e.g. "fid10k" or "fid10k,kid10k" (toonlab.metrics)
-    metrics_every: int = 0  # steps between evaluations (0 = at every snapshot); always at the last step
-    metrics_real: str | None = None  # real images for the metrics (None = the training data)
-    metrics_features: str = "inception"  # "random": offline smoke runs only
-    inception_weights: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -236,7 +230,7 @@ class StyleGAN2Trainer:
     def save(self) -> Path | None:
         if self.info.rank != 0:
             return None
-        path = save_atomic(self.state_dict(), self.run.checkpoint_path(self.step))
+        path = torch_save_atomic(self.state_dict(), self.run.checkpoint_path(self.step))
         self.run.prune(self.cfg.keep)
         return path
 
@@ -400,28 +394,23 @@ class StyleGAN2Trainer:
             return None
         imgs = self.G_ema.synthesis(self.G_ema.mapping(self.sample_z), noise_mode="const").image
         path = self.run.samples / f"{self.step:06d}.png"
-        save_image(make_grid(imgs.float().cpu(), cols=int(math.ceil(math.sqrt(len(imgs))))), path)
+        save_image_atomic(make_grid(imgs.float().cpu(), cols=int(math.ceil(math.sqrt(len(imgs))))), path)
         return path
-
-    def build_metrics(self) -> "TrainingMetrics | None":
-        """The periodic evaluator (rank 0 only); built before the first step so a missing
-        Inception file fails the run at once, not hours in."""
-        c = self.cfg
-        if not c.metrics or self.info.rank != 0:
-            return None
-        from toonlab.metrics import TrainingMetrics
-
-        return TrainingMetrics(c.metrics, real=c.metrics_real or c.data, size=c.size, device=self.device,
-                               every=c.metrics_every or c.snapshot_every, features=c.metrics_features,
-                               inception_weights=c.inception_weights, workers=c.workers, seed=c.seed)
 
     # ---- the loop ------------------------------------------------------------------------------
 
-    def train(self, data: Iterator[Tensor]) -> Path | None:
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.iters
+
+    def train(self, data: Iterator[Tensor], hooks: Sequence[HookFactory] = ()) -> Path | None:
+        """Run to ``cfg.iters``; ``hooks`` (rank 0 only) are built before the first step, so a missing
+        weights file of a metric fails the run at once, not hours in."""
         c = self.cfg
-        metrics = self.build_metrics()
+        built = [f(self) for f in hooks] if self.info.rank == 0 else []
         if self.info.rank == 0:
-            self.run.write_config(c.to_dict())
+            extra = {k: v for f in hooks for k, v in getattr(f, "config", {}).items()}
+            self.run.write_config({**c.to_dict(), **extra})
         bar = progress(total=c.iters, initial=self.step, desc="train", unit="it", disable=self.info.rank != 0)
         t_last, step_last = time.time(), self.step
         last_saved = None
@@ -431,12 +420,13 @@ class StyleGAN2Trainer:
                 self.train_step(real)
                 self.step += 1
                 bar.update(1)
-                evaluated = metrics is not None and metrics.due(self.step, c.iters)
-                if evaluated:
-                    t_metrics = time.time()
-                    for k, v in metrics(self.G_ema).items():
+                evaluated = False
+                for hook in built:
+                    t_hook = time.time()
+                    for k, v in hook.after_step(self).items():
                         self.stats.report(k, v)
-                    t_last += time.time() - t_metrics  # sec_per_kimg stays about training
+                        evaluated = True
+                    t_last += time.time() - t_hook  # sec_per_kimg stays about training
                 if self.step % c.log_every == 0 or self.step == c.iters or evaluated:
                     dt = time.time() - t_last
                     imgs = (self.step - step_last) * real.shape[0] * self.info.world

@@ -7,16 +7,10 @@ import argparse
 import pytest
 import torch
 
-from stylegan2.checkpoint import (
-    CheckpointError,
-    infer_generator_config,
-    load_checkpoint,
-    load_discriminator,
-    load_generator,
-    save_atomic,
-    snapshot,
-)
+from stylegan2.checkpoint import infer_generator_config, load_checkpoint, load_discriminator, load_generator, snapshot
 from stylegan2.networks import Discriminator, Generator
+from toonlab.atomic import torch_save_atomic
+from toonlab.checkpoint import CheckpointError
 
 
 def small_pair(size=16):
@@ -68,7 +62,7 @@ def test_infer_config_from_tensors():
 def test_snapshot_round_trip_keeps_latent_avg(tmp_path):
     G, D = small_pair()
     G.mean_latent(128)
-    path = save_atomic(snapshot(G, D, G_train=G, toonlab={"step": 7}), tmp_path / "snap.pt")
+    path = torch_save_atomic(snapshot(G, D, G_train=G, toonlab={"step": 7}), tmp_path / "snap.pt")
     ckpt = load_checkpoint(path)
     assert ckpt["toonlab"]["step"] == 7 and set(ckpt) >= {"g", "d", "g_ema", "latent_avg"}
     G2 = load_generator(path)
@@ -100,6 +94,8 @@ def test_converted_official_format(tmp_path):
         (lambda p: torch.save({"d": {}}, p), "no generator inside"),
     ],
 )
+
+
 def test_bad_files_give_one_line_errors(tmp_path, make, message):
     path = tmp_path / "bad.pt"
     make(path)

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from finetune.compare import CompareSettings, MethodResult, main, run_comparison, what_the_numbers_say, write_report
-from finetune.probes import (
+from metrics.probes import (
     ProbeBundle,
     StructureRegressor,
     StyleClassifier,
@@ -19,8 +19,9 @@ from finetune.probes import (
     style_score,
     train_probes,
 )
-from stylegan2.checkpoint import save_atomic, snapshot
+from stylegan2.checkpoint import snapshot
 from stylegan2.networks import Discriminator, Generator
+from toonlab.atomic import torch_save_atomic
 from toonlab.synthetic import GEOMETRY_FIELDS
 
 TINY = dict(style_dim=16, n_mlp=2, channel_max=16, channel_base=256)
@@ -40,7 +41,7 @@ def source_ckpt(tmp_path: Path, size: int = 32) -> Path:
     """A tiny community-layout training checkpoint (g, g_ema, d), as tests/test_finetune.py builds."""
     G = tiny_generator(size)
     D = Discriminator(size, channel_max=16, channel_base=256)
-    return save_atomic(snapshot(G, D, G_train=G), tmp_path / "source.pt")
+    return torch_save_atomic(snapshot(G, D, G_train=G), tmp_path / "source.pt")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,16 +12,11 @@ import torch
 from click.testing import CliRunner
 
 import translation.models as models
-from translation.compare import main as compare_main
-from translation.cyclegan import (
-    CycleGANConfig,
-    CycleGANGenerator,
-    CycleGANTrainer,
-    ImagePool,
-    PatchGANDiscriminator,
-    load_cyclegan,
-    main,
-)
+from metrics.translation_comparison import main as compare_main
+from translation.cyclegan import main
+from translation.cyclegan_networks import CycleGANGenerator, PatchGANDiscriminator
+from translation.cyclegan_trainer import CycleGANConfig, CycleGANTrainer, ImagePool
+from translation.models import load_cyclegan
 from translation.data import open_translation_data
 
 TINY = dict(size=32, batch=2, ngf=8, ndf=8, n_blocks=2, workers=0, tensorboard=False, log_every=1, sample_every=0,

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from finetune.freeze import FreezeSpec, generator_block_of
 from finetune.trainer import FinetuneConfig, FinetuneTrainer
 from losses import structure_loss
-from stylegan2.checkpoint import load_checkpoint, load_generator, save_atomic, snapshot
+from stylegan2.checkpoint import load_checkpoint, load_generator, snapshot
 from stylegan2.networks import Discriminator, Generator
+from toonlab.atomic import torch_save_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ def source_ckpt(tmp_path: Path, size: int = 32) -> Path:
     with torch.no_grad():
         G_train.conv1.conv.weight.add_(0.5)  # g differs from g_ema, as in a real training checkpoint
     D = Discriminator(size, channel_max=16, channel_base=256)
-    return save_atomic(snapshot(G, D, G_train=G_train), tmp_path / "source.pt")
+    return torch_save_atomic(snapshot(G, D, G_train=G_train), tmp_path / "source.pt")
 
 
 def make_trainer(tmp_path: Path, **kw) -> FinetuneTrainer:

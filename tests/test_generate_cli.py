@@ -10,9 +10,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stylegan2.checkpoint import save_atomic, snapshot
+from stylegan2.checkpoint import snapshot
 from stylegan2.generate import main as generate_main
 from stylegan2.networks import Generator
+from toonlab.atomic import torch_save_atomic
 from toonlab.cli import main as toonlab_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_ckpt(tmp_path) -> Path:
     torch.manual_seed(0)
     G = Generator(16, style_dim=16, n_mlp=2, channel_max=16, channel_base=128)
-    return save_atomic(snapshot(G), tmp_path / "G.pt")
+    return torch_save_atomic(snapshot(G), tmp_path / "G.pt")
 
 
 def test_generate_writes_pngs_and_grid(tmp_path):

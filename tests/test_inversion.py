@@ -10,10 +10,15 @@ from PIL import Image
 
 from inversion import align as al
 from inversion import project as pj
+from losses.perceptual import TargetLPIPS
+from losses.regularizers import noise_regularizer
+from stylegan2.latents import load_latent
+from stylegan2.sampling import render
 from inversion import sefa
-from stylegan2.checkpoint import save_atomic, snapshot
+from stylegan2.checkpoint import snapshot
 from stylegan2.generate import main as generate_main
 from stylegan2.networks import Generator
+from toonlab.atomic import torch_save_atomic
 
 
 def tiny_generator(seed: int = 0, size: int = 16) -> Generator:
@@ -22,7 +27,7 @@ def tiny_generator(seed: int = 0, size: int = 16) -> Generator:
 
 
 def tiny_ckpt(path, seed: int = 0):
-    return save_atomic(snapshot(tiny_generator(seed)), path)
+    return torch_save_atomic(snapshot(tiny_generator(seed)), path)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +116,7 @@ def test_noise_regularizer_penalises_structure_not_noise():
     white = torch.randn(2, 1, 32, 32, generator=g)
     smooth = torch.nn.functional.interpolate(torch.randn(2, 1, 4, 4, generator=g), size=32, mode="bilinear")
     smooth = (smooth - smooth.mean()) / smooth.std()
-    r_white, r_smooth = pj.noise_regularizer([white]), pj.noise_regularizer([smooth])
+    r_white, r_smooth = noise_regularizer([white]), noise_regularizer([smooth])
     assert r_white.shape == (2,)
     assert (r_smooth > 20 * r_white).all()
     noises = [white.clone()]
@@ -125,7 +130,7 @@ def test_target_lpips_equals_lpips_forward():
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
     want = lp(a, b).reshape(2)
-    got = pj.TargetLPIPS(lp, b)(a)
+    got = TargetLPIPS(lp, b)(a)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -152,7 +157,7 @@ def test_projection_lowers_loss_and_recovers_own_sample():
     assert res.latent.shape == (2, G.n_latent, G.style_dim)
     assert [t.shape[-1] for t in res.noise] == G.noise_shapes()
     # the stored result renders the stored image again
-    torch.testing.assert_close(pj.render(G, res.latent, res.noise), res.image)
+    torch.testing.assert_close(render(G, res.latent, res.noise), res.image)
 
 
 def test_projection_with_perceptual_random_lowers_loss():
@@ -181,7 +186,7 @@ def test_project_cli_end_to_end_and_latent_roundtrip(tmp_path):
     for name in ("aligned.png", "projected.png", "cartoon_toon.png", "swap2_toon.png", "grid.png", "latent.pt",
                  "projection.mp4"):
         assert (folder / name).is_file(), name
-    lat = pj.load_latent(folder / "latent.pt")
+    lat = load_latent(folder / "latent.pt")
     assert lat["latent"].shape == (1, 6, 16) and lat["ckpt_hash"] and lat["settings"]["steps"] == 5
     # generate.py renders the latent through the cartoon model exactly like the projector did
     r = CliRunner().invoke(generate_main, ["--ckpt", str(toon), "--latent", str(folder / "latent.pt"),

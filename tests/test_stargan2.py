@@ -14,15 +14,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from losses.stargan import cycle_loss, diversity_loss, diversity_weight, style_reconstruction_loss
-from translation.stargan2 import (
-    StarGAN2Config,
-    StarGAN2Trainer,
-    build_networks,
-    count_params,
-    load_stargan2,
-    main,
-    open_multidomain,
-)
+from toonlab.cli import load_command
+from translation.stargan2_data import open_multidomain
+from translation.stargan2_inference import load_stargan2
+from translation.stargan2_networks import build_networks, count_params
+from translation.stargan2_trainer import StarGAN2Config, StarGAN2Trainer
+
+main = load_command("stargan2")  # the composed group: train, sample and eval (metrics/stargan2.py)
 
 TINY_ARCH = dict(img_size=32, num_domains=3, style_dim=16, latent_dim=8, max_conv_dim=32, dim_in=8, mapping_hidden=32)
 TINY_CFG = dict(img_size=32, batch=2, iters=2, dim_in=8, max_conv_dim=32, mapping_hidden=32, style_dim=16, latent_dim=8,

@@ -6,9 +6,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from finetune.swap import blend_factor, blend_generators, feature_swap, main
-from stylegan2.checkpoint import load_generator, save_atomic, snapshot
+from finetune.swap import main
+from stylegan2.blend import blend_factor, blend_generators, feature_swap
+from stylegan2.checkpoint import load_generator, snapshot
 from stylegan2.networks import Generator
+from toonlab.atomic import torch_save_atomic
 
 
 def pair():
@@ -52,8 +54,8 @@ def test_logistic_blend_factors():
 
 def test_cli_writes_loadable_checkpoint_and_grid(tmp_path):
     A, B = pair()
-    pa = save_atomic(snapshot(A), tmp_path / "a.pt")
-    pb = save_atomic(snapshot(B), tmp_path / "b.pt")
+    pa = torch_save_atomic(snapshot(A), tmp_path / "a.pt")
+    pb = torch_save_atomic(snapshot(B), tmp_path / "b.pt")
     r = CliRunner().invoke(main, ["--source", str(pa), "--target", str(pb), "--swap", "2", "--blend-width", "0.5",
                                   "--out", str(tmp_path / "blend.pt"), "--grid", str(tmp_path / "grid.png"),
                                   "--seeds", "0-1"])

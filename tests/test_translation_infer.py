@@ -13,18 +13,18 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from translation import infer
-from translation.infer import (
+from toonlab.images import rgb_to_yuv
+from toonlab.video import count_frames, has_audio, probe, transform_video
+from translation.inference import (
     Translator,
     crop_padding,
-    export_onnx,
     pad_to_multiple,
-    rgb_to_yuv,
     tile_spans,
     tile_weights,
     translate_image,
     translate_tiled,
 )
-from translation.video import count_frames, has_audio, probe, transform_video
+from translation.onnx_export import export_onnx
 
 
 class TinyNet(nn.Module):
@@ -108,7 +108,7 @@ def test_fused_inference_modules_match_the_network():
     import copy
 
     from translation.animegan import AnimeGANv2Generator
-    from translation.infer import fuse_for_inference
+    from translation.fused import fuse_for_inference
 
     torch.manual_seed(0)
     G = AnimeGANv2Generator(lite=True).eval()
@@ -179,7 +179,7 @@ def test_retain_color_keeps_input_chroma_and_output_luma():
     kept = translate_image(tr, img, retain=True)
 
     def yuv(a):
-        return rgb_to_yuv(torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double() / 255)[0]
+        return rgb_to_yuv(torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double() / 127.5 - 1)[0]
 
     yi, yp, yk = yuv(img), yuv(plain), yuv(kept)
     assert (yk[1:] - yi[1:]).abs().max() < 3 / 255  # chroma from the photo
@@ -251,7 +251,7 @@ def test_video_audio_track_is_kept(tmp_path):
 
 
 def _assert_same_first_frame(a: Path, b: Path) -> None:
-    from translation.video import iter_batches
+    from toonlab.video import iter_batches
 
     fa, fb = next(iter_batches(a, 1))[0].astype(int), next(iter_batches(b, 1))[0].astype(int)
     assert np.abs(fa - fb).mean() < 8
@@ -395,7 +395,7 @@ def test_cuda_video_pipeline_matches_per_frame(tmp_path):
     tr = Translator(TinyNet(), "cuda", "fp32")
     res = transform_video(src, tmp_path / "o.mp4", lambda f: tr.translate_uint8(f), batch=3, show_progress=False)
     assert res.frames == 7 == count_frames(res.path)
-    from translation.video import iter_batches
+    from toonlab.video import iter_batches
 
     frames = next(iter_batches(src, 7))
     frames = np.concatenate([frames, frames[::-1]])  # 14 frames: batches of 3 reuse every pinned slot

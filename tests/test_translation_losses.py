@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from losses.features import (
-    FeatureExtractor,
+    FeatureNetwork,
     _vgg19_layer_index,
     resnet_features,
     vgg19_features,
@@ -23,11 +23,11 @@ from losses.translation import (
     grayscale,
     lsgan_d_loss,
     lsgan_g_loss,
-    rgb_to_yuv,
     style_loss,
     tv_loss,
 )
 from toonlab.errors import UserInputError
+from toonlab.images import rgb_to_yuv
 from toonlab.weights import WeightsNotFound
 from translation.data import edge_smooth
 
@@ -190,7 +190,7 @@ def test_feature_weights_from_disk_only(tmp_path, monkeypatch):
 
 def test_resnet_features_shape():
     f = resnet_features(random=True)
-    assert isinstance(f, FeatureExtractor)
+    assert isinstance(f, FeatureNetwork)
     y = f(torch.rand(1, 3, 64, 64) * 2 - 1)
     assert y.shape == (1, 512, 8, 8)  # layer2: stride 8, 512 channels like VGG19 conv4_4
     with pytest.raises(UserInputError):

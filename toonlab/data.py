@@ -18,7 +18,6 @@ ASCII int), so LMDBs built by either tool are interchangeable.
 
 from __future__ import annotations
 
-import io
 import operator
 import os
 import warnings
@@ -27,12 +26,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from toonlab.errors import UserInputError
+from toonlab.images import IMAGE_EXTENSIONS, ImageError, load_image, one_line, resize_center_crop, to_tensor
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -49,198 +48,14 @@ __all__ = [
     "to_tensor",
 ]
 
-#: File extensions (lower case, with dot) treated as images by the folder and zip readers.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-)
 
-
-# Both are UserInputError (a ValueError): CLIs turn them into one-line exit-2 errors.
-class ImageError(UserInputError):
-    """A single file could not be decoded as an image (one-line message: ``NAME: reason``)."""
-
-
+# A UserInputError (a ValueError): CLIs turn it into a one-line exit-2 error.
 class DatasetError(UserInputError):
     """A dataset as a whole is unusable: missing, empty, unreadable or of unknown format."""
 
 
 class UnreadableImageWarning(UserWarning):
     """Issued once per item that a dataset skipped because it could not be decoded."""
-
-
-# --------------------------------------------------------------------------- images
-
-
-def _one_line(text: object) -> str:
-    """Collapse an exception message to one line so errors stay greppable in logs."""
-    return " ".join(str(text).split()) or "unknown error"
-
-
-def _sixteen_bit_to_rgb(img: Image.Image) -> Image.Image:
-    """Scale a 16/32-bit single-channel image to 8-bit RGB.
-
-    ``Image.convert("L")`` *clips* values above 255, which turns every normal
-    16-bit photo into a white sheet; we rescale the full range instead.
-    """
-    arr = np.asarray(img)
-    if arr.dtype.kind == "f":
-        # Float images ("F" mode) conventionally hold [0, 1]; anything else is clipped.
-        hi = 1.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 255.0
-        arr8 = np.clip(np.nan_to_num(arr) / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    else:
-        arr = arr.astype(np.int64)
-        # "I" is 32-bit, but Pillow uses it for 16-bit sources (PNG, TIFF, I;16
-        # conversions), so assume a 16-bit range unless the data says otherwise.
-        hi = max(65535, int(arr.max(initial=0)))
-        arr8 = ((np.clip(arr, 0, None) * 255 + hi // 2) // hi).astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(arr8)).convert("RGB")
-
-
-def _alpha_onto_white(img: Image.Image) -> Image.Image:
-    """Composite an RGBA image onto white.
-
-    Transparent pixels often carry arbitrary (commonly black) colour values;
-    simply dropping alpha would give cartoon cut-outs black halos or black
-    backgrounds. White matches the typical sticker/illustration background.
-    """
-    background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-    return Image.alpha_composite(background, img).convert("RGB")
-
-
-def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
-    """Convert CMYK using its embedded ICC profile when present (print-oriented
-    CMYK files look badly off with the naive formula), else Pillow's naive conversion."""
-    icc = img.info.get("icc_profile")
-    if icc:
-        try:
-            from PIL import ImageCms
-
-            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            dst = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(img, src, dst, outputMode="RGB")
-        except Exception:  # broken/unsupported profile: fall back rather than drop the image
-            pass
-    return img.convert("RGB")
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Normalise any Pillow mode to 8-bit RGB (see :func:`load_image`)."""
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode == "P":
-        # Palette images may declare a transparent index (GIF/PNG); go through RGBA
-        # so those pixels become white instead of whatever colour the index holds.
-        if "transparency" in img.info:
-            return _alpha_onto_white(img.convert("RGBA"))
-        return img.convert("RGB")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        return _alpha_onto_white(img.convert("RGBA"))
-    if mode == "CMYK":
-        return _cmyk_to_rgb(img)
-    if mode in ("1", "L", "YCbCr", "HSV", "RGBX"):
-        return img.convert("RGB")
-    if mode.startswith("I") or mode == "F":
-        return _sixteen_bit_to_rgb(img)
-    if mode == "LAB":
-        # Pillow has no direct LAB->RGB conversion; go through an ICC transform.
-        from PIL import ImageCms
-
-        transform = ImageCms.buildTransformFromOpenProfiles(
-            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
-        )
-        return ImageCms.applyTransform(img, transform)
-    return img.convert("RGB")  # anything else Pillow knows how to convert
-
-
-def load_image(src: str | os.PathLike[str] | bytes, name: str | None = None) -> Image.Image:
-    """Decode an image file (path or raw bytes) into an 8-bit RGB ``PIL.Image``.
-
-    Applies the EXIF orientation tag (phone photos are stored sideways), and
-    converts grayscale, palette (with transparency), RGBA/LA (composited onto
-    white), CMYK, 16-bit (rescaled, not clipped), YCbCr and other modes.
-
-    Args:
-        src: a file path, or the encoded bytes of an image.
-        name: how to refer to the image in error messages (defaults to the path,
-            or ``"<bytes>"``).
-
-    Raises:
-        ImageError: zero-byte, missing, truncated, corrupt or non-image input.
-            The message is one line naming the file and the reason, so callers
-            can skip the file and log it.
-    """
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        label = name or "<bytes>"
-        data = bytes(src)
-        if not data:
-            raise ImageError(f"{label}: zero-byte file")
-        fp: Any = io.BytesIO(data)
-    else:
-        label = name or os.fspath(src)
-        try:
-            if os.path.getsize(src) == 0:
-                raise ImageError(f"{label}: zero-byte file")
-        except OSError as exc:
-            raise ImageError(f"{label}: {_one_line(exc.strerror or exc)}") from exc
-        fp = src
-    try:
-        with Image.open(fp) as img:
-            # Decode now, inside the try: Image.open is lazy and truncation or
-            # corruption would otherwise surface later, far from the file name.
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
-            rgb.load()
-    except ImageError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image (unrecognised format)") from None
-    except Exception as exc:  # noqa: BLE001
-        # Pillow's decoders raise a zoo of exception types on bad data (OSError,
-        # SyntaxError, EOFError, struct.error, IndexError, DecompressionBombError,
-        # ...). For the caller all of them mean "skip this file".
-        reason = _one_line(exc)
-        if "truncated" in reason.lower():
-            reason = f"truncated file ({reason})"
-        raise ImageError(f"{label}: {reason}") from exc
-    if rgb.mode != "RGB":  # defensive: a conversion path we did not anticipate
-        raise ImageError(f"{label}: unsupported image mode {img.mode}")
-    return rgb
-
-
-def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
-    """Resize so the short side equals ``size`` (LANCZOS), then centre-crop to ``size``×``size``.
-
-    Matches torchvision's ``Resize(size) + CenterCrop(size)`` used by the
-    community ``prepare_data.py`` (so our LMDBs contain the same crops).
-    """
-    if size < 1:
-        raise ValueError(f"size must be positive, got {size}")
-    w, h = img.size
-    if (w, h) == (size, size):
-        return img
-    short, long = min(w, h), max(w, h)
-    if short != size:
-        # torchvision's rule: the short side becomes `size`, the long side is truncated.
-        new_long = max(size, int(size * long / short))
-        new = (size, new_long) if w <= h else (new_long, size)
-        img = img.resize(new, Image.Resampling.LANCZOS)
-        w, h = img.size
-    # torchvision's CenterCrop rounds the offset (not floor) -- keep identical crops.
-    left = int(round((w - size) / 2.0))
-    top = int(round((h - size) / 2.0))
-    return img.crop((left, top, left + size, top + size))
-
-
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL image -> ``float32`` tensor ``[3, H, W]`` scaled to ``[-1, 1]``."""
-    if img.mode != "RGB":
-        img = _to_rgb(img)
-    arr = np.asarray(img, dtype=np.uint8)
-    # copy(): np.asarray of a PIL image may be read-only, which torch warns about.
-    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
-    return t.to(torch.float32).div_(127.5).sub_(1.0)
 
 
 # --------------------------------------------------------------------------- scanning
@@ -298,7 +113,7 @@ def _scan_zip(path: Path) -> tuple[list[str], list[str], int]:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(f"not a readable zip file: {path} ({_one_line(exc)})") from None
+        raise DatasetError(f"not a readable zip file: {path} ({one_line(exc)})") from None
     images: list[str] = []
     empty: list[str] = []
     ignored = 0
@@ -341,7 +156,7 @@ class _ImageDataset(Dataset):
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _read(self, index: int) -> Image.Image:  # pragma: no cover - abstract
+    def read_image(self, index: int) -> Image.Image:  # pragma: no cover - abstract
         """Decode item ``index`` to RGB; raise ImageError if it cannot be read."""
         raise NotImplementedError
 
@@ -369,7 +184,7 @@ class _ImageDataset(Dataset):
             if i in self._bad:
                 continue
             try:
-                img = self._read(i)
+                img = self.read_image(i)
             except ImageError as exc:
                 self._bad.add(i)
                 self._skip(self._name(i), str(exc))
@@ -419,7 +234,7 @@ class ImageFolder(_ImageDataset):
     def _name(self, index: int) -> str:
         return str(self.files[index])
 
-    def _read(self, index: int) -> Image.Image:
+    def read_image(self, index: int) -> Image.Image:
         return load_image(self.files[index])
 
 
@@ -463,13 +278,13 @@ class ZipImages(_ImageDataset):
             self._zip_pid = os.getpid()
         return self._zip
 
-    def _read(self, index: int) -> Image.Image:
+    def read_image(self, index: int) -> Image.Image:
         name = self._name(index)
         try:
             data = self._handle().read(self.names[index])
         except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, KeyError) as exc:
             # Bad CRC, encrypted member, unsupported compression, truncated archive.
-            raise ImageError(f"{name}: {_one_line(exc)}") from None
+            raise ImageError(f"{name}: {one_line(exc)}") from None
         return load_image(data, name=name)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -533,6 +348,18 @@ def _lmdb_env(path: Path) -> Any:
     return env
 
 
+def lmdb_sizes(path: str | os.PathLike[str]) -> list[int]:
+    """Resolutions stored in the LMDB at ``path`` (a ``DatasetError`` when it cannot be opened)."""
+    path = Path(path).expanduser()
+    try:
+        with _lmdb_env(path).begin(write=False) as txn:
+            return _lmdb_sizes(txn)
+    except DatasetError:
+        raise
+    except Exception as e:  # lmdb.Error / OSError: not an LMDB, permissions, ...
+        raise DatasetError(f"cannot open LMDB {path}: {one_line(e)}") from None
+
+
 def _lmdb_sizes(txn: Any) -> list[int]:
     """Sizes present in an LMDB, found by seeking past each ``"{size}-"`` key run.
 
@@ -574,7 +401,7 @@ class LMDBImages(_ImageDataset):
         try:
             env = _lmdb_env(path)
         except Exception as exc:  # lmdb.Error / OSError: not an LMDB, permissions, ...
-            raise DatasetError(f"cannot open LMDB {path}: {_one_line(exc)}") from None
+            raise DatasetError(f"cannot open LMDB {path}: {one_line(exc)}") from None
         with env.begin(write=False) as txn:
             raw = txn.get(b"length")
             if raw is None:
@@ -603,7 +430,7 @@ class LMDBImages(_ImageDataset):
     def _name(self, index: int) -> str:
         return f"{self.path}:{self._key(index).decode()}"
 
-    def _read(self, index: int) -> Image.Image:
+    def read_image(self, index: int) -> Image.Image:
         if self._env is None or self._env_pid != os.getpid():
             # Lazily, per process: DataLoader workers each get their own environment.
             self._env = _lmdb_env(self.path)

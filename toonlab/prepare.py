@@ -31,16 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toonlab.data import (
-    DatasetError,
-    ImageError,
-    UnreadableImageWarning,
-    _scan_folder,
-    _scan_zip,
-    load_image,
-    resize_center_crop,
-)
+from toonlab.data import DatasetError, UnreadableImageWarning, _scan_folder, _scan_zip
 from toonlab.errors import UserInputError
+from toonlab.images import ImageError, load_image, resize_center_crop
 
 __all__ = ["PrepareError", "PrepareReport", "is_power_of_two", "prepare_lmdb"]
 

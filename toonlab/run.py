@@ -156,27 +156,6 @@ def set_rng_state(rng: Mapping[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(rng["cuda"], device)
 
 
-def read_checkpoint(path: str | Path, model: str | None = None, what: str = "checkpoint") -> dict[str, Any]:
-    """Load a toonlab training checkpoint (``weights_only``); one-line ``UserInputError`` otherwise.
-
-    With ``model``, its ``toonlab`` metadata must name that model (``what`` names it in the error).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors come in many types; all mean "not a torch file we can read"
-        raise UserInputError(f"{path} is not a loadable torch file: {(str(e).splitlines() or [''])[0][:160]}") from None
-    meta = ckpt.get("toonlab") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict):
-        raise UserInputError(f"{path} is not a toonlab {what}")
-    if model is not None and meta.get("model") != model:
-        held = meta.get("model")
-        raise UserInputError(f"{path} is not a {what}" + (f" (it holds a {held} model)" if held else ""))
-    return ckpt
-
-
 def run_training_loop(trainer: Any, batches: Iterator[Any], total: int, *, log_every: int, sample_every: int,
                       snapshot_every: int, desc: str, show: Sequence[str] = (),
                       on_batch: Callable[[Any], None] | None = None) -> Path:

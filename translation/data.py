@@ -27,17 +27,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from losses.translation import grayscale
-from toonlab.data import (
-    DatasetError,
-    ImageError,
-    ImageFolder,
-    UnreadableImageWarning,
-    load_image,
-    open_dataset,
-    resize_center_crop,
-    to_tensor,
-)
+from toonlab.data import DatasetError, ImageFolder, UnreadableImageWarning, open_dataset
 from toonlab.errors import UserInputError
+from toonlab.images import ImageError, load_image, resize_center_crop, to_tensor
 
 __all__ = ["edge_smooth", "PhotoCrops", "StyleCrops", "TranslationData", "open_translation_data",
            "SYNTHETIC_PHOTOS", "SYNTHETIC_STYLE"]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from losses import g_nonsaturating
-from losses.features import FeatureExtractor, resnet_features, vgg19_features
+from losses.features import FeatureNetwork, resnet_features, vgg19_features
 from losses.translation import (
     color_loss,
     content_loss,
@@ -32,18 +32,11 @@ from losses.translation import (
     style_loss,
     tv_loss,
 )
+from toonlab.atomic import save_image_atomic
+from toonlab.checkpoint import read_checkpoint
 from toonlab.errors import UserInputError
 from toonlab.images import make_grid
-from toonlab.images import save_atomic as save_image
-from toonlab.run import (
-    RunDir,
-    Stats,
-    check_finite,
-    read_checkpoint,
-    rng_state,
-    run_training_loop,
-    set_rng_state,
-)
+from toonlab.run import RunDir, Stats, check_finite, rng_state, run_training_loop, set_rng_state
 from toonlab.runtime import autocast, seed_everything
 from translation.models import (
     MODELS,
@@ -188,7 +181,7 @@ class TranslationTrainer:
     """
 
     def __init__(self, cfg: TranslateConfig, data=None, device: torch.device | str = "cpu",
-                 features: FeatureExtractor | None = None) -> None:
+                 features: FeatureNetwork | None = None) -> None:
         self.data = data
         self.cfg = resolve_config(cfg, data.iters_per_epoch(cfg.batch) if data is not None else None)
         c = self.cfg
@@ -212,7 +205,7 @@ class TranslationTrainer:
 
     # ---- setup ---------------------------------------------------------------------------------
 
-    def _build_features(self) -> FeatureExtractor:
+    def _build_features(self) -> FeatureNetwork:
         c = self.cfg
         rnd = c.vgg == "random"
         if c.features == "resnet50":
@@ -408,7 +401,7 @@ class TranslationTrainer:
                 labels.append("G_ema")
         self.G.train(was)
         grid = make_grid(torch.cat(rows).cpu(), cols=len(x), row_labels=labels)
-        return save_image(grid, self.run.samples / f"{self.step:06d}.png")
+        return save_image_atomic(grid, self.run.samples / f"{self.step:06d}.png")
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -429,4 +422,3 @@ class TranslationTrainer:
         return run_training_loop(self, batches, self.total_iters, log_every=c.log_every, sample_every=c.sample_every,
                                  snapshot_every=c.snapshot_every, desc="translate-train", on_batch=keep_samples,
                                  show=("loss/init_con", "loss/d", "loss/g", "loss/con", "sec_per_it"))
-

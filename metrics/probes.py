@@ -1,7 +1,7 @@
 """Small scorers for comparing fine-tuning methods, trained on the built-in synthetic domains.
 
-    python finetune/probes.py train [--out toonlab/assets/probes64.pt] [--target webtoon]
-    python finetune/probes.py show [toonlab/assets/probes64.pt]
+    python -m metrics.probes train [--out toonlab/assets/probes64.pt] [--target webtoon]
+    python -m metrics.probes show [toonlab/assets/probes64.pt]
 
 Two probes, both tiny CNNs reading 64×64 RGB in [-1, 1] (other sizes are resized with
 antialiasing):
@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylegan2.networks import Generator
+from toonlab.checkpoint import load_torch_file
 from toonlab.errors import UserInputError, user_errors
 from toonlab.runtime import ASSETS
 from toonlab.synthetic import DOMAINS, GEOMETRY_FIELDS, render, sample_params
@@ -174,7 +175,7 @@ class ProbeBundle:
 
     def save(self, path: str | Path) -> Path:
         """Write plain tensors, strings and numbers only, so :meth:`load` works with ``weights_only``."""
-        from stylegan2.checkpoint import save_atomic
+        from toonlab.atomic import torch_save_atomic
 
         obj = {
             "format": FORMAT,
@@ -183,20 +184,16 @@ class ProbeBundle:
             "config": self.config,
             "metrics": self.metrics,
         }
-        return save_atomic(obj, path)
+        return torch_save_atomic(obj, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "ProbeBundle":
         """Load a bundle written by :meth:`save`; bad files raise a one-line ``UserInputError``."""
         path = Path(path)
         if not path.is_file():
-            raise UserInputError(f"probe bundle not found: {path} (train it with: python finetune/probes.py train "
+            raise UserInputError(f"probe bundle not found: {path} (train it with: python -m metrics.probes train "
                                  f"--out {path})")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle errors come in many types; all mean "not loadable"
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise UserInputError(f"{path} is not a loadable probe bundle: {reason[:200]}") from None
+        obj = load_torch_file(path, "probe bundle")
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise UserInputError(f"{path} is not a toonlab probe bundle (expected format {FORMAT})")
         cfg = dict(obj["config"])
@@ -589,17 +586,25 @@ def main() -> None:
 @main.command(name="train")
 @click.option("--out", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES), show_default=True,
               help="Bundle to write.")
+
+
 @click.option("--domains", default=",".join(DOMAINS), show_default=True,
               help="Domains the structure regressor learns from (comma-separated).")
+
+
 @click.option("--target", default="webtoon", show_default=True, help="Cartoon domain the style classifier detects.")
 @click.option("--n-per-domain", type=click.IntRange(1), default=3000, show_default=True)
 @click.option("--size", type=click.IntRange(32, 512), default=PROBE_SIZE, show_default=True,
               help="Probe input resolution (images of other sizes are resized).")
+
+
 @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Regressor steps.")
 @click.option("--classifier-steps", type=click.IntRange(1), default=None, help="Classifier steps [steps/4].")
 @click.option("--batch", type=click.IntRange(2), default=64, show_default=True)
 @click.option("--n-eval", type=click.IntRange(2), default=300, show_default=True,
               help="Held-out faces per domain.")
+
+
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def train_cmd(out: str, domains: str, target: str, n_per_domain: int, size: int, steps: int,

@@ -1,4 +1,5 @@
-"""Video in, video out: frames in batches through a function, audio carried over, written atomically.
+"""Video in, video out: frames in batches through a function, audio carried over, written atomically;
+and writing a list of frames as an mp4 (projection and StarGAN v2 interpolation videos).
 
 Decoding (OpenCV ``VideoCapture``), the frame function (usually a GPU generator) and encoding
 (OpenCV ``VideoWriter``, ``mp4v``) run in three threads joined by bounded queues, so a fast GPU
@@ -19,7 +20,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -305,3 +306,25 @@ def _get(q: queue.Queue, stop: threading.Event):
 def count_frames(path: str | os.PathLike) -> int:
     """Decode every frame and count them (the container's frame count can be an estimate)."""
     return sum(len(b) for b in iter_batches(path, 64))
+
+
+def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 24) -> Path:
+    """Write RGB uint8 frames ``[H, W, 3]`` to an mp4 (OpenCV, ``mp4v``), atomically."""
+    cv2 = _cv2()
+    path = Path(path)
+    if not len(frames):
+        raise VideoError(f"{path}: no frames to write")
+    h, w = frames[0].shape[:2]
+    with atomic_path(path) as tmp:
+        tmp_mp4 = Path(str(tmp) + ".mp4")  # VideoWriter picks the container from the suffix
+        try:
+            vw = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+            if not vw.isOpened():
+                raise VideoError(f"OpenCV cannot write {path} (mp4v)")
+            for f in frames:
+                vw.write(np.ascontiguousarray(np.asarray(f, dtype=np.uint8)[..., ::-1]))
+            vw.release()
+            os.replace(tmp_mp4, tmp)
+        finally:
+            tmp_mp4.unlink(missing_ok=True)
+    return path
