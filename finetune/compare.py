@@ -532,40 +532,26 @@ def write_report(
 @click.command(name="compare")
 @click.option("--source", type=click.Path(dir_okay=False), default=None,
               help="Source generator checkpoint. Default: the bundled 64-px face model.")
-
-
 @click.option("--target", default="webtoon", show_default=True, help="Built-in synthetic target domain.")
 @click.option("--kimg", type=click.FloatRange(0.001), default=2.0, show_default=True,
               help="Fine-tuning length per method, thousands of images.")
-
-
 @click.option("--iter", "iters", type=click.IntRange(1), default=None, help="Steps per method (overrides --kimg).")
 @click.option("--batch", type=click.IntRange(2), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--methods", default=",".join(METHODS), show_default=True, help="Comma-separated subset.")
 @click.option("--swap-block", type=click.IntRange(1), default=2, show_default=True,
               help="Layer swap: blocks 1..K from the source, the rest from the fine-tuned model.")
-
-
 @click.option("--n", type=click.IntRange(2), default=1000, show_default=True, help="Latents scored per generator.")
 @click.option("--truncation", type=click.FloatRange(0.0, 1.0), default=0.7, show_default=True)
 @click.option("--ema-kimg", type=click.FloatRange(0.0, min_open=True), default=None,
               help="EMA half-life while fine-tuning [min(10, 5 % of the run)].")
-
-
 @click.option("--probes", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES), show_default=True,
               help="Probe bundle from `python -m metrics.probes train`.")
-
-
 @click.option("--out-root", type=click.Path(file_okay=False), default="runs/compare", show_default=True,
               help="Where each method's run folder goes.")
-
-
 @click.option("--out", type=click.Path(dir_okay=False), default="docs/COMPARISON.md", show_default=True)
 @click.option("--grid", type=click.Path(dir_okay=False), default=None,
               help="Grid PNG [<out dir>/images/comparison.png].")
-
-
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quick", is_flag=True, help="Tiny smoke run: 2 steps per method, 64 latents.")
 def main(source: str | None, target: str, kimg: float, iters: int | None, batch: int, seed: int, methods: str,

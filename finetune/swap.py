@@ -32,17 +32,11 @@ from toonlab.runtime import parse_seeds
 @click.command(name="swap")
 @click.option("--source", "source", type=click.Path(dir_okay=False), required=True,
               help="Low-resolution model A (e.g. the face generator).")
-
-
 @click.option("--target", "target", type=click.Path(dir_okay=False), required=True,
               help="High-resolution model B (e.g. the fine-tuned cartoon generator).")
-
-
 @click.option("--swap", type=click.IntRange(1), required=True, help="Last block taken from A.")
 @click.option("--blend-width", type=click.FloatRange(0), default=None,
               help="Logistic blend width in blocks (default: hard switch).")
-
-
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Blended checkpoint to write.")
 @click.option("--grid", type=click.Path(dir_okay=False), default=None, help="Also write a comparison grid here.")
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds (rows) of the grid.")

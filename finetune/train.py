@@ -83,12 +83,8 @@ def finetune(cfg: FinetuneConfig, note: str = "", hooks: Sequence[HookFactory] =
 @click.command(name="finetune")
 @click.option("--source", type=click.Path(dir_okay=False), default=None,
               help="Source generator checkpoint (community format). Default: the bundled 64-px face model.")
-
-
 @click.option("--target", default="webtoon", show_default=True,
               help="Built-in synthetic target domain, used when --data is not given; also names the run.")
-
-
 @click.option("--data", default=None, help="Target images: folder, zip or LMDB.")
 @click.option("--freeze", type=click.IntRange(0), default=None, help="FreezeSG: freeze mapping + first N blocks.")
 @click.option("--freeze-g", type=click.IntRange(0), default=None, help="FreezeG: train only the N highest blocks.")
@@ -98,8 +94,6 @@ def finetune(cfg: FinetuneConfig, note: str = "", hooks: Sequence[HookFactory] =
 @click.option("--structure-weight", type=click.FloatRange(0), default=None, help="Weight of the structure loss [1].")
 @click.option("--structure-on", type=click.Choice(["rgb", "features"]), default=None,
               help="Compare skip-RGB images (paper) or block features (published code) [rgb].")
-
-
 @click.option("--iter", "iters", type=click.IntRange(1), default=None, help="Steps [1000].")
 @click.option("--kimg", type=click.FloatRange(0.001), default=None, help="Length in thousands of images.")
 @click.option("--batch", type=click.IntRange(2), default=None, help="Images per GPU [8].")

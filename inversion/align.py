@@ -234,21 +234,13 @@ def align_photo(path: str | os.PathLike, size: int = 256, face_index: int | None
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--size", type=click.IntRange(8, 4096), default=256, show_default=True,
               help="Output size in pixels (a power of two).")
-
-
 @click.option("--out", "out", type=click.Path(), default=None,
               help="Output file (one photo, one face) or folder. Default: <photo>_aligned.png beside each photo.")
-
-
 @click.option("--face-index", type=click.IntRange(0), default=None,
               help="Pick the i-th most confident face (default: the most confident).")
-
-
 @click.option("--all", "all_faces", is_flag=True, help="Align every face found (NAME_face0.png, ...).")
 @click.option("--landmarks", type=click.Path(dir_okay=False), default=None,
               help=f"dlib {LANDMARK_MODEL} (default: from the face_recognition_models package).")
-
-
 def main(photos: tuple[str, ...], size: int, out: str | None, face_index: int | None, all_faces: bool,
          landmarks: str | None) -> None:
     """Align the face in each photo the FFHQ way (dlib 68 landmarks)."""

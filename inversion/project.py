@@ -360,17 +360,11 @@ def run_project(
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Source (face) generator. Default: the bundled 64-px synthetic-face generator.")
-
-
 @click.option("--cartoon", "cartoons", multiple=True, type=click.Path(dir_okay=False),
               help="Cartoon generator(s) fine-tuned from --ckpt; repeat or comma-separate for several.")
-
-
 @click.option("--swap", default=None, help="Also render layer-swapped blends source→cartoon at these blocks, e.g. 2,3.")
 @click.option("--out", default="projections", show_default=True, type=click.Path(file_okay=False),
               help="One sub-folder per photo.")
-
-
 @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--space", type=click.Choice(["w+", "w"]), default="w+", show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True)
@@ -380,23 +374,15 @@ def run_project(
 @click.option("--perceptual", type=click.Choice(PERCEPTUAL), default="lpips", show_default=True,
               help="lpips: LPIPS-VGG (needs torchvision's vgg16-397923af.pth in the torch hub cache or "
                    "--perceptual-weights); random: random VGG trunk (offline, lower quality); none: MSE only.")
-
-
 @click.option("--perceptual-weights", type=click.Path(dir_okay=False), default=None,
               help="torchvision VGG16 ImageNet weights (vgg16-397923af.pth).")
-
-
 @click.option("--no-align", is_flag=True, help="Photos are already aligned square crops.")
 @click.option("--landmarks", type=click.Path(dir_okay=False), default=None, help="dlib 68-landmark model file.")
 @click.option("--noise-mode", type=click.Choice(["projected", *NOISE_MODES]), default="projected", show_default=True,
               help="Noise for the cartoon renders: the optimised maps, or the cartoon checkpoint's const maps, ...")
-
-
 @click.option("--video", is_flag=True, help="Also write projection.mp4 of the optimisation.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 on CUDA, fp32 on CPU.")
-
-
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regularize, no_noise_opt, perceptual,

@@ -134,18 +134,12 @@ def factorize_cmd(ckpt: str | None, out: str, layers: str) -> None:
 @click.option("--steps", type=click.IntRange(2), default=5, show_default=True, help="Columns per grid.")
 @click.option("--latent", type=click.Path(dir_okay=False), default=None,
               help="Edit a projected latent (inversion/project.py); default: random seeds.")
-
-
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds to edit when no --latent.")
 @click.option("--truncation", type=float, default=0.7, show_default=True)
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Source generator (default: the one the factors were computed from).")
-
-
 @click.option("--cartoon", "cartoons", multiple=True, type=click.Path(dir_okay=False),
               help="Also render the edit through these cartoon generators (rows side by side).")
-
-
 @click.option("--layers", default=None, help="Apply only on these W+ layers (default: the factorised ones, or all).")
 @click.option("--out", default="sefa", show_default=True, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True)

@@ -586,25 +586,17 @@ def main() -> None:
 @main.command(name="train")
 @click.option("--out", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES), show_default=True,
               help="Bundle to write.")
-
-
 @click.option("--domains", default=",".join(DOMAINS), show_default=True,
               help="Domains the structure regressor learns from (comma-separated).")
-
-
 @click.option("--target", default="webtoon", show_default=True, help="Cartoon domain the style classifier detects.")
 @click.option("--n-per-domain", type=click.IntRange(1), default=3000, show_default=True)
 @click.option("--size", type=click.IntRange(32, 512), default=PROBE_SIZE, show_default=True,
               help="Probe input resolution (images of other sizes are resized).")
-
-
 @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Regressor steps.")
 @click.option("--classifier-steps", type=click.IntRange(1), default=None, help="Classifier steps [steps/4].")
 @click.option("--batch", type=click.IntRange(2), default=64, show_default=True)
 @click.option("--n-eval", type=click.IntRange(2), default=300, show_default=True,
               help="Held-out faces per domain.")
-
-
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def train_cmd(out: str, domains: str, target: str, n_per_domain: int, size: int, steps: int,

@@ -118,13 +118,9 @@ def evaluate(ckpt: str | Path, data: str | None = None, train_data: str | None =
 @click.option("--n-real", type=click.IntRange(2), default=None, help="Training images per target for FID [all].")
 @click.option("--features", type=click.Choice(["inception", "random", "inception-random"]), default="inception",
               show_default=True, help="FID features; random = offline smoke test, comparable with nothing.")
-
-
 @click.option("--inception-weights", type=click.Path(dir_okay=False), default=None)
 @click.option("--lpips", "lpips_kind", type=click.Choice(["alex", "vgg", "squeeze", "random"]), default="alex",
               show_default=True, help="LPIPS trunk (alex: the paper's); random = offline smoke test.")
-
-
 @click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None)
 @click.option("--batch", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

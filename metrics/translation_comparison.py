@@ -273,19 +273,13 @@ def write_report(results: list[MethodResult], setup: dict[str, Any], s: CompareS
 @click.option("--batch", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--init-frac", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Share of the iterations in CartoonGAN/AnimeGANv2's content-only phase.")
-
-
 @click.option("--cartoongan", type=click.Choice(["cartoongan", "cartoongan-improved"]), default="cartoongan",
               show_default=True)
-
-
 @click.option("--synthetic-length", type=click.IntRange(2), default=200, show_default=True, help="Training images per domain.")
 @click.option("--n-test", type=click.IntRange(2), default=64, show_default=True, help="Test photos translated for FID.")
 @click.option("--n-real", type=click.IntRange(2), default=200, show_default=True, help="Webtoon images for FID.")
 @click.option("--features", type=click.Choice(["auto", "inception", "random"]), default="auto", show_default=True,
               help="FID features; auto falls back to random (loudly) when no Inception weights are found.")
-
-
 @click.option("--inception-weights", type=click.Path(dir_okay=False), default=None)
 @click.option("--vgg", type=click.Choice(["auto", "imagenet", "random"]), default="auto", show_default=True)
 @click.option("--vgg-weights", type=click.Path(dir_okay=False), default=None)

@@ -71,29 +71,19 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
 @click.command(name="generate")
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Generator checkpoint (community format). Default: the bundled 64-px source generator.")
-
-
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,4,9-12.")
 @click.option("--truncation", type=click.FloatRange(0.0, 2.0), default=1.0, show_default=True,
               help="Truncation ψ toward the mean w (1 = none).")
-
-
 @click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True,
               help="random: per-seed noise; const: the checkpoint's stored noise; none: no noise.")
-
-
 @click.option("--outdir", type=click.Path(file_okay=False), default="out", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16 autocast (meant for GPUs).")
-
-
 @click.option("--batch", "batch_size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--grid-cols", type=click.IntRange(1), default=None, help="Columns of grid.png (default: square).")
 @click.option("--latent", type=click.Path(dir_okay=False), default=None,
               help="Render a projected latent.pt (inversion/project.py) with its optimised noise instead of seeds.")
-
-
 def main(ckpt, seeds, truncation, noise_mode, outdir, device, precision, batch_size, grid_cols, latent) -> None:
     """Render one PNG per seed plus grid.png from a StyleGAN2 generator."""
     with user_errors():

@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repo 
 
 import click
 
-from toonlab.errors import ToonlabError, user_errors
+from toonlab.errors import ToonlabError, one_line_warnings, user_errors
 
 MIN_SIZE = 8
 
@@ -44,31 +44,16 @@ def parse_sizes(ctx: click.Context | None, param: click.Parameter | None, value:
     return sizes
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    """Show warnings (skipped images) as one plain line that does not break the progress bar."""
-    from tqdm import tqdm
-
-    tqdm.write(f"warning: {message}", file=sys.stderr)
-
-
 @click.command(name="prepare")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,
               help="LMDB directory to create (e.g. faces.lmdb).")
-
-
 @click.option("--size", "sizes", default="256", show_default=True, callback=parse_sizes,
               help="Resolution(s), comma-separated powers of two, e.g. 256,128.")
-
-
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
               help="Decode/encode processes (0 or 1: in this process).")
-
-
 @click.option("--quality", type=click.IntRange(1, 100), default=100, show_default=True,
               help="JPEG quality (100 = the community format).")
-
-
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (once the new LMDB is complete).")
 def main(src: Path, out: Path, sizes: list[int], workers: int, quality: int, overwrite: bool) -> None:
     """Resize + centre-crop every image under SRC (folder or .zip) into a StyleGAN2 LMDB."""
@@ -78,7 +63,7 @@ def main(src: Path, out: Path, sizes: list[int], workers: int, quality: int, ove
     with user_errors(), warnings.catch_warnings():
         # Every skipped file is reported, even if a previous run in this process warned.
         warnings.simplefilter("always", UnreadableImageWarning)
-        warnings.showwarning = _warning_line
+        one_line_warnings()
         try:
             report = prepare_lmdb(src, out, sizes, workers=workers, quality=quality, overwrite=overwrite)
         except OSError as e:  # disk full, permission denied, ...: still one line, exit 2

@@ -94,8 +94,6 @@ def test_converted_official_format(tmp_path):
         (lambda p: torch.save({"d": {}}, p), "no generator inside"),
     ],
 )
-
-
 def test_bad_files_give_one_line_errors(tmp_path, make, message):
     path = tmp_path / "bad.pt"
     make(path)

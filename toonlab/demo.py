@@ -161,12 +161,8 @@ def face_to_cartoon(G: Generator, cartoon: Path, outdir: Path, dev: torch.device
 @click.option("--device", default="auto", show_default=True)
 @click.option("--finetune-iters", type=click.IntRange(1), default=None,
               help="Fine-tuning steps (default 60 on CPU, 400 on GPU).")
-
-
 @click.option("--project-steps", type=click.IntRange(1), default=None,
               help="Projection steps (default 400 on CPU, 1000 on GPU).")
-
-
 def main(outdir: Path, device: str, finetune_iters: int | None, project_steps: int | None) -> None:
     """Run the demo and say which file to open."""
     with user_errors():

@@ -145,8 +145,6 @@ def smooth_folder(
 @click.argument("style_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the smoothed copies (same relative paths).")
-
-
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes (default: all cores).")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--skip-existing", is_flag=True, help="Keep copies that already exist (resume).")

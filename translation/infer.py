@@ -65,35 +65,21 @@ def _one_line(items: list[tuple[str, str]], limit: int = 3) -> str:
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--ckpt", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Generator: a toonlab checkpoint or a released AnimeGANv2 port .pt (paprika.pt, ...).")
-
-
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (outputs mirror the inputs' relative paths).")
-
-
 @click.option("--which", type=click.Choice(["auto", "g", "g_ema"]), default="auto", show_default=True,
               help="Which generator of a training checkpoint (auto: g_ema when there is one). The architecture "
                    "is read from the file.")
-
-
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="auto = fp16 on CUDA, fp32 on the CPU.")
-
-
 @click.option("--batch", type=click.IntRange(1, 256), default=4, show_default=True,
               help="Video frames / same-size images / tiles per forward pass.")
-
-
 @click.option("--max-side", type=click.IntRange(64), default=1536, show_default=True,
               help="Images (and video frames) with a longer side are translated in tiles.")
-
-
 @click.option("--tile", type=click.IntRange(64), default=None, help="Tile side (default: --max-side), rounded to 32.")
 @click.option("--overlap", type=click.IntRange(0), default=128, show_default=True,
               help="Overlap between tiles in pixels (blended with a cosine ramp; at most tile/4).")
-
-
 @click.option("--retain-color", is_flag=True, help="Keep the photo's colours (input chroma, cartoon luma).")
 @click.option("--match-brightness", is_flag=True, help="Scale the output to the input's mean brightness.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
@@ -101,12 +87,8 @@ def _one_line(items: list[tuple[str, str]], limit: int = 3) -> str:
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the generator (faster long videos on GPUs).")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="Memory layout of the GPU forward (default: the measured faster one).")
-
-
 @click.option("--export-onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the generator as ONNX (dynamic batch/height/width) and check it with onnxruntime.")
-
-
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile, overlap, retain_color,

@@ -46,8 +46,6 @@ def main() -> None:
 @click.option("--iters", type=click.IntRange(0), default=100_000, show_default=True)
 @click.option("--ds-iter", type=click.IntRange(0), default=100_000, show_default=True,
               help="Iterations over which the diversity weight decays to 0.")
-
-
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True)
 @click.option("--f-lr", type=click.FloatRange(0, min_open=True), default=1e-6, show_default=True, help="Mapping network lr.")
 @click.option("--lambda-reg", type=click.FloatRange(0), default=1.0, show_default=True, help="R1 γ.")

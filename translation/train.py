@@ -67,22 +67,14 @@ def train(cfg: TranslateConfig, echo=click.echo) -> Path | None:
 @click.option("--style", default=None, help="Style images (anime frames, cartoons): folder, zip, LMDB or synthetic:NAME.")
 @click.option("--smooth", default=None, type=click.Path(file_okay=False),
               help="Pre-made edge-smoothed style images (translation/edges.py); else smoothed on the fly.")
-
-
 @click.option("--model", type=click.Choice(list(MODELS)), default="animegan2", show_default=True)
 @click.option("--preset", type=click.Choice(PRESET_NAMES), default="hayao", show_default=True,
               help="Published loss weights (v2: Hayao/Shinkai/Paprika; v1 and CartoonGAN have one set).")
-
-
 @click.option("--out", type=click.Path(file_okay=False), default="runs/translate", show_default=True,
               help="Run folder (checkpoints, samples, stats, config.json).")
-
-
 @click.option("--iters", type=click.IntRange(0), default=None, help="Adversarial iterations [--epochs × epoch].")
 @click.option("--init-iters", type=click.IntRange(0), default=None,
               help="Initialisation (content-only) iterations [v1 5, v2 10, CartoonGAN 10 epochs].")
-
-
 @click.option("--epochs", type=click.FloatRange(0), default=None, help="Adversarial epochs [100].")
 @click.option("--init-epochs", type=click.FloatRange(0), default=None, help="Initialisation epochs.")
 @click.option("--batch", type=click.IntRange(1), default=None, help="Batch size [8].")
@@ -100,26 +92,16 @@ def train(cfg: TranslateConfig, echo=click.echo) -> Path | None:
 @click.option("--d-weights", callback=_floats4, default=None, help="D term weights real,fake,gray,smooth [preset].")
 @click.option("--vgg", type=click.Choice(["imagenet", "random"]), default=None,
               help="Feature network weights: ImageNet from disk, or random (offline, lower quality) [imagenet].")
-
-
 @click.option("--vgg-weights", type=click.Path(dir_okay=False), default=None,
               help="Weights file of the feature network (vgg19-dcbb9e9d.pth; resnet50-0676ba61.pth for ResNet).")
-
-
 @click.option("--features", type=click.Choice(["auto", "vgg19", "resnet50"]), default=None,
               help="Content/style feature network [auto: resnet50 for cartoongan-improved, else vgg19].")
-
-
 @click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=None, help="EMA decay of a g_ema copy (0 = off) [0].")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Initialise G from this file (ours or an animegan2-pytorch .pt); the run folder's checkpoint wins.")
-
-
 @click.option("--seed", type=int, default=None, help="Random seed [0].")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
               help="bf16 autocast; auto = bf16 on GPUs, fp32 on CPUs [auto].")
-
-
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:N [auto].")
 @click.option("--workers", type=click.IntRange(0), default=None, help="Data loader workers [2].")
 @click.option("--sample-every", type=click.IntRange(0), default=None, help="Iterations between sample grids [1 epoch].")
