@@ -18,6 +18,7 @@ from torch import nn
 
 from stylegan2.blocks import generator_block_of
 from stylegan2.networks import Discriminator, Generator
+from toonlab.errors import UserInputError
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,11 @@ class FreezeSpec:
     def validate(self, G: Generator, D: Discriminator | None = None) -> None:
         for flag, n, limit in (("--freeze", self.freeze_sg, G.n_blocks), ("--freeze-g", self.freeze_g, G.n_blocks)):
             if not 0 <= n <= limit:
-                raise ValueError(f"{flag} {n}: this {G.size}-px generator has blocks 1..{limit}")
+                raise UserInputError(f"{flag} {n}: this {G.size}-px generator has blocks 1..{limit}")
         if self.freeze_sg and self.freeze_g:
-            raise ValueError("--freeze (FreezeSG) and --freeze-g (FreezeG) are alternatives; choose one")
+            raise UserInputError("--freeze (FreezeSG) and --freeze-g (FreezeG) are alternatives; choose one")
         if D is not None and not 0 <= self.freeze_d <= len(D.convs) - 1:
-            raise ValueError(f"--freeze-d {self.freeze_d}: this discriminator has {len(D.convs) - 1} blocks")
+            raise UserInputError(f"--freeze-d {self.freeze_d}: this discriminator has {len(D.convs) - 1} blocks")
 
 
 def split_parameters(module: nn.Module, frozen: set[str]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

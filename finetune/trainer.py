@@ -27,6 +27,7 @@ from stylegan2.checkpoint import (
 )
 from stylegan2.networks import Discriminator, Generator, SynthesisOutput
 from stylegan2.training import DistInfo, StyleGAN2Trainer, TrainConfig
+from toonlab.errors import UserInputError
 
 
 @dataclass
@@ -76,7 +77,7 @@ class FinetuneTrainer(StyleGAN2Trainer):
         self.source.eval().requires_grad_(False)
         super().__init__(cfg, dataset, device, info)
         if cfg.structure_loss and cfg.structure_loss > self.G.n_blocks:
-            raise ValueError(f"--structure-loss {cfg.structure_loss}: the generator has {self.G.n_blocks} blocks")
+            raise UserInputError(f"--structure-loss {cfg.structure_loss}: the generator has {self.G.n_blocks} blocks")
 
     # ---- hooks ---------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from toonlab.checkpoint import sha256_file
 from toonlab.errors import UserInputError
+from toonlab.images import uint8_to_float
 from toonlab.weights import locate_weights
 
 __all__ = ["FEATURE_KINDS", "INCEPTION_FILE", "INCEPTION_RESIZE", "FeatureExtractor", "InceptionFeatures",
@@ -103,7 +104,7 @@ class RandomFeatures(FeatureExtractor):
         self.id = f"random-conv-v1/seed{seed}"
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.to(self.convs[0].weight.dtype) / 127.5 - 1
+        x = uint8_to_float(x).to(self.convs[0].weight.dtype)
         x = nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
         for conv in self.convs:
             x = nn.functional.leaky_relu(conv(x), 0.2)

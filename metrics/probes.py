@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from toonlab.images import uint8_to_tensor
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -253,9 +255,9 @@ def render_domain(domain: str, indices: Sequence[int], size: int, seed: int) -> 
 
 
 def _to_float(batch_u8: np.ndarray | Tensor) -> Tensor:
-    x = torch.as_tensor(batch_u8)
-    # contiguous(): a permuted (channels-last) batch sends CPU convolutions down a far slower path
-    return x.permute(0, 3, 1, 2).contiguous().float().div_(127.5).sub_(1.0)
+    # uint8_to_tensor returns a contiguous batch: a permuted (channels-last) one sends CPU convolutions
+    # down a far slower path
+    return uint8_to_tensor(torch.as_tensor(batch_u8))
 
 
 def degrade(x: Tensor, g: torch.Generator, p: float = 0.3) -> Tensor:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from toonlab.checkpoint import sha256_file
 from toonlab.errors import UserInputError
-from toonlab.images import tensor_to_uint8
+from toonlab.images import tensor_to_uint8, uint8_to_float
 from toonlab.runtime import autocast
 
 __all__ = ["DatasetSource", "GeneratorSource", "ImageSource", "TensorSource", "TranslatorSource", "native_size",
@@ -94,12 +94,7 @@ class DatasetSource(ImageSource):
 
         self.spec = str(spec)
         size = size or native_size(self.spec)
-        try:
-            self.ds = open_dataset(self.spec, size, flip=False)
-        except UserInputError:
-            raise
-        except ValueError as e:  # e.g. a size the synthetic renderer does not support
-            raise UserInputError(f"{self.spec}: {e}") from None
+        self.ds = open_dataset(self.spec, size, flip=False)  # DatasetError (a UserInputError) when unusable
         self.size = size
         self.n = len(self.ds) if n is None else min(int(n), len(self.ds))
         self.workers = workers
@@ -259,7 +254,7 @@ class TranslatorSource(ImageSource):
 
     def batches(self, batch: int, device: torch.device) -> Iterator[Tensor]:
         for u8 in self.data.batches(batch, device):
-            x = u8.to(device, non_blocking=True).float() / 127.5 - 1
+            x = uint8_to_float(u8.to(device, non_blocking=True))
             with autocast(device, self.precision):
                 y = self.translator(x)
             if isinstance(y, (tuple, list)):

@@ -25,7 +25,9 @@ from metrics.sources import DatasetSource, TensorSource
 from metrics.stats import source_statistics
 from toonlab.atomic import atomic_path
 from toonlab.errors import UserInputError, user_errors
-from toonlab.runtime import pick_device, progress
+from toonlab.images import tensor_to_uint8
+from toonlab.options import ToonCommand
+from toonlab.runtime import pick_device, progress, resolve_precision
 from translation.stargan2_data import open_multidomain
 from translation.stargan2_inference import load_stargan2, test_data, translate
 
@@ -94,7 +96,7 @@ def evaluate(ckpt: str | Path, data: str | None = None, train_data: str | None =
                             outs[i:i + len(x), k] = translate(nets, x, t_dom, ref=ref, precision=precision).cpu()
                     bar.update(1)
                 bar.close()
-                u8 = outs.flatten(0, 1).clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+                u8 = tensor_to_uint8(outs.flatten(0, 1))
                 fake = source_statistics(TensorSource(u8, f"{mode} {domains[s_dom]}→{domains[t_dom]}"), ext,
                                          batch=batch, device=device, cache=False, show_progress=False)
                 real = real_stats[t_dom]
@@ -108,8 +110,11 @@ def evaluate(ckpt: str | Path, data: str | None = None, train_data: str | None =
     return results
 
 
-@click.command(name="eval")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.command(name="eval", cls=ToonCommand, positional=("--ckpt",), aliases={
+    "--json-out": "--json", "--lpips=random": "--features=random", "--lpips=alex": "--lpips-net=alex",
+    "--lpips=vgg": "--lpips-net=vgg", "--lpips=squeeze": "--lpips-net=squeeze"})
+@click.option("--ckpt", "checkpoint", type=click.Path(dir_okay=False), required=True,
+              help="A StarGAN v2 checkpoint (translation/stargan2.py train).")
 @click.option("--data", default=None, help="Test images, one sub-folder per domain [unseen synthetic faces].")
 @click.option("--train-data", default=None, help="Training images for FID (sub-folder per domain) [the run's data].")
 @click.option("--mode", type=click.Choice(["latent", "reference", "both"]), default="both", show_default=True)
@@ -117,15 +122,16 @@ def evaluate(ckpt: str | Path, data: str | None = None, train_data: str | None =
 @click.option("--n-outputs", type=click.IntRange(2), default=10, show_default=True, help="Outputs per test image.")
 @click.option("--n-real", type=click.IntRange(2), default=None, help="Training images per target for FID [all].")
 @click.option("--features", type=click.Choice(["inception", "random", "inception-random"]), default="inception",
-              show_default=True, help="FID features; random = offline smoke test, comparable with nothing.")
+              show_default=True, help="FID features (and LPIPS trunk): random = offline smoke test, comparable with "
+                                      "nothing; inception-random: random Inception for timing.")
 @click.option("--inception-weights", type=click.Path(dir_okay=False), default=None)
-@click.option("--lpips", "lpips_kind", type=click.Choice(["alex", "vgg", "squeeze", "random"]), default="alex",
-              show_default=True, help="LPIPS trunk (alex: the paper's); random = offline smoke test.")
+@click.option("--lpips-net", "lpips_kind", type=click.Choice(["alex", "vgg", "squeeze"]), default="alex",
+              show_default=True, help="LPIPS trunk (alex: the paper's).")
 @click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None)
 @click.option("--batch", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON.")
 def eval_cmd(checkpoint: str, data: str | None, train_data: str | None, mode: str, n_test: int, n_outputs: int,
              n_real: int | None, features: str, inception_weights: str | None, lpips_kind: str,
              lpips_weights: str | None, batch: int, seed: int, device: str, json_out: str | None) -> None:
@@ -134,9 +140,9 @@ def eval_cmd(checkpoint: str, data: str | None, train_data: str | None, mode: st
         dev = pick_device(device)
         res = evaluate(checkpoint, data, train_data, ("latent", "reference") if mode == "both" else (mode,),
                        n_test, n_outputs, n_real, features, inception_weights,
-                       lpips="alex" if lpips_kind == "random" else lpips_kind, lpips_random=lpips_kind == "random",
+                       lpips=lpips_kind, lpips_random=features != "inception",
                        lpips_weights=lpips_weights, device=dev, batch=batch, seed=seed,
-                       precision="bf16" if dev.type == "cuda" else "fp32")
+                       precision=resolve_precision("auto", dev))
     for line in res["features"]:
         click.echo(line)
     click.echo(res["lpips"])

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from toonlab.errors import UserInputError
 from toonlab.images import IMAGE_EXTENSIONS, ImageError, load_image, one_line, resize_center_crop, to_tensor
@@ -36,6 +36,7 @@ from toonlab.images import IMAGE_EXTENSIONS, ImageError, load_image, one_line, r
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DatasetError",
+    "MissingSizeError",
     "ImageError",
     "ImageFolder",
     "LMDBImages",
@@ -52,6 +53,14 @@ __all__ = [
 # A UserInputError (a ValueError): CLIs turn it into a one-line exit-2 error.
 class DatasetError(UserInputError):
     """A dataset as a whole is unusable: missing, empty, unreadable or of unknown format."""
+
+
+class MissingSizeError(DatasetError):
+    """An LMDB lacks the asked resolution; ``sizes`` lists the ones it holds."""
+
+    def __init__(self, message: str, sizes: list[int]) -> None:
+        super().__init__(message)
+        self.sizes = list(sizes)
 
 
 class UnreadableImageWarning(UserWarning):
@@ -71,7 +80,7 @@ def _is_hidden(parts: tuple[str, ...]) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
-def _scan_folder(root: Path) -> tuple[list[Path], list[Path], int]:
+def scan_folder(root: Path) -> tuple[list[Path], list[Path], int]:
     """Return (images, zero-byte images, number of ignored non-image files), sorted.
 
     Follows symlinked directories (datasets are often symlinked in from other
@@ -107,7 +116,7 @@ def _scan_folder(root: Path) -> tuple[list[Path], list[Path], int]:
     return images, empty, ignored
 
 
-def _scan_zip(path: Path) -> tuple[list[str], list[str], int]:
+def scan_zip(path: Path) -> tuple[list[str], list[str], int]:
     """Return (image members, zero-byte image members, ignored members) of a zip, sorted."""
     try:
         with zipfile.ZipFile(path) as zf:
@@ -163,14 +172,29 @@ class _ImageDataset(Dataset):
     def _name(self, index: int) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    #: Where skipped items are appended (one ``name\treason`` line each) so the process that owns a
+    #: run can summarise what its loader workers skipped (``skip_summary``); None: not recorded.
+    skip_log: Path | None = None
+
     def _skip(self, name: str, reason: str | None = None) -> None:
-        """Record and warn about one unreadable item (called once per item)."""
+        """Record and warn about one unreadable item (called once per item and process)."""
         self.skipped.append(name)
         msg = reason if reason and reason.startswith(name) else f"{name}: {reason or 'unreadable'}"
+        if self.skip_log is not None:
+            try:
+                with open(self.skip_log, "a") as f:  # one short append: atomic between processes
+                    f.write(f"{name}\t{one_line(msg)}\n")
+            except OSError:
+                pass
         warnings.warn(f"skipping unreadable image {msg}", UnreadableImageWarning, stacklevel=3)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        index = operator.index(index)  # accept numpy/torch integer indices from samplers
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        from toonlab.samplers import item_key
+
+        if isinstance(key, (tuple, list)):
+            index, item_seed = item_key(key)
+        else:
+            index, item_seed = operator.index(key), None  # accept numpy/torch integer indices from samplers
         n = len(self)
         if n == 0:
             raise DatasetError(f"no images found in {self.location}")
@@ -190,7 +214,9 @@ class _ImageDataset(Dataset):
                 self._skip(self._name(i), str(exc))
                 continue
             t = to_tensor(resize_center_crop(img, self.size))
-            if self.flip and torch.rand(()) < 0.5:
+            # A sampler's key carries the flip (its seed's low bit); plain indexing draws it from torch.
+            flip = bool(item_seed & 1) if item_seed is not None else bool(torch.rand(()) < 0.5)
+            if self.flip and flip:
                 t = t.flip(2)
             return t
         raise DatasetError(f"no readable images in {self.location} ({n} items, all unreadable)")
@@ -221,7 +247,7 @@ class ImageFolder(_ImageDataset):
         if not root.is_dir():
             raise DatasetError(f"not a directory: {root}")
         self.root = root
-        files, empty, self.ignored = _scan_folder(root)
+        files, empty, self.ignored = scan_folder(root)
         for p in empty:
             self._skip(str(p), "zero-byte file")
         if not files:
@@ -256,7 +282,7 @@ class ZipImages(_ImageDataset):
         if not path.is_file():
             raise DatasetError(f"not a zip file: {path}")
         self.path = path
-        names, empty, self.ignored = _scan_zip(path)
+        names, empty, self.ignored = scan_zip(path)
         for n in empty:
             self._skip(f"{path}:{n}", "zero-byte file")
         if not names:
@@ -415,7 +441,7 @@ class LMDBImages(_ImageDataset):
             if txn.get(self._key(0)) is None:
                 present = _lmdb_sizes(txn)
                 have = ", ".join(map(str, present)) if present else "none"
-                raise DatasetError(f"size {self.size} not in LMDB {path} (sizes present: {have})")
+                raise MissingSizeError(f"size {self.size} not in LMDB {path} (sizes present: {have})", present)
             self.sizes_present: list[int] = _lmdb_sizes(txn)
         self.length = length
         self._env: Any = env
@@ -508,63 +534,45 @@ def open_dataset(spec: str, size: int, flip: bool = True, **kw: Any) -> Dataset:
     )
 
 
-def infinite_loader(
-    dataset: Dataset,
-    batch_size: int,
-    workers: int,
-    seed: int,
-    distributed: bool = False,
-) -> Iterator[torch.Tensor]:
-    """Yield batches from ``dataset`` forever, reshuffling every pass.
+def skip_summary(log: str | Path, limit: int = 5) -> str | None:
+    """One line listing the items a run skipped (from a dataset's ``skip_log``), or None."""
+    try:
+        rows = Path(log).read_text().splitlines()
+    except OSError:
+        return None
+    names = list(dict.fromkeys(r.split("\t", 1)[0] for r in rows if r.strip()))
+    if not names:
+        return None
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return f"skipped {len(names)} unreadable image{'s' if len(names) != 1 else ''}: {', '.join(names[:limit])}{more}" \
+           f" (all listed in {log})"
 
-    Uses ``drop_last`` so every batch has exactly ``batch_size`` items (the
-    training step and its statistics assume a fixed batch), persistent workers
-    (re-forking workers and re-opening files each epoch is slow on small
-    datasets) and pinned memory when CUDA is available. With ``distributed``
-    a ``DistributedSampler`` splits the data across ranks and its epoch is
-    advanced each pass so every pass uses a new permutation.
 
-    Raises:
-        DatasetError: the dataset (or this rank's share) is smaller than one batch,
-            which would otherwise loop forever without yielding.
+def infinite_loader(dataset: Dataset, batch_size: int, workers: int, seed: int, start: int = 0, rank: int = 0,
+                    world: int = 1, distributed: bool = False) -> Iterator[torch.Tensor]:
+    """Endless batches of ``dataset`` (``toonlab.samplers.step_loader``): the order and every flip are
+    a function of (seed, step), so a run resumed at ``start`` sees what a straight run sees.
+
+    ``distributed`` takes rank and world size from ``torch.distributed``; every rank gets its own
+    ``batch_size`` items of each global batch. Raises ``DatasetError`` when the dataset is smaller
+    than one global batch (a batch would repeat images).
     """
+    from toonlab.samplers import step_loader
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    workers = max(0, int(workers))
-    sampler: DistributedSampler | None = None
-    generator: torch.Generator | None = None
     if distributed:
-        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
-        per_rank = len(sampler)
-    else:
-        generator = torch.Generator()
-        generator.manual_seed(seed)
-        per_rank = len(dataset)  # type: ignore[arg-type]
-    if per_rank < batch_size:
-        where = "per rank " if distributed else ""
-        raise DatasetError(
-            f"dataset has {per_rank:,} images {where}but batch size is {batch_size}: "
-            "not enough for one batch"
-        )
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=generator,  # seeds the shuffle and each worker's torch RNG (flips)
-        num_workers=workers,
-        drop_last=True,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=workers > 0,
-    )
-    epoch = 0
-    while True:
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        yielded = False
-        for batch in loader:
-            yielded = True
-            yield batch
-        if not yielded:  # defensive: never spin forever on an empty loader
-            raise DatasetError("data loader produced no batches")
-        epoch += 1
+        import torch.distributed as dist
+
+        rank, world = dist.get_rank(), dist.get_world_size()
+    n = len(dataset)  # type: ignore[arg-type]
+    if n < batch_size * world:
+        where = f" for {world} ranks" if world > 1 else ""
+        raise DatasetError(f"dataset has {n:,} images but the batch size is {batch_size}{where}: "
+                           "not enough for one batch")
+    loader = step_loader(dataset, batch_size, seed, start, workers, rank=rank, world=world)
+
+    def batches() -> Iterator[torch.Tensor]:  # a generator: ``close()`` shuts the workers down
+        yield from loader
+
+    return batches()

@@ -198,11 +198,16 @@ def to_tensor(img: Image.Image) -> Tensor:
     return uint8_to_tensor(np.asarray(img, dtype=np.uint8))
 
 
+def uint8_to_float(t: Tensor) -> Tensor:
+    """A uint8 tensor (any layout) → float32 of the same shape in [-1, 1]."""
+    return t.to(torch.float32).div_(127.5).sub_(1.0)
+
+
 def uint8_to_tensor(arr: np.ndarray | Tensor) -> Tensor:
     """uint8 ``[H, W, 3]`` (or ``[N, H, W, 3]``) → float32 ``[3, H, W]`` (``[N, 3, H, W]``) in [-1, 1]."""
     # copy(): np.asarray of a PIL image may be read-only, which torch warns about.
     t = arr if isinstance(arr, Tensor) else torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True))
-    return t.movedim(-1, -3).contiguous().to(torch.float32).div_(127.5).sub_(1.0)
+    return uint8_to_float(t.movedim(-1, -3).contiguous())
 
 
 def tensor_to_uint8(images: Tensor) -> Tensor:

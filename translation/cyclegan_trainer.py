@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,10 @@ from torch import Tensor
 from losses.adversarial import d_lsgan, g_lsgan
 from losses.stargan import cycle_loss
 from toonlab.atomic import save_image_atomic
-from toonlab.checkpoint import read_checkpoint
 from toonlab.errors import UserInputError
 from toonlab.images import make_grid
-from toonlab.run import RunDir, Stats, check_finite, rng_state, run_training_loop, set_rng_state
-from toonlab.runtime import autocast, pick_device, seed_everything
+from toonlab.runtime import autocast, enable_tf32, pick_device, resolve_precision, seed_everything
+from toonlab.training import Phase, Trainer, check_finite, run_training
 from translation.cyclegan_networks import MODEL_NAME, CycleGANGenerator, PatchGANDiscriminator, init_weights
 
 __all__ = ["ImagePool", "CycleGANConfig", "CycleGANTrainer", "train"]
@@ -126,13 +125,17 @@ class CycleGANConfig:
         return dataclasses.asdict(self)
 
 
-class CycleGANTrainer:
-    """Owns the schedule of one CycleGAN run; ``data`` is a ``translation.data.TranslationData``
-    (only its photos and style images are used) or None when ``train`` gets a batch iterator."""
+class CycleGANTrainer(Trainer):
+    """CycleGAN on the training skeleton; ``data`` is a ``translation.data.TranslationData`` (only its
+    photos and style images are used) or None when ``train`` gets a batch iterator."""
+
+    desc = "cyclegan-train"
+    what = "CycleGAN training checkpoint"
+    model_name = MODEL_NAME
+    top_level_step_rng = True
+    show = ("loss/g", "loss/d_a", "loss/cyc_a", "sec_per_it")
 
     def __init__(self, cfg: CycleGANConfig, data=None, device: torch.device | str = "cpu") -> None:
-        if cfg.precision not in ("auto", "fp32", "bf16"):
-            raise UserInputError(f"unknown precision {cfg.precision!r} (use auto, fp32 or bf16)")
         if cfg.size % 4:
             raise UserInputError(f"crop size {cfg.size} must be a multiple of 4 (two stride-2 stages)")
         c = dataclasses.replace(cfg)
@@ -144,10 +147,9 @@ class CycleGANTrainer:
         if ipe is not None:
             c.sample_every = ipe if c.sample_every is None else c.sample_every
             c.snapshot_every = ipe if c.snapshot_every is None else c.snapshot_every
-        self.cfg, self.data, self.iters_per_epoch = c, data, ipe
-        self.device = torch.device(device)
-        self.precision = ("bf16" if self.device.type == "cuda" else "fp32") if c.precision == "auto" else c.precision
-        self.run = RunDir(c.out)
+        super().__init__(c, device, tensorboard=c.tensorboard)
+        self.data, self.iters_per_epoch = data, ipe
+        self.precision = resolve_precision(c.precision, self.device)
         seed_everything(c.seed)
         self.G_A, self.G_B = (CycleGANGenerator(c.ngf, c.n_blocks).to(self.device) for _ in range(2))
         self.D_A, self.D_B = (PatchGANDiscriminator(c.ndf).to(self.device) for _ in range(2))
@@ -157,52 +159,39 @@ class CycleGANTrainer:
         self.g_optim = torch.optim.Adam([*self.G_A.parameters(), *self.G_B.parameters()], lr=c.lr, betas=betas)
         self.d_optim = torch.optim.Adam([*self.D_A.parameters(), *self.D_B.parameters()], lr=c.lr, betas=betas)
         self.pool_A, self.pool_B = ImagePool(c.pool, c.seed * 2 + 1), ImagePool(c.pool, c.seed * 2 + 2)
-        self.step = 0
-        self.stats = Stats(self.run, tensorboard=c.tensorboard)
+        self.modules = {"g": self.G_A, "g_b": self.G_B, "d_a": self.D_A, "d_b": self.D_B}
+        self.optimizers = {"g_optim": self.g_optim, "d_optim": self.d_optim}
         self.sample_photos: Tensor | None = data.fixed_photos(c.n_samples) if data is not None else None
 
     # ---- checkpoints ---------------------------------------------------------------------------
 
+    @property
+    def total_steps(self) -> int:
+        return int(self.cfg.iters)
+
     def metadata(self) -> dict[str, Any]:
         c = self.cfg
         return {"model": MODEL_NAME, "arch": {"ngf": c.ngf, "ndf": c.ndf, "n_blocks": c.n_blocks},
-                "step": self.step, "precision": self.precision, "config": c.to_dict(),
-                "direction": "g: photos (A) → style (B); g_b: style → photos"}
+                "precision": self.precision, "direction": "g: photos (A) → style (B); g_b: style → photos"}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"g": self.G_A.state_dict(), "g_b": self.G_B.state_dict(), "d_a": self.D_A.state_dict(),
-                "d_b": self.D_B.state_dict(), "g_optim": self.g_optim.state_dict(),
-                "d_optim": self.d_optim.state_dict(), "pool_a": self.pool_A.state_dict(),
-                "pool_b": self.pool_B.state_dict(), "step": self.step, "rng": rng_state(self.device),
-                "toonlab": self.metadata()}
+    def extra_state(self) -> dict[str, Any]:
+        return {"pool_a": self.pool_A.state_dict(), "pool_b": self.pool_B.state_dict()}
 
-    def save(self) -> Path:
-        return self.run.save_checkpoint(self.state_dict(), self.step, self.cfg.keep)
-
-    def load(self, path: Path) -> None:
-        ckpt = read_checkpoint(path, MODEL_NAME, "CycleGAN training checkpoint")
-        meta = ckpt["toonlab"]
+    def load_extra_state(self, ckpt: Mapping[str, Any], path: Path) -> None:
         try:
-            for key, m in (("g", self.G_A), ("g_b", self.G_B), ("d_a", self.D_A), ("d_b", self.D_B)):
-                m.load_state_dict(ckpt[key])
-            self.g_optim.load_state_dict(ckpt["g_optim"])
-            self.d_optim.load_state_dict(ckpt["d_optim"])
             self.pool_A.load_state_dict(ckpt["pool_a"], self.device)
             self.pool_B.load_state_dict(ckpt["pool_b"], self.device)
         except (RuntimeError, KeyError, ValueError) as e:
             raise UserInputError(f"{path}: cannot resume from it: {str(e).splitlines()[0][:200]}") from None
-        self.step = int(ckpt["step"])
-        if ckpt.get("rng"):
-            set_rng_state(ckpt["rng"], self.device)
 
-    def maybe_resume(self) -> str:
-        latest = self.run.latest()
-        if latest is None:
-            return "starting a new run"
-        self.load(latest)
-        return f"resumed from {latest} at step {self.step}"
+    def batches(self) -> Iterator[Sequence[Tensor]]:
+        if self.data is None:
+            raise UserInputError("no data: pass a batch iterator or a TranslationData")
+        c = self.cfg
+        self.data.skip_log(self.run.root / "skipped.txt")
+        return self.data.batches(c.batch, seed=c.seed, start_step=self.step, workers=c.workers)
 
-    # ---- one step ------------------------------------------------------------------------------
+    # ---- the phases of one iteration -----------------------------------------------------------
 
     def lr_at(self, step: int) -> float:
         """Constant, then linear decay to 0 over the last ``1 − decay_start`` of the run."""
@@ -212,18 +201,29 @@ class CycleGANTrainer:
             return c.lr
         return c.lr * max(0.0, 1.0 - (step - start) / max(1, c.iters - start))
 
-    def train_step(self, batch: Sequence[Tensor]) -> None:
-        c, st = self.cfg, self.stats
+    def phases(self) -> list[Phase]:
+        return [Phase("lr schedule", self.set_lr), Phase("G_A + G_B", self.g_step), Phase("D_A + D_B", self.d_step)]
+
+    def before_step(self, batch: Sequence[Tensor]) -> dict[str, Tensor]:
+        if self.sample_photos is None:
+            self.sample_photos = batch[0][: self.cfg.n_samples].clone()
         real_A, real_B = (t.to(self.device, non_blocking=True) for t in batch[:2])
+        return {"real_A": real_A, "real_B": real_B}
+
+    def set_lr(self, b: dict[str, Tensor]) -> None:
         lr = self.lr_at(self.step)
         for o in (self.g_optim, self.d_optim):
             for g in o.param_groups:
                 g["lr"] = lr
-        prec = autocast(self.device, self.precision)
-        # -- G_A and G_B (D frozen: no D parameter gradients)
+        self.stats.report("lr", lr)
+
+    def g_step(self, b: dict[str, Tensor]) -> None:
+        """G_A and G_B (D frozen: no D parameter gradients)."""
+        c, st = self.cfg, self.stats
+        real_A, real_B = b["real_A"], b["real_B"]
         self.D_A.requires_grad_(False)
         self.D_B.requires_grad_(False)
-        with prec:
+        with autocast(self.device, self.precision):
             fake_B = self.G_A(real_A)
             fake_A = self.G_B(real_B)
             terms = {
@@ -240,25 +240,28 @@ class CycleGANTrainer:
         self.g_optim.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_optim.step()
-        # -- D_A and D_B on reals and pooled fakes; ½ slows D relative to G (the paper)
+        b["fake_A"], b["fake_B"] = fake_A.detach(), fake_B.detach()
+        st.report("loss/g", g_loss)
+        for k, v in terms.items():
+            st.report(f"loss/{k}", v)
+
+    def d_step(self, b: dict[str, Tensor]) -> None:
+        """D_A and D_B on reals and pooled fakes; ½ slows D relative to G (the paper)."""
+        st = self.stats
         self.D_A.requires_grad_(True)
         self.D_B.requires_grad_(True)
-        pooled_B = self.pool_B.query(fake_B.detach().float())
-        pooled_A = self.pool_A.query(fake_A.detach().float())
-        with prec:
-            d_a = 0.5 * d_lsgan(self.D_A(real_B), self.D_A(pooled_B))
-            d_b = 0.5 * d_lsgan(self.D_B(real_A), self.D_B(pooled_A))
+        pooled_B = self.pool_B.query(b["fake_B"].float())
+        pooled_A = self.pool_A.query(b["fake_A"].float())
+        with autocast(self.device, self.precision):
+            d_a = 0.5 * d_lsgan(self.D_A(b["real_B"]), self.D_A(pooled_B))
+            d_b = 0.5 * d_lsgan(self.D_B(b["real_A"]), self.D_B(pooled_A))
         d_loss = d_a + d_b
         check_finite(self.step, d_loss=d_loss)
         self.d_optim.zero_grad(set_to_none=True)
         d_loss.backward()
         self.d_optim.step()
-        st.report("loss/g", g_loss)
-        for k, v in terms.items():
-            st.report(f"loss/{k}", v)
         st.report("loss/d_a", d_a)
         st.report("loss/d_b", d_b)
-        st.report("lr", lr)
 
     @torch.no_grad()
     def save_samples(self) -> Path | None:
@@ -277,42 +280,20 @@ class CycleGANTrainer:
         grid = make_grid(torch.cat([x, fake, rec]).cpu(), cols=len(x), row_labels=["photo", "G_A", "G_B(G_A)"])
         return save_image_atomic(grid, self.run.samples / f"{self.step:06d}.png")
 
-    # ---- the loop ------------------------------------------------------------------------------
 
-    def train(self, batches: Iterator[Sequence[Tensor]] | None = None) -> Path:
-        """Run until ``iters`` iterations; returns the last checkpoint written."""
-        c = self.cfg
-        self.run.write_config(c.to_dict())
-        if batches is None:
-            if self.data is None:
-                raise UserInputError("no data: pass a batch iterator or a TranslationData")
-            batches = self.data.batches(c.batch, seed=c.seed, start_step=self.step, workers=c.workers)
-        for m in (self.G_A, self.G_B, self.D_A, self.D_B):
-            m.train()
-        def keep_samples(batch: Sequence[Tensor]) -> None:
-            if self.sample_photos is None:
-                self.sample_photos = batch[0][: c.n_samples].clone()
-
-        return run_training_loop(self, batches, c.iters, log_every=c.log_every, sample_every=c.sample_every,
-                                 snapshot_every=c.snapshot_every, desc="cyclegan-train", on_batch=keep_samples,
-                                 show=("loss/g", "loss/d_a", "loss/cyc_a", "sec_per_it"))
-
-
-def train(cfg: CycleGANConfig, echo=click.echo) -> Path:
+def train(cfg: CycleGANConfig, echo=click.echo) -> Path | None:
     """Open the data, build the trainer, resume if the run folder has a checkpoint, train."""
     from translation.data import open_translation_data
 
     device = pick_device(cfg.device)
     if device.type == "cuda":
-        from toonlab.runtime import enable_tf32
-
         enable_tf32()
     data = open_translation_data(cfg.photos, cfg.style, None, cfg.size, cfg.load_size, cfg.synthetic_length)
     if data.synthetic:
         echo("no --photos/--style given: training on the built-in synthetic photo → webtoon faces")
     trainer = CycleGANTrainer(cfg, data, device)
-    how = trainer.maybe_resume()
     c = trainer.cfg
-    echo(f"{how}; {c.iters} iterations, batch {c.batch}, {c.size} px, device {device} ({trainer.precision})")
-    echo(f"data: {data.describe()}")
-    return trainer.train()
+    last = run_training(trainer, describe=lambda how: (
+        f"{how}; {c.iters} iterations, batch {c.batch}, {c.size} px, device {device} ({trainer.precision})\n"
+        f"data: {data.describe()}"), echo=echo)
+    return last

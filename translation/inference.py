@@ -27,9 +27,9 @@ from PIL import Image
 from torch import Tensor, nn
 
 from toonlab.errors import UserInputError
-from toonlab.images import rgb_to_yuv, yuv_to_rgb
+from toonlab.images import rgb_to_yuv, to_uint8, uint8_to_tensor, yuv_to_rgb
 from toonlab.runtime import autocast as _autocast
-from toonlab.runtime import enable_tf32, pick_device
+from toonlab.runtime import enable_tf32, pick_device, resolve_precision
 from translation.fused import fuse_for_inference
 
 MULTIPLE = 32
@@ -152,11 +152,9 @@ class Translator:
         small_plain: bool | None = None,
     ) -> None:
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
-        if precision not in PRECISIONS:
-            raise UserInputError(f"unknown precision {precision!r} (use {', '.join(PRECISIONS)})")
+        # auto = fp16 on CUDA: the AnimeGAN family has no reduction that overflows in fp16
+        precision = resolve_precision(precision, self.device, allowed=PRECISIONS[1:], gpu_default="fp16")
         cuda = self.device.type == "cuda"
-        if precision == "auto":
-            precision = "fp16" if cuda else "fp32"
         if cuda and precision == "bf16" and not torch.cuda.is_bf16_supported():
             raise UserInputError("--precision bf16 needs a GPU with bfloat16 support (Ampere or newer)")
         self.precision = precision
@@ -220,7 +218,8 @@ class Translator:
     def upload(self, frames: np.ndarray) -> Tensor:
         """RGB uint8 ``[N,H,W,3]`` → ``[N,3,H,W]`` in [-1, 1] on the device (model dtype).
 
-        Uploads uint8 (4× fewer bytes than float) and converts on the device; the NHWC buffer
+        Uploads uint8 (4× fewer bytes than float) and converts on the device, in place and in the
+        model's dtype (the fast-path twin of ``toonlab.images.uint8_to_tensor``); the NHWC buffer
         viewed as NCHW already is the channels-last layout the convolutions want.
         """
         arr = np.ascontiguousarray(frames)
@@ -389,6 +388,5 @@ def translate_image(
             torch.cuda.empty_cache()
             tile, batch = max(256, round_up(tile // 2)), 1
     if retain or brightness:
-        x = torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1)
-        y = postprocess(y[None], x, retain, brightness)[0]
-    return y.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        y = postprocess(y[None], uint8_to_tensor(arr)[None], retain, brightness)[0]
+    return to_uint8(y)

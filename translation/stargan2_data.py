@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from toonlab.errors import UserInputError
+from toonlab.samplers import worker_init
 
 SYNTHETIC_DOMAINS: tuple[str, ...] = ("photo", "webtoon", "pastel")
 
@@ -74,16 +75,17 @@ class MultiDomainData:
         self.datasets = []
         for k, spec in enumerate(specs):
             kw = {"seed": synthetic_seed + k} if spec.startswith("synthetic:") else {}  # different faces per domain
-            try:
-                self.datasets.append(open_dataset(spec, img_size, flip=False, **kw))
-            except ValueError as e:  # DatasetError is a UserInputError; size errors of the renderer are not
-                if isinstance(e, UserInputError):
-                    raise
-                raise UserInputError(f"{spec}: {e}") from None
+            self.datasets.append(open_dataset(spec, img_size, flip=False, **kw))  # DatasetError when unusable
 
     def describe(self) -> str:
         head = "built-in synthetic domains; " if self.synthetic else ""
         return head + "; ".join(f"{n}: {len(d):,} images" for n, d in zip(self.names, self.datasets))
+
+    def skip_log(self, path: Path) -> None:
+        """Record unreadable items of every domain in ``path`` (the run's ``skipped.txt``)."""
+        for ds in self.datasets:
+            if hasattr(ds, "skip_log"):
+                ds.skip_log = path
 
     def iters_per_epoch(self, batch: int) -> int:
         return max(1, math.ceil(sum(len(d) for d in self.datasets) / batch))
@@ -96,6 +98,7 @@ class MultiDomainData:
         # RNG, shifting every later latent code of a resumed run against a straight one.
         loader = torch.utils.data.DataLoader(_DomainItems(self.datasets), batch_sampler=sampler, num_workers=workers,
                                              pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                                             worker_init_fn=worker_init if workers > 0 else None,
                                              generator=torch.Generator().manual_seed(seed))
         for x, y in loader:
             xs, xr, xr2 = x.chunk(3)

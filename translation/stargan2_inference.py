@@ -4,13 +4,10 @@ translation, the sample grids and the style interpolation video.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -18,8 +15,9 @@ from torch import Tensor
 from toonlab.atomic import save_image_atomic
 from toonlab.checkpoint import read_checkpoint
 from toonlab.errors import UserInputError
-from toonlab.images import make_grid
+from toonlab.images import make_grid, to_uint8
 from toonlab.runtime import autocast
+from toonlab.video import write_video
 from translation.stargan2_data import MultiDomainData, open_multidomain
 from translation.stargan2_networks import MODEL_NAME, StarGAN2Nets, build_networks
 
@@ -89,8 +87,6 @@ def reference_grid(nets: StarGAN2Nets, x: Tensor, refs: Tensor, y_refs: Tensor, 
 def interpolation_video(nets: StarGAN2Nets, x: Tensor, y_trg: int, path: str | Path, n_keys: int = 4,
                         frames_per_key: int = 24, fps: int = 24, seed: int = 0, precision: str = "fp32") -> Path:
     """Sources side by side, their style sliding between ``n_keys`` latent styles of ``y_trg`` (an mp4, OpenCV)."""
-    import cv2
-
     path = Path(path)
     g = torch.Generator().manual_seed(seed)
     dev = next(nets.G.parameters()).device
@@ -104,24 +100,7 @@ def interpolation_video(nets: StarGAN2Nets, x: Tensor, y_trg: int, path: str | P
             with torch.no_grad(), autocast(dev, precision):
                 out = nets.G(x.to(dev), s).float().clamp(-1, 1).cpu()
             frames.append(torch.cat([torch.cat(list(x.cpu()), dim=-1), torch.cat(list(out), dim=-1)], dim=-2))
-    h, w = frames[0].shape[-2:]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".mp4")
-    os.close(fd)
-    try:
-        vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not vw.isOpened():
-            raise UserInputError(f"OpenCV cannot write {path} (mp4v)")
-        for f in frames:
-            u8 = f.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-            vw.write(cv2.cvtColor(np.ascontiguousarray(u8), cv2.COLOR_RGB2BGR))
-        vw.release()
-        os.chmod(tmp, 0o644)  # mkstemp made it 0600; a finished video is as readable as any output
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_video([to_uint8(f) for f in frames], path, fps=fps)
 
 
 def test_data(meta: dict[str, Any], data: str | None, n_test: int, seed_offset: int = 1000) -> MultiDomainData:

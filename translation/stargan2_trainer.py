@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,9 @@ from losses.stargan import (
     style_reconstruction_loss,
 )
 from toonlab.atomic import save_image_atomic
-from toonlab.checkpoint import read_checkpoint
 from toonlab.errors import UserInputError
-from toonlab.run import RunDir, Stats, check_finite, rng_state, run_training_loop, set_rng_state
-from toonlab.runtime import autocast, seed_everything
+from toonlab.runtime import autocast, resolve_precision, seed_everything
+from toonlab.training import Phase, Trainer, check_finite, ema_update
 from translation.stargan2_data import SYNTHETIC_DOMAINS, MultiDomainData
 from translation.stargan2_inference import latent_grid
 from translation.stargan2_networks import MODEL_NAME, StarGAN2Nets, build_networks, check_size
@@ -84,23 +83,26 @@ class StarGAN2Config:
                     mapping_hidden=self.mapping_hidden)
 
 
-class StarGAN2Trainer:
-    """Owns the schedule of one StarGAN v2 run (optimisers, EMA, λ_ds decay, samples, checkpoints)."""
+class StarGAN2Trainer(Trainer):
+    """StarGAN v2 on the training skeleton (optimisers, EMA, λ_ds decay, samples; the loop is the skeleton's)."""
 
+    desc = "stargan2-train"
+    what = "StarGAN v2 checkpoint"
+    model_name = MODEL_NAME
+    top_level_step_rng = True
+    show = ("loss/d_latent", "loss/g_latent", "g/cyc_latent", "lambda_ds")
     NETS = ("G", "F", "E", "D")
+    flags = {"img_size": "--size"}
 
     def __init__(self, cfg: StarGAN2Config, data: MultiDomainData | None = None, device: torch.device | str = "cpu",
                  domain_names: Sequence[str] | None = None) -> None:
-        if cfg.precision not in ("auto", "fp32", "bf16"):
-            raise UserInputError(f"unknown precision {cfg.precision!r} (use auto, fp32 or bf16)")
         if not 0.0 <= cfg.ema < 1.0:
             raise UserInputError(f"--ema {cfg.ema} must be in [0, 1)")
         check_size(cfg.img_size)
-        self.cfg, self.data = cfg, data
+        super().__init__(cfg, device, tensorboard=cfg.tensorboard)
+        self.data = data
         self.domains = list(data.names if data is not None else (domain_names or SYNTHETIC_DOMAINS))
-        self.device = torch.device(device)
-        self.precision = ("bf16" if self.device.type == "cuda" else "fp32") if cfg.precision == "auto" else cfg.precision
-        self.run = RunDir(cfg.out)
+        self.precision = resolve_precision(cfg.precision, self.device)
         seed_everything(cfg.seed)
         self.nets = build_networks(cfg.arch(len(self.domains))).to(self.device)
         n = self.nets
@@ -111,54 +113,38 @@ class StarGAN2Trainer:
             return torch.optim.Adam(m.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
 
         self.optims = {"G": adam(n.G, cfg.lr), "F": adam(n.F, cfg.f_lr), "E": adam(n.E, cfg.lr), "D": adam(n.D, cfg.lr)}
-        self.step = 0
-        self.stats = Stats(self.run, tensorboard=cfg.tensorboard)
+        self.modules = {"g": self.G, "f": self.F, "e": self.E, "d": self.D, "g_ema": self.G_ema,
+                        "f_ema": self.F_ema, "e_ema": self.E_ema}
+        self.optimizers = {f"{k.lower()}_optim": o for k, o in self.optims.items()}
         self.fixed: tuple[Tensor, Tensor] | None = data.fixed(cfg.n_samples) if data is not None else None
 
     # ---- checkpoints ---------------------------------------------------------------------------
 
+    @property
+    def total_steps(self) -> int:
+        return int(self.cfg.iters)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {**self.cfg.to_dict(), "domains": self.domains, "arch": self.nets.arch}
+
     def metadata(self) -> dict[str, Any]:
-        return {"model": MODEL_NAME, "arch": self.nets.arch, "domains": self.domains, "step": self.step,
-                "precision": self.precision, "config": self.cfg.to_dict()}
+        return {"model": MODEL_NAME, "arch": self.nets.arch, "domains": self.domains, "precision": self.precision}
 
-    def state_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"g": self.G.state_dict(), "f": self.F.state_dict(), "e": self.E.state_dict(),
-                               "d": self.D.state_dict(), "g_ema": self.G_ema.state_dict(),
-                               "f_ema": self.F_ema.state_dict(), "e_ema": self.E_ema.state_dict()}
-        out.update({f"{k.lower()}_optim": o.state_dict() for k, o in self.optims.items()})
-        out.update(step=self.step, rng=rng_state(self.device), toonlab=self.metadata())
-        return out
-
-    def save(self) -> Path:
-        return self.run.save_checkpoint(self.state_dict(), self.step, self.cfg.keep)
-
-    def load(self, path: Path) -> None:
-        """Resume exactly (weights, EMA copies, optimisers, step, RNG)."""
-        ckpt = read_checkpoint(path, MODEL_NAME, "StarGAN v2 checkpoint")
+    def check_compatible(self, ckpt: Mapping[str, Any], path: Path) -> None:
+        super().check_compatible(ckpt, path)
         meta = ckpt["toonlab"]
         if meta.get("arch") != self.nets.arch or list(meta.get("domains", [])) != self.domains:
             raise UserInputError(f"{path} was trained with another architecture or domains "
                                  f"({meta.get('domains')}); use another --out or the same settings")
-        try:
-            for key, m in (("g", self.G), ("f", self.F), ("e", self.E), ("d", self.D), ("g_ema", self.G_ema),
-                           ("f_ema", self.F_ema), ("e_ema", self.E_ema)):
-                m.load_state_dict(ckpt[key])
-            for k, o in self.optims.items():
-                o.load_state_dict(ckpt[f"{k.lower()}_optim"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise UserInputError(f"{path}: cannot resume from it: {str(e).splitlines()[0][:200]}") from None
-        self.step = int(ckpt["step"])
-        if ckpt.get("rng"):
-            set_rng_state(ckpt["rng"], self.device)
 
-    def maybe_resume(self) -> str:
-        latest = self.run.latest()
-        if latest is None:
-            return "starting a new run"
-        self.load(latest)
-        return f"resumed from {latest} at step {self.step}"
+    def batches(self) -> Iterator[Sequence[Tensor]]:
+        if self.data is None:
+            raise UserInputError("no data: pass a batch iterator or a MultiDomainData")
+        c = self.cfg
+        self.data.skip_log(self.run.root / "skipped.txt")
+        return self.data.batches(c.batch, seed=c.seed, start_step=self.step, workers=c.workers)
 
-    # ---- one iteration -------------------------------------------------------------------------
+    # ---- the phases of one iteration -------------------------------------------------------------
 
     def _style(self, y: Tensor, z: Tensor | None = None, ref: Tensor | None = None) -> Tensor:
         return self.F(z, y) if z is not None else self.E(ref, y)
@@ -204,45 +190,62 @@ class StarGAN2Trainer:
         for o in self.optims.values():
             o.zero_grad(set_to_none=True)
 
-    def train_step(self, batch: Sequence[Tensor]) -> None:
-        """One iteration: D (latent, reference), G (latent: G+F+E; reference: G), EMA."""
-        c, st = self.cfg, self.stats
+    def phases(self) -> list[Phase]:
+        """D (latent-guided, then reference-guided), G (latent: G+F+E; reference: G), EMA."""
+        return [Phase("D latent-guided", lambda b: self.d_step(b, "latent")),
+                Phase("D reference-guided", lambda b: self.d_step(b, "ref")),
+                Phase("G latent-guided", lambda b: self.g_step(b, "latent")),
+                Phase("G reference-guided", lambda b: self.g_step(b, "ref")),
+                Phase("EMA", self.ema)]
+
+    def before_step(self, batch: Sequence[Tensor]) -> dict[str, Any]:
+        c = self.cfg
+        if self.fixed is None:
+            self.fixed = (batch[0][: c.n_samples].clone(), batch[1][: c.n_samples].clone())
         x_src, y_src, x_ref, x_ref2, y_ref = (t.to(self.device, non_blocking=True) for t in batch)
         B = len(x_src)
         z1 = torch.randn(B, c.latent_dim, device=self.device)
         z2 = torch.randn(B, c.latent_dim, device=self.device)
-        lam_ds = diversity_weight(self.step, c.lambda_ds, c.ds_iter)
-        self.D.requires_grad_(True)
-        for mode, kw in (("latent", dict(z=z1)), ("ref", dict(ref=x_ref))):
-            loss, parts = self._d_loss(x_src, y_src, y_ref, **kw)
-            check_finite(self.step, **{f"d_loss_{mode}": loss})
-            self._zero()
-            loss.backward()
-            self.optims["D"].step()
-            st.report(f"loss/d_{mode}", loss)
-            for k, v in parts.items():
-                st.report(f"d/{k}_{mode}", v)
-        self.D.requires_grad_(False)  # G steps need no D parameter gradients
-        for mode, kw, nets in (("latent", dict(zs=(z1, z2)), "GFE"), ("ref", dict(refs=(x_ref, x_ref2)), "G")):
-            loss, parts = self._g_loss(x_src, y_src, y_ref, lam_ds, **kw)
-            check_finite(self.step, **{f"g_loss_{mode}": loss})
-            self._zero()
-            loss.backward()
-            for k in nets:
-                self.optims[k].step()
-            st.report(f"loss/g_{mode}", loss)
-            for k, v in parts.items():
-                st.report(f"g/{k}_{mode}", v)
-        self.D.requires_grad_(True)
-        st.report("lambda_ds", lam_ds)
-        self._ema()
+        return {"x_src": x_src, "y_src": y_src, "x_ref": x_ref, "x_ref2": x_ref2, "y_ref": y_ref, "z1": z1, "z2": z2,
+                "lam_ds": diversity_weight(self.step, c.lambda_ds, c.ds_iter)}
 
-    @torch.no_grad()
-    def _ema(self) -> None:
-        b = self.cfg.ema
+    def d_step(self, b: dict[str, Any], mode: str) -> None:
+        st = self.stats
+        self.D.requires_grad_(True)
+        kw = dict(z=b["z1"]) if mode == "latent" else dict(ref=b["x_ref"])
+        loss, parts = self._d_loss(b["x_src"], b["y_src"], b["y_ref"], **kw)
+        check_finite(self.step, **{f"d_loss_{mode}": loss})
+        self._zero()
+        loss.backward()
+        self.optims["D"].step()
+        st.report(f"loss/d_{mode}", loss)
+        for k, v in parts.items():
+            st.report(f"d/{k}_{mode}", v)
+
+    def g_step(self, b: dict[str, Any], mode: str) -> None:
+        st = self.stats
+        self.D.requires_grad_(False)  # G steps need no D parameter gradients
+        kw = dict(zs=(b["z1"], b["z2"])) if mode == "latent" else dict(refs=(b["x_ref"], b["x_ref2"]))
+        nets = "GFE" if mode == "latent" else "G"
+        loss, parts = self._g_loss(b["x_src"], b["y_src"], b["y_ref"], b["lam_ds"], **kw)
+        check_finite(self.step, **{f"g_loss_{mode}": loss})
+        self._zero()
+        loss.backward()
+        for k in nets:
+            self.optims[k].step()
+        self.D.requires_grad_(True)
+        st.report(f"loss/g_{mode}", loss)
+        for k, v in parts.items():
+            st.report(f"g/{k}_{mode}", v)
+
+    def ema(self, b: dict[str, Any]) -> None:
         for ema, m in ((self.G_ema, self.G), (self.F_ema, self.F), (self.E_ema, self.E)):
-            for pe, pm in zip(ema.parameters(), m.parameters()):
-                pe.lerp_(pm.detach(), 1.0 - b)
+            ema_update(ema, m, self.cfg.ema)
+        self.stats.report("lambda_ds", b["lam_ds"])
+
+    def train_mode(self) -> None:
+        for m in (self.G, self.F, self.E, self.D):
+            m.train()
 
     # ---- samples -------------------------------------------------------------------------------
 
@@ -255,23 +258,3 @@ class StarGAN2Trainer:
         x, _ = self.fixed
         grid = latent_grid(self.ema_nets(), x, self.domains, seed=0, device=self.device, precision=self.precision)
         return save_image_atomic(grid, self.run.samples / f"{self.step:06d}.png")
-
-    # ---- the loop ------------------------------------------------------------------------------
-
-    def train(self, batches: Iterator[Sequence[Tensor]] | None = None) -> Path:
-        """Run until ``iters`` iterations; returns the last checkpoint written."""
-        c = self.cfg
-        self.run.write_config({**c.to_dict(), "domains": self.domains, "arch": self.nets.arch})
-        if batches is None:
-            if self.data is None:
-                raise UserInputError("no data: pass a batch iterator or a MultiDomainData")
-            batches = self.data.batches(c.batch, seed=c.seed, start_step=self.step, workers=c.workers)
-        for m in (self.G, self.F, self.E, self.D):
-            m.train()
-        def keep_fixed(batch: Sequence[Tensor]) -> None:
-            if self.fixed is None:
-                self.fixed = (batch[0][: c.n_samples].clone(), batch[1][: c.n_samples].clone())
-
-        return run_training_loop(self, batches, c.iters, log_every=c.log_every, sample_every=c.sample_every,
-                                 snapshot_every=c.snapshot_every, desc="stargan2-train", on_batch=keep_fixed,
-                                 show=("loss/d_latent", "loss/g_latent", "g/cyc_latent", "lambda_ds"))
