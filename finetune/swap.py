@@ -1,6 +1,6 @@
 """Layer swapping between two generators of the same shape.
 
-    python finetune/swap.py --source A.pt --target B.pt --swap 2 [--blend-width 0.5] --out blended.pt
+    python finetune/swap.py --source A.pt --cartoon B.pt --swap 2 [--blend-width 0.5] --out blended.pt
 
 Two forms (REFERENCE.md §4):
 - weight blending (Toonify): per block b a factor y(b) — a hard switch (y = 0 for b ≤ swap, 1
@@ -26,13 +26,14 @@ from stylegan2.checkpoint import load_generator, snapshot
 from toonlab.atomic import save_image_atomic, torch_save_atomic
 from toonlab.checkpoint import CheckpointError
 from toonlab.errors import user_errors
+from toonlab.options import ToonCommand
 from toonlab.runtime import parse_seeds
 
 
-@click.command(name="swap")
+@click.command(name="swap", cls=ToonCommand, aliases={"--target": "--cartoon"})
 @click.option("--source", "source", type=click.Path(dir_okay=False), required=True,
               help="Low-resolution model A (e.g. the face generator).")
-@click.option("--target", "target", type=click.Path(dir_okay=False), required=True,
+@click.option("--cartoon", "target", type=click.Path(dir_okay=False), required=True,
               help="High-resolution model B (e.g. the fine-tuned cartoon generator).")
 @click.option("--swap", type=click.IntRange(1), required=True, help="Last block taken from A.")
 @click.option("--blend-width", type=click.FloatRange(0), default=None,
@@ -50,7 +51,7 @@ def main(source: str, target: str, swap: int, blend_width: float | None, out: st
         if swap > A.n_blocks:
             raise click.BadParameter(f"this {A.size}-px generator has blocks 1..{A.n_blocks}", param_hint="--swap")
         G = blend_generators(A, B, swap, blend_width)
-        meta = {"swap": {"source": source, "target": target, "swap": swap, "blend_width": blend_width}}
+        meta = {"swap": {"source": source, "cartoon": target, "swap": swap, "blend_width": blend_width}}
         torch_save_atomic(snapshot(G, toonlab=meta), out)
         click.echo(f"wrote {out} (blocks 1..{swap} from {source}, the rest from {target}"
                    f"{'' if not blend_width else f', logistic width {blend_width}'})")

@@ -34,6 +34,7 @@ from PIL import Image, ImageFilter
 from toonlab.atomic import save_image_atomic
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import ImageError, load_image
+from toonlab.options import ToonCommand
 
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 DETECT_MAX_SIDE = 1024  # larger photos are downscaled for detection only
@@ -230,7 +231,7 @@ def align_photo(path: str | os.PathLike, size: int = 256, face_index: int | None
     return out
 
 
-@click.command(name="align")
+@click.command(name="align", cls=ToonCommand)
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--size", type=click.IntRange(8, 4096), default=256, show_default=True,
               help="Output size in pixels (a power of two).")

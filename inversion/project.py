@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from toonlab.images import tensor_to_uint8, to_tensor
+
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,12 +47,14 @@ from stylegan2.sampling import render
 from toonlab.atomic import save_image_atomic
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import make_grid, to_pil
+from toonlab.options import ToonCommand
 from toonlab.runtime import (
     autocast,
     bundled_generator,
     enable_tf32,
     pick_device,
     progress,
+    resolve_precision,
 )
 from toonlab.video import write_video
 
@@ -149,11 +153,7 @@ def build_perceptual(kind: str, weights: str | os.PathLike | None, device: torch
     if kind == "none":
         return None
     if kind == "lpips":
-        try:
-            dist = build_lpips("vgg", weights=weights, device=device)
-        except UserInputError as e:  # name the projector's own options in the one-line error
-            raise UserInputError(str(e).replace("--lpips-weights", "--perceptual-weights")
-                                 .replace("--lpips random", "--perceptual random")) from None
+        dist = build_lpips("vgg", weights=weights, device=device)
     else:
         dist = build_lpips("vgg", random=True, device=device)
     return dist.model  # the lpips.LPIPS module (frozen, eval)
@@ -237,7 +237,7 @@ def project(
             if show_progress:
                 bar.set_postfix(lpips=f"{rec['perceptual']:.3f}" if p_loss is not None else "-", mse=f"{rec['mse']:.4f}")
         if cfg.video_every and (step % cfg.video_every == 0 or step == cfg.steps - 1):
-            result.frames.append(((img.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+            result.frames.append(tensor_to_uint8(img).cpu())
         bar.update(1)
     bar.close()
     if dev.type == "cuda":
@@ -267,10 +267,6 @@ def _load_target(path: str, size: int, align: bool, landmarks: str | None) -> Im
         s = min(img.size)  # pre-aligned crops should be square; centre-crop the rest
         img = img.crop(((img.width - s) // 2, (img.height - s) // 2, (img.width + s) // 2, (img.height + s) // 2))
     return img.resize((size, size), Image.Resampling.LANCZOS)
-
-
-def _to_tensor(img: Image.Image) -> Tensor:
-    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
 
 
 def parse_swaps(spec: str | None) -> list[int]:
@@ -321,7 +317,7 @@ def run_project(
     if len(set(names)) != len(names):  # a/face.jpg and b/face.jpg must not share an output folder
         names = [f"{i:02d}_{s}" for i, s in enumerate(names)]
     aligned = [_load_target(p, G.size, align, landmarks) for p in photos]
-    targets = torch.stack([_to_tensor(a) for a in aligned])
+    targets = torch.stack([to_tensor(a) for a in aligned])
     result = project(G, targets, percept, cfg, show_progress=show_progress)
 
     blends = [(f"swap{k}_{name}", blend_generators(G, T, k)) for name, T in toons for k in swaps]
@@ -356,7 +352,8 @@ def run_project(
     return folders
 
 
-@click.command(name="project")
+@click.command(name="project", cls=ToonCommand, aliases={
+    "--steps": "--iters", "--perceptual=random": "--features=random", "--perceptual-weights": "--lpips-weights"})
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Source (face) generator. Default: the bundled 64-px synthetic-face generator.")
@@ -365,17 +362,19 @@ def run_project(
 @click.option("--swap", default=None, help="Also render layer-swapped blends source→cartoon at these blocks, e.g. 2,3.")
 @click.option("--out", default="projections", show_default=True, type=click.Path(file_okay=False),
               help="One sub-folder per photo.")
-@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--iters", "steps", type=click.IntRange(1), default=1000, show_default=True, help="Optimisation steps.")
 @click.option("--space", type=click.Choice(["w+", "w"]), default="w+", show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True)
 @click.option("--mse", type=click.FloatRange(0), default=0.0, show_default=True, help="Weight of a pixel MSE term.")
 @click.option("--noise-regularize", type=click.FloatRange(0), default=1e5, show_default=True)
 @click.option("--no-noise-opt", is_flag=True, help="Keep the noise maps fixed (optimise the latent only).")
-@click.option("--perceptual", type=click.Choice(PERCEPTUAL), default="lpips", show_default=True,
+@click.option("--perceptual", type=click.Choice(["lpips", "none"]), default="lpips", show_default=True,
               help="lpips: LPIPS-VGG (needs torchvision's vgg16-397923af.pth in the torch hub cache or "
-                   "--perceptual-weights); random: random VGG trunk (offline, lower quality); none: MSE only.")
-@click.option("--perceptual-weights", type=click.Path(dir_okay=False), default=None,
-              help="torchvision VGG16 ImageNet weights (vgg16-397923af.pth).")
+                   "--lpips-weights); none: pixel MSE only.")
+@click.option("--features", type=click.Choice(["imagenet", "random"]), default="imagenet", show_default=True,
+              help="The LPIPS trunk's weights: ImageNet from disk, or random (offline, a looser likeness).")
+@click.option("--lpips-weights", "perceptual_weights", type=click.Path(dir_okay=False), default=None,
+              show_default="the torch hub cache", help="torchvision VGG16 ImageNet weights (vgg16-397923af.pth).")
 @click.option("--no-align", is_flag=True, help="Photos are already aligned square crops.")
 @click.option("--landmarks", type=click.Path(dir_okay=False), default=None, help="dlib 68-landmark model file.")
 @click.option("--noise-mode", type=click.Choice(["projected", *NOISE_MODES]), default="projected", show_default=True,
@@ -386,12 +385,13 @@ def run_project(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regularize, no_noise_opt, perceptual,
-         perceptual_weights, no_align, landmarks, noise_mode, video, precision, seed, device) -> None:
+         features, perceptual_weights, no_align, landmarks, noise_mode, video, precision, seed, device) -> None:
     """Project face photo(s) into the generator and render them as cartoons."""
     with user_errors():
         dev = pick_device(device)
-        if precision == "auto":
-            precision = "bf16" if dev.type == "cuda" else "fp32"
+        precision = resolve_precision(precision, dev)
+        if perceptual == "lpips" and features == "random":
+            perceptual = "random"  # the API's name for LPIPS on a random trunk
         cfg = ProjectConfig(steps=steps, space=space, lr=lr, mse=mse, noise_regularize=noise_regularize,
                             optimize_noise=not no_noise_opt, precision=precision, seed=seed,
                             video_every=max(1, steps // 100) if video else 0)
@@ -404,7 +404,7 @@ def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regular
     for f in folders:
         click.echo(f"wrote {f}/ (grid.png, projected.png, latent.pt, ...)")
     if perceptual == "random":
-        click.echo("note: --perceptual random uses an untrained VGG trunk; expect a looser likeness", err=True)
+        click.echo("note: --features random uses an untrained VGG trunk; expect a looser likeness", err=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from toonlab.atomic import save_image_atomic, torch_save_atomic
 from toonlab.checkpoint import file_hash, read_tagged
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import make_grid, to_pil
+from toonlab.options import ToonGroup
 from toonlab.runtime import bundled_generator, parse_seeds, pick_device
 
 FACTORS_FORMAT = "toonlab-sefa/1"
@@ -106,7 +107,7 @@ def edit_grid(generators: Sequence[tuple[str, Generator]], latent: Tensor, noise
     return make_grid(tiles, cols=k, col_labels=[f"{d:+g}" for d in degrees], row_labels=rows)
 
 
-@click.group(name="sefa")
+@click.group(name="sefa", cls=ToonGroup)
 def main() -> None:
     """SeFa: closed-form editing directions (factorize, then apply)."""
 
@@ -127,11 +128,12 @@ def factorize_cmd(ckpt: str | None, out: str, layers: str) -> None:
     click.echo(f"wrote {out}: {dirs.shape[0]} directions; top 5 carry " + ", ".join(f"{s:.1f}%" for s in share))
 
 
-@main.command()
+@main.command(name="apply", aliases={"--steps": "--columns"})
 @click.option("--factors", required=True, type=click.Path(dir_okay=False))
 @click.option("--index", "indices", default="0", show_default=True, help="Direction(s), e.g. 0 or 0-4 (one grid each).")
 @click.option("--degree", type=float, default=5.0, show_default=True, help="Largest step; the grid spans ±degree.")
-@click.option("--steps", type=click.IntRange(2), default=5, show_default=True, help="Columns per grid.")
+@click.option("--columns", "steps", type=click.IntRange(2), default=5, show_default=True,
+              help="Edit strengths per grid, from -degree to +degree.")
 @click.option("--latent", type=click.Path(dir_okay=False), default=None,
               help="Edit a projected latent (inversion/project.py); default: random seeds.")
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds to edit when no --latent.")

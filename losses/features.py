@@ -30,7 +30,7 @@ RESNET50_FILE = "resnet50-0676ba61.pth"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _RANDOM_SEED = 20200101  # fixed: random features must be identical across runs and resumes
-_OFFLINE_HINT = "--vgg random (random features, lower quality)"
+_OFFLINE_HINT = "--features random (random features, lower quality)"
 
 
 class FeatureNetwork(nn.Module):
@@ -120,7 +120,7 @@ def vgg19_features(weights: str | Path | None = None, layer: str = "conv4_4", ra
                     nn.init.zeros_(m.bias)
     if random:
         return FeatureNetwork(trunk, f"vgg19/{layer}", "random")
-    path = locate_weights(VGG19_FILE, weights, what="VGG19 ImageNet weights", option="--vgg-weights",
+    path = locate_weights(VGG19_FILE, weights, what="VGG19 ImageNet weights", option="--features-weights",
                           offline_hint=_OFFLINE_HINT)
     _load_subset(trunk, load_state(path), "features.", path, "VGG19 weights")
     return FeatureNetwork(trunk, f"vgg19/{layer}", str(path))
@@ -141,7 +141,7 @@ def resnet_features(weights: str | Path | None = None, layer: str = "layer2", ra
         torch.manual_seed(_RANDOM_SEED)
         net = resnet50(weights=None)
     if not random:
-        path = locate_weights(RESNET50_FILE, weights, what="ResNet-50 ImageNet weights", option="--vgg-weights",
+        path = locate_weights(RESNET50_FILE, weights, what="ResNet-50 ImageNet weights", option="--features-weights",
                               offline_hint=_OFFLINE_HINT)
         state = {k: v for k, v in load_state(path).items() if not k.startswith("fc.")}
         _load_subset(_NoFC(net), state, "", path, "ResNet-50 weights")

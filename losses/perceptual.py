@@ -61,11 +61,11 @@ def build_lpips(net: str = "vgg", weights: str | Path | None = None, random: boo
     if net not in LPIPS_TRUNK_FILES:
         raise UserInputError(f"unknown LPIPS network {net!r} (use {', '.join(LPIPS_TRUNK_FILES)})")
     if random and weights is not None:
-        raise UserInputError("--lpips-weights and --lpips random exclude each other")
+        raise UserInputError("--lpips-weights and --features random exclude each other")
     path = None
     if not random:
         path = locate_weights(LPIPS_TRUNK_FILES[net], weights, what=f"{net} ImageNet trunk for LPIPS",
-                              option="--lpips-weights", offline_hint="--lpips random (not comparable)")
+                              option="--lpips-weights", offline_hint="--features random (a random trunk: not comparable)")
     import lpips
 
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
@@ -76,7 +76,7 @@ def build_lpips(net: str = "vgg", weights: str | Path | None = None, random: boo
         _load_trunk(model.net, load_state(path), path)
         description = f"LPIPS-{net} v0.1, trunk {path} (sha256 {sha256_file(path)[:8]})"
     else:
-        description = f"LPIPS-{net} v0.1 with a RANDOM trunk (--lpips random): comparable with nothing"
+        description = f"LPIPS-{net} v0.1 with a RANDOM trunk (--features random): comparable with nothing"
     return LPIPSDistance(model, description, net, random).to(device)
 
 

@@ -40,6 +40,7 @@ from metrics.sources import ImageSource, looks_like_checkpoint, open_source
 from metrics.stats import compare_sources
 from toonlab.atomic import write_json_atomic
 from toonlab.errors import UserInputError, user_errors
+from toonlab.options import ToonGroup
 from toonlab.runtime import enable_tf32, pick_device, progress
 
 # ============================================================================ CLI
@@ -134,7 +135,7 @@ def _run_pair(opts: dict[str, Any], fid: bool, kid_subsets: int | None, kid_subs
     _report(opts, extractor, (src1, src2), res)
 
 
-@click.group(name="metrics", context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="metrics", cls=ToonGroup)
 def main() -> None:
     """Evaluation metrics: FID, KID, LPIPS diversity, projection reconstruction.
 
@@ -162,9 +163,13 @@ def kid_cmd(subsets: int, subset_size: int, **opts: Any) -> None:
         _run_pair(opts, False, subsets, subset_size)
 
 
+#: ``--lpips random`` / ``--lpips pretrained`` were the old spellings of the trunk's weights.
+_LPIPS_ALIASES = {"--lpips=random": "--features=random", "--lpips=pretrained": "--features=imagenet"}
+
+
 def _lpips_options(f: Callable) -> Callable:
     opts = [
-        click.option("--lpips", "lpips_mode", type=click.Choice(["pretrained", "random"]), default="pretrained",
+        click.option("--features", "lpips_mode", type=click.Choice(["imagenet", "random"]), default="imagenet",
                      show_default=True, help="random: offline smoke runs only (comparable with nothing)."),
         click.option("--lpips-net", type=click.Choice(sorted(LPIPS_TRUNK_FILES)), default="vgg", show_default=True,
                      help="Trunk; StarGAN v2's published diversity numbers used alex."),
@@ -224,7 +229,7 @@ def _first_size(paths: Sequence[Path]) -> int:
     raise UserInputError("no readable images")
 
 
-@main.command(name="lpips-diversity")
+@main.command(name="lpips-diversity", aliases=_LPIPS_ALIASES)
 @click.argument("folder", type=click.Path(file_okay=False, exists=True))
 @_lpips_options
 def lpips_diversity_cmd(folder: str, lpips_mode: str, lpips_net: str, lpips_weights: str | None, size: int | None,
@@ -257,7 +262,7 @@ def lpips_diversity_cmd(folder: str, lpips_mode: str, lpips_net: str, lpips_weig
         click.echo(f"LPIPS diversity: {float(np.mean(scores)):.4f}")
 
 
-@main.command(name="recon")
+@main.command(name="recon", aliases=_LPIPS_ALIASES)
 @click.argument("targets", type=click.Path(exists=True))
 @click.argument("recons", type=click.Path(exists=True))
 @_lpips_options

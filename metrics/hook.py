@@ -55,7 +55,7 @@ class TrainingMetrics(Hook):
         self.real, self.size, self.device, self.every = real, size, device, every
         self.batch, self.workers, self.seed, self.show_progress = batch, workers, seed, show_progress
         self.extractor = build_feature_extractor(features, inception_weights, device,  # fails fast when missing
-                                                 offline_flag="--metrics-features random")
+                                                 offline_flag="--features random")
         self._real: dict[tuple[int, bool], SourceStats] = {}
 
     def after_step(self, trainer: Any) -> dict[str, float]:
@@ -97,8 +97,9 @@ METRIC_OPTIONS: list[click.Option] = [
     click.Option(["--metrics-every"], type=click.IntRange(0), default=None,
                  help="Steps between metric evaluations [0 = at every checkpoint]; always at the end."),
     click.Option(["--metrics-real"], default=None, help="Real images for the metrics [the training data]."),
-    click.Option(["--metrics-features"], type=click.Choice(["inception", "random"]), default=None,
-                 help="random = offline smoke runs only (numbers comparable with nothing) [inception]."),
+    click.Option(["--features", "metrics_features"], type=click.Choice(["inception", "random"]), default=None,
+                 show_default="inception",
+                 help="Feature network of the metrics; random = offline smoke runs only (comparable with nothing)."),
     click.Option(["--inception-weights"], type=click.Path(dir_okay=False), default=None,
                  help=f"Inception weights ({INCEPTION_FILE}) [the torch hub cache]."),
 ]
@@ -141,8 +142,10 @@ def extend_training_command(cmd: click.Command) -> click.Command:
         if spec["metrics"]:
             add_hook_factory(MetricsHookFactory(**spec))
         elif any(v is not None for v in spec.values()):
-            raise click.UsageError("--metrics-every/--metrics-real/--metrics-features/--inception-weights need --metrics")
+            raise click.UsageError("--metrics-every/--metrics-real/--features/--inception-weights need --metrics")
         return inner(*args, **kw)
 
     new.callback = callback
+    if hasattr(cmd, "aliases"):
+        new.aliases = {**cmd.aliases, "--metrics-features": "--features"}
     return new

@@ -3,7 +3,7 @@
 A measurement (it needs FID), so it lives in ``metrics/``; ``python translation/compare.py`` runs it.
 
     python translation/compare.py                       # CPU-sized: 32 px, 40 iterations each, a few minutes
-    python translation/compare.py --iters 20000 --size 256 --batch 8 --out docs/TRANSLATION_COMPARISON.md
+    python translation/compare.py --iters 20000 --size 256 --batch 8 --report docs/TRANSLATION_COMPARISON.md
 
 Every method trains on the built-in synthetic ``photo`` → ``webtoon`` faces with the same crops,
 batch size, seed and number of iterations (for CartoonGAN/AnimeGANv2 the content-only
@@ -17,7 +17,7 @@ Features. FID uses Inception-v3 weights from ``--inception-weights`` or the torc
 there are none (``--features auto``) it falls back to ``--features random`` — a fixed random conv
 net whose numbers rank methods on this data but are comparable with nothing else — and says so
 loudly in the output and in the table. Likewise the content loss of CartoonGAN/AnimeGANv2 uses
-random VGG19 features when no ImageNet VGG19 weights are on disk (``--vgg auto``).
+random VGG19 features when no ImageNet VGG19 weights are on disk (also ``--features auto``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import torch
 from toonlab.atomic import save_image_atomic, write_text_atomic
 from toonlab.errors import UserInputError, user_errors
 from toonlab.images import make_grid
+from toonlab.options import ToonCommand
 from toonlab.runtime import pick_device
 
 __all__ = ["CompareSettings", "MethodResult", "run_comparison", "write_report", "main"]
@@ -87,7 +88,7 @@ def _fresh(folder: Path, overwrite: bool) -> Path:
     if (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir()):
         if not overwrite:
             raise UserInputError(f"{folder} already holds a run (its timing would be a resume); "
-                                 "use --overwrite or another --out-root")
+                                 "use --overwrite or another --out")
         shutil.rmtree(folder)
     return folder
 
@@ -266,7 +267,10 @@ def write_report(results: list[MethodResult], setup: dict[str, Any], s: CompareS
     return write_text_atomic(path, "\n".join(lines))
 
 
-@click.command(name="translate-compare")
+@click.command(name="translate-compare", cls=ToonCommand, aliases={
+    "--out=*.md": "--report", "--out-root": "--out", "--features=inception": "--features=pretrained",
+    "--vgg=random": "--features=random", "--vgg=imagenet": "--features=pretrained", "--vgg=auto": "--features=auto",
+    "--vgg-weights": "--features-weights"})
 @click.option("--methods", default=",".join(METHODS), show_default=True, help="Comma-separated methods.")
 @click.option("--iters", type=click.IntRange(2), default=40, show_default=True, help="Iterations per method.")
 @click.option("--size", type=click.IntRange(32), default=32, show_default=True, help="Crop size (multiple of 8).")
@@ -278,20 +282,25 @@ def write_report(results: list[MethodResult], setup: dict[str, Any], s: CompareS
 @click.option("--synthetic-length", type=click.IntRange(2), default=200, show_default=True, help="Training images per domain.")
 @click.option("--n-test", type=click.IntRange(2), default=64, show_default=True, help="Test photos translated for FID.")
 @click.option("--n-real", type=click.IntRange(2), default=200, show_default=True, help="Webtoon images for FID.")
-@click.option("--features", type=click.Choice(["auto", "inception", "random"]), default="auto", show_default=True,
-              help="FID features; auto falls back to random (loudly) when no Inception weights are found.")
-@click.option("--inception-weights", type=click.Path(dir_okay=False), default=None)
-@click.option("--vgg", type=click.Choice(["auto", "imagenet", "random"]), default="auto", show_default=True)
-@click.option("--vgg-weights", type=click.Path(dir_okay=False), default=None)
+@click.option("--features", type=click.Choice(["auto", "pretrained", "random"]), default="auto", show_default=True,
+              help="Feature networks (Inception for FID, VGG19 for the content loss): pretrained weights from "
+                   "disk, random ones, or auto = pretrained where found, else random (said loudly).")
+@click.option("--inception-weights", type=click.Path(dir_okay=False), default=None, show_default="the torch hub cache")
+@click.option("--features-weights", "vgg_weights", type=click.Path(dir_okay=False), default=None,
+              show_default="the torch hub cache", help="VGG19 ImageNet weights (vgg19-dcbb9e9d.pth).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--out-root", type=click.Path(file_okay=False), default="runs/translate-compare", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Markdown report [OUT_ROOT/COMPARISON.md].")
-@click.option("--overwrite", is_flag=True, help="Replace earlier runs under OUT_ROOT.")
-def main(methods: str, out: str | None, **opts: Any) -> None:
+@click.option("--out", "out_root", type=click.Path(file_okay=False), default="runs/translate-compare",
+              show_default=True, help="Folder of the methods' run folders and the sample grid.")
+@click.option("--report", "out", type=click.Path(dir_okay=False), default=None, show_default="OUT/COMPARISON.md",
+              help="The markdown report to write.")
+@click.option("--overwrite", is_flag=True, help="Replace earlier runs under --out.")
+def main(methods: str, out: str | None, features: str, **opts: Any) -> None:
     """Train CartoonGAN, CycleGAN (and AnimeGANv2) on the same data; table of FID and time per epoch."""
+    fid, vgg = {"auto": ("auto", "auto"), "pretrained": ("inception", "imagenet"), "random": ("random", "random")}[features]
     with user_errors():
-        s = CompareSettings(methods=tuple(m.strip() for m in methods.split(",") if m.strip()), **opts)
+        s = CompareSettings(methods=tuple(m.strip() for m in methods.split(",") if m.strip()), features=fid, vgg=vgg,
+                            **opts)
         results, setup = run_comparison(s)
         report = write_report(results, setup, s, out or Path(s.out_root) / "COMPARISON.md",
                               "python translation/compare.py " + " ".join(sys.argv[1:]))

@@ -1,6 +1,6 @@
 """Strip a training checkpoint down to an inference/fine-tuning snapshot (no optimiser state).
 
-    python stylegan2/export.py runs/x/checkpoints/012000.pt G.pt [--no-d]
+    python stylegan2/export.py --ckpt runs/x/checkpoints/012000.pt --out G.pt [--no-d]
 
 Keeps ``g_ema`` (+ ``g`` and ``d`` unless told otherwise, so FreezeD has a discriminator to start
 from), ``latent_avg`` (computed when missing) and toonlab's network configs.
@@ -19,6 +19,7 @@ import click
 from stylegan2.checkpoint import load_checkpoint, load_generator
 from toonlab.atomic import torch_save_atomic
 from toonlab.errors import user_errors
+from toonlab.options import ToonCommand
 
 
 def export_snapshot(src: str | Path, out: str | Path, keep_d: bool = True, keep_g: bool = True) -> Path:
@@ -42,9 +43,9 @@ def export_snapshot(src: str | Path, out: str | Path, keep_d: bool = True, keep_
     return torch_save_atomic(snap, out)
 
 
-@click.command(name="export")
-@click.argument("src", type=click.Path(dir_okay=False))
-@click.argument("out", type=click.Path(dir_okay=False))
+@click.command(name="export", cls=ToonCommand, positional=("--ckpt", "--out"))
+@click.option("--ckpt", "src", type=click.Path(dir_okay=False), required=True, help="The training checkpoint to strip.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="The slim snapshot to write.")
 @click.option("--no-d", is_flag=True, help="Drop the discriminator.")
 @click.option("--no-g", is_flag=True, help="Drop the non-EMA generator.")
 def main(src: str, out: str, no_d: bool, no_g: bool) -> None:

@@ -1,6 +1,6 @@
 """Render images from a StyleGAN2 checkpoint: one PNG per seed plus a grid.
 
-    python stylegan2/generate.py --ckpt G.pt --seeds 0-15 --truncation 0.7 --outdir out/
+    python stylegan2/generate.py --ckpt G.pt --seeds 0-15 --truncation 0.7 --out out/
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from stylegan2.sampling import generate, render
 from toonlab.atomic import save_image_atomic, write_json_atomic
 from toonlab.errors import ToonlabError, user_errors
 from toonlab.images import make_grid, to_pil
-from toonlab.runtime import bundled_generator, enable_tf32, parse_seeds, pick_device
+from toonlab.options import ToonCommand
+from toonlab.runtime import bundled_generator, enable_tf32, parse_seeds, pick_device, resolve_precision
 
 
 def run_generate(
@@ -37,6 +38,7 @@ def run_generate(
 ) -> Path:
     """Load ``ckpt``, write ``seedNNNN.png`` per seed and ``grid.png`` into ``outdir``; return the grid path."""
     dev = pick_device(device)
+    precision = resolve_precision(precision, dev)
     if dev.type == "cuda":
         enable_tf32()
     G = load_generator(ckpt, device=dev)
@@ -61,6 +63,7 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
     The file's optimised noise maps are used unless ``noise_mode`` is given.
     """
     dev = pick_device(device)
+    precision = resolve_precision(precision, dev)
     G = load_generator(ckpt, device=dev)
     lat = load_latent(latent)
     noise = lat.get("noise") if noise_mode is None else None
@@ -68,7 +71,7 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
     return save_image_atomic(to_pil(img[0]), Path(outdir) / f"{Path(latent).stem}.png")
 
 
-@click.command(name="generate")
+@click.command(name="generate", cls=ToonCommand, aliases={"--outdir": "--out"})
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Generator checkpoint (community format). Default: the bundled 64-px source generator.")
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,4,9-12.")
@@ -76,11 +79,12 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
               help="Truncation ψ toward the mean w (1 = none).")
 @click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True,
               help="random: per-seed noise; const: the checkpoint's stored noise; none: no noise.")
-@click.option("--outdir", type=click.Path(file_okay=False), default="out", show_default=True)
+@click.option("--out", "outdir", type=click.Path(file_okay=False), default="out", show_default=True,
+              help="Output folder: seedNNNN.png, grid.png, generate.json.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="bf16 autocast (meant for GPUs).")
-@click.option("--batch", "batch_size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16 autocast (meant for GPUs); auto = bf16 on GPUs, fp32 on CPUs.")
+@click.option("--batch", "batch_size", type=click.IntRange(1), default=16, show_default=True, help="Images per forward pass.")
 @click.option("--grid-cols", type=click.IntRange(1), default=None, help="Columns of grid.png (default: square).")
 @click.option("--latent", type=click.Path(dir_okay=False), default=None,
               help="Render a projected latent.pt (inversion/project.py) with its optimised noise instead of seeds.")

@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repo 
 import click
 
 from toonlab.errors import ToonlabError, one_line_warnings, user_errors
+from toonlab.options import ToonCommand
 
 MIN_SIZE = 8
 
@@ -44,7 +45,7 @@ def parse_sizes(ctx: click.Context | None, param: click.Parameter | None, value:
     return sizes
 
 
-@click.command(name="prepare")
+@click.command(name="prepare", cls=ToonCommand)
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,
               help="LMDB directory to create (e.g. faces.lmdb).")

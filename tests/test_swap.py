@@ -56,7 +56,7 @@ def test_cli_writes_loadable_checkpoint_and_grid(tmp_path):
     A, B = pair()
     pa = torch_save_atomic(snapshot(A), tmp_path / "a.pt")
     pb = torch_save_atomic(snapshot(B), tmp_path / "b.pt")
-    r = CliRunner().invoke(main, ["--source", str(pa), "--target", str(pb), "--swap", "2", "--blend-width", "0.5",
+    r = CliRunner().invoke(main, ["--source", str(pa), "--cartoon", str(pb), "--swap", "2", "--blend-width", "0.5",
                                   "--out", str(tmp_path / "blend.pt"), "--grid", str(tmp_path / "grid.png"),
                                   "--seeds", "0-1"])
     assert r.exit_code == 0, r.output
@@ -64,5 +64,5 @@ def test_cli_writes_loadable_checkpoint_and_grid(tmp_path):
     assert G.size == 32
     w, h = Image.open(tmp_path / "grid.png").size
     assert w > 32 * (2 + 2 * 3) and h > 32 * 2
-    r = CliRunner().invoke(main, ["--source", str(pa), "--target", str(pb), "--swap", "9", "--out", str(tmp_path / "x.pt")])
+    r = CliRunner().invoke(main, ["--source", str(pa), "--cartoon", str(pb), "--swap", "9", "--out", str(tmp_path / "x.pt")])
     assert r.exit_code == 2 and "blocks 1..4" in r.output

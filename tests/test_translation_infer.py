@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw
 from torch import nn
 
-from translation import infer
 from toonlab.images import rgb_to_yuv
 from toonlab.video import count_frames, has_audio, probe, transform_video
+from translation import infer
 from translation.inference import (
     Translator,
     crop_padding,

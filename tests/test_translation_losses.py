@@ -170,7 +170,7 @@ def test_feature_weights_from_disk_only(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFound) as e:
         vgg19_features()
     msg = str(e.value)
-    assert "vgg19-dcbb9e9d.pth" in msg and "--vgg-weights" in msg and "--vgg random" in msg and "\n" not in msg
+    assert "vgg19-dcbb9e9d.pth" in msg and "--features-weights" in msg and "--features random" in msg and "\n" not in msg
     with pytest.raises(WeightsNotFound, match="resnet50-0676ba61.pth"):
         resnet_features()
     # A file in torchvision's layout (features.N.* plus a classifier we ignore) loads into the trunk.

@@ -17,21 +17,22 @@ import sys
 import time
 from pathlib import Path
 
+from toonlab.images import to_tensor
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
-import numpy as np
 import torch
 from PIL import Image
 
 from stylegan2.checkpoint import load_generator
 from stylegan2.networks import Generator
 from stylegan2.sampling import generate
-from toonlab.atomic import save_image_atomic
+from toonlab.atomic import save_image_atomic, write_text_atomic
 from toonlab.errors import user_errors
 from toonlab.images import make_grid, to_pil
-from toonlab.runtime import bundled_generator, pick_device
+from toonlab.runtime import bundled_generator, pick_device, resolve_precision
 
 
 def demo_generator(device: torch.device) -> tuple[Generator, str]:
@@ -69,7 +70,7 @@ def run_demo(outdir: Path, device: str = "auto", seeds: int = 16, finetune_iters
     body = "\n".join(
         f"<section><h2>{t}</h2><img src='{src}' alt='{t}'><p>{cap}</p></section>" for t, src, cap in sections
     )
-    page.write_text(
+    write_text_atomic(page,
         "<!doctype html><meta charset='utf-8'><title>toonlab demo</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%;"
         "image-rendering:pixelated}</style>"
@@ -126,11 +127,10 @@ def face_to_cartoon(G: Generator, cartoon: Path, outdir: Path, dev: torch.device
         pnote = ("LPIPS with a RANDOM VGG trunk (torchvision's vgg16-397923af.pth is not in the torch hub cache "
                  "here; with it the likeness is closer) + pixel MSE")
     click.echo(f"demo: projecting the astronaut photo ({steps} steps, {pnote.split(' (')[0]})")
-    target = torch.from_numpy(np.array(aligned.resize((G.size, G.size), Image.Resampling.LANCZOS)))
-    target = target.permute(2, 0, 1)[None].float() / 127.5 - 1
+    target = to_tensor(aligned.resize((G.size, G.size), Image.Resampling.LANCZOS))[None]
     # Without trained VGG weights LPIPS alone is a weak guide: add pixel MSE. On CPU keep the noise
     # maps fixed (half the time per step; at 64 px they add little).
-    cfg = ProjectConfig(steps=steps, precision="bf16" if dev.type == "cuda" else "fp32",
+    cfg = ProjectConfig(steps=steps, precision=resolve_precision("auto", dev),
                         mse=1.0 if percept_random else 0.0, optimize_noise=dev.type == "cuda")
     res = project(G, target, percept, cfg)
     # Blocks 1..k from the source: at 64 px (5 blocks) the face's layout lives up to block 3-4.

@@ -18,11 +18,12 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repo 
 
 import click
 
-from toonlab.errors import ToonlabError, user_errors
+from toonlab.errors import user_errors
+from toonlab.options import ToonCommand
 from translation.cyclegan_trainer import CycleGANConfig, train
 
 
-@click.command(name="cyclegan")
+@click.command(name="cyclegan", cls=ToonCommand, aliases={"--iter": "--iters"})
 @click.option("--photos", default=None, help="Domain A (photos): folder, zip, LMDB or synthetic:NAME.")
 @click.option("--style", default=None, help="Domain B (cartoons): folder, zip, LMDB or synthetic:NAME.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/cyclegan", show_default=True)
@@ -54,10 +55,7 @@ def main(dry_run: bool, **opts: Any) -> None:
         if dry_run:
             click.echo(json.dumps(cfg.to_dict(), indent=2))
             return
-        try:
-            last = train(cfg)
-        except KeyboardInterrupt:
-            raise ToonlabError("interrupted; re-run the same command to resume from the last checkpoint") from None
+        last = train(cfg)
     click.echo(f"done: {last}")
 
 

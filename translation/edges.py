@@ -26,6 +26,7 @@ from PIL import Image
 from toonlab.atomic import save_image_atomic
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import IMAGE_EXTENSIONS, ImageError, load_image
+from toonlab.options import ToonCommand
 from toonlab.runtime import progress
 
 __all__ = ["smooth_file", "smooth_folder", "main"]
@@ -141,7 +142,7 @@ def smooth_folder(
     return written, skipped
 
 
-@click.command(name="edges", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="edges", cls=ToonCommand)
 @click.argument("style_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the smoothed copies (same relative paths).")

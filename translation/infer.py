@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from toonlab.errors import ToonlabError, UserInputError, user_errors
+from toonlab.options import ToonCommand
 from toonlab.runtime import pick_device
 from translation.batch import TranslateOptions, collect_jobs, translate_paths
 from translation.inference import PRECISIONS, Translator, round_up
@@ -61,7 +62,7 @@ def _one_line(items: list[tuple[str, str]], limit: int = 3) -> str:
     return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
-@click.command(name="translate", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="translate", cls=ToonCommand)
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--ckpt", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Generator: a toonlab checkpoint or a released AnimeGANv2 port .pt (paprika.pt, ...).")
