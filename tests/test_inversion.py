@@ -10,24 +10,23 @@ from PIL import Image
 
 from inversion import align as al
 from inversion import project as pj
+from inversion import sefa
 from losses.perceptual import TargetLPIPS
 from losses.regularizers import noise_regularizer
-from stylegan2.latents import load_latent
-from stylegan2.sampling import render
-from inversion import sefa
-from stylegan2.checkpoint import snapshot
 from stylegan2.generate import main as generate_main
+from stylegan2.latents import load_latent
 from stylegan2.networks import Generator
-from toonlab.atomic import torch_save_atomic
+from stylegan2.sampling import render
+from tests import conftest
+from tests.conftest import tiny_checkpoint
 
 
 def tiny_generator(seed: int = 0, size: int = 16) -> Generator:
-    torch.manual_seed(seed)
-    return Generator(size, style_dim=16, n_mlp=2, channel_max=16, channel_base=128).eval()
+    return conftest.tiny_generator(size, seed).eval()
 
 
 def tiny_ckpt(path, seed: int = 0):
-    return torch_save_atomic(snapshot(tiny_generator(seed)), path)
+    return tiny_checkpoint(path, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +138,7 @@ def test_missing_vgg_weights_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(pj.UserInputError) as e:
         pj.build_perceptual("lpips", None, torch.device("cpu"))
     msg = str(e.value)
-    assert "vgg16-397923af.pth" in msg and str(tmp_path / "hub") in msg and "--perceptual random" in msg
+    assert "vgg16-397923af.pth" in msg and str(tmp_path / "hub") in msg and "--features random" in msg
     assert "\n" not in msg
 
 
@@ -179,7 +178,7 @@ def test_project_cli_end_to_end_and_latent_roundtrip(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "proj"
     r = CliRunner().invoke(pj.main, [str(photo), "--ckpt", str(src), "--cartoon", str(toon), "--swap", "2",
-                                     "--no-align", "--steps", "5", "--perceptual", "random", "--out", str(out),
+                                     "--no-align", "--iters", "5", "--features", "random", "--out", str(out),
                                      "--video"])
     assert r.exit_code == 0, r.output
     folder = out / "face"
@@ -190,7 +189,7 @@ def test_project_cli_end_to_end_and_latent_roundtrip(tmp_path):
     assert lat["latent"].shape == (1, 6, 16) and lat["ckpt_hash"] and lat["settings"]["steps"] == 5
     # generate.py renders the latent through the cartoon model exactly like the projector did
     r = CliRunner().invoke(generate_main, ["--ckpt", str(toon), "--latent", str(folder / "latent.pt"),
-                                           "--outdir", str(tmp_path / "g")])
+                                           "--out", str(tmp_path / "g")])
     assert r.exit_code == 0, r.output
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g/latent.png")), np.asarray(Image.open(folder / "cartoon_toon.png")))
 
@@ -203,7 +202,7 @@ def test_project_cli_errors(tmp_path, monkeypatch):
     r = CliRunner().invoke(pj.main, [str(photo), "--ckpt", str(src), "--no-align", "--steps", "2"])
     assert r.exit_code == 2 and "vgg16-397923af.pth" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(pj.main, [str(tmp_path / "missing.jpg"), "--ckpt", str(src), "--no-align",
-                                     "--perceptual", "none", "--steps", "2"])
+                                     "--perceptual", "none", "--iters", "2"])
     assert r.exit_code == 2 and "missing.jpg" in r.output
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"junk")

@@ -24,8 +24,8 @@ from metrics.hook import parse_metrics
 from metrics.lpips import lpips_diversity, reconstruction_metrics
 from metrics.sources import DatasetSource, GeneratorSource, TranslatorSource
 from metrics.stats import source_statistics
+from tests.conftest import tiny_generator
 from toonlab.errors import UserInputError
-from stylegan2.networks import Generator
 from toonlab.synthetic import render, sample_params
 from toonlab.weights import WeightsNotFound
 
@@ -160,8 +160,7 @@ def test_unreadable_images_are_skipped_and_listed(tmp_path):
 
 
 def test_generator_samples_are_fixed_batch_independent_and_leave_the_global_rng_alone():
-    torch.manual_seed(0)
-    G = Generator(32, style_dim=16, n_mlp=2, channel_max=16, channel_base=128).eval()
+    G = tiny_generator(32).eval()
     state = torch.get_rng_state()
     src = GeneratorSource(G, n=20, seed=3)
     with torch.inference_mode():
@@ -294,8 +293,8 @@ def test_training_with_metrics_writes_them_to_the_stats_file(tmp_path):
     r = CliRunner().invoke(train_main, [
         "synthetic:photo:32", "--out", str(out), "--size", "32", "--batch", "4", "--style-dim", "16",
         "--n-mlp", "2", "--channel-max", "16", "--channel-base", "128", "--workers", "0", "--device", "cpu",
-        "--iter", "2", "--sample-every", "0", "--metrics", "fid16", "--metrics-every", "2",
-        "--metrics-features", "random"])
+        "--iters", "2", "--sample-every", "0", "--metrics", "fid16", "--metrics-every", "2",
+        "--features", "random"])
     assert r.exit_code == 0, r.output
     lines = [json.loads(ln) for ln in (out / "stats.jsonl").read_text().splitlines()]
     entries = [ln for ln in lines if "metrics/fid16" in ln]
