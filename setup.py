@@ -37,6 +37,8 @@ setup(
         "onnxscript",  # torch.onnx.export(dynamo=True)
         # metrics: Inception features for FID/KID
         "torch-fidelity",
+        # model files: safetensors snapshots (weights + JSON config, no code)
+        "safetensors",
     ],
     extras_require={
         "test": ["pytest"],

@@ -60,7 +60,7 @@ __all__ = ["METHODS", "CompareSettings", "MethodResult", "run_comparison", "writ
 # Method name → FinetuneConfig overrides. The depths follow the paper's 256-px setups scaled to
 # the small generators here: 2 frozen blocks for FreezeSG, 2 trained blocks for FreezeG, 2 trained
 # D blocks for FreezeD, structure loss on blocks 1..3.
-METHODS: dict[str, dict[str, int]] = {
+METHODS: dict[str, dict[str, int | str | bool]] = {
     "freezeD": {"freeze_d": 2},
     "freezeG": {"freeze_g": 2},
     "freezeSG": {"freeze": 2},
@@ -68,15 +68,20 @@ METHODS: dict[str, dict[str, int]] = {
     "freezeSG+structure": {"freeze": 2, "structure_loss": 3},
     "none": {},
 }
+# Bumped when a method's meaning changes, so runs of the old meaning are not reused
+# (2: issue 11 — FreezeSG with the source's early style vectors, G starting from g_ema).
+DEFINITIONS = 2
 # The paper's claim is about these methods versus FreezeG.
 CLAIMED = ("freezeSG", "structure", "freezeSG+structure")
 BASELINE = "freezeG"
-_FLAG = {"freeze": "--freeze", "freeze_g": "--freeze-g", "freeze_d": "--freeze-d", "structure_loss": "--structure-loss"}
+_FLAG = {"freeze": "--freeze", "freeze_g": "--freeze-g", "freeze_d": "--freeze-d", "structure_loss": "--structure-loss",
+         "freeze_style": "--freeze-style", "freeze_mapping": "--freeze-mapping", "freeze_mode": "--freeze-mode",
+         "structure_on": "--structure-on"}
 
 
 def method_flags(name: str) -> str:
     """The ``finetune/train.py`` flags of a method, e.g. ``--freeze 2 --structure-loss 3``."""
-    return " ".join(f"{_FLAG[k]} {v}" for k, v in METHODS[name].items()) or "(none)"
+    return " ".join(_FLAG[k] if v is True else f"{_FLAG[k]} {v}" for k, v in METHODS[name].items()) or "(none)"
 
 
 def _display(path: str | Path | None) -> str:
@@ -223,7 +228,7 @@ def finetune_method(name: str, s: CompareSettings, log: Callable[[str], None]) -
 
     out = Path(s.out_root) / name
     expect = {"method": name, "overrides": METHODS[name], "source_sha256": file_hash(s.source), "target": s.target,
-              "seed": s.seed, "batch": s.batch, "ema_kimg": s.ema_kimg}
+              "seed": s.seed, "batch": s.batch, "ema_kimg": s.ema_kimg, "definitions": DEFINITIONS}
     record_path = out / "compare.json"
     record = _check_record(record_path, expect)
     latest = RunDir(out).latest()

@@ -21,7 +21,7 @@ if __package__ in (None, ""):
 
 import click
 
-from stylegan2.blend import blend_generators, swap_grid
+from stylegan2.blend import SKIPS, blend_generators, swap_grid
 from stylegan2.checkpoint import load_generator, snapshot
 from toonlab.atomic import save_image_atomic, torch_save_atomic
 from toonlab.checkpoint import CheckpointError
@@ -41,7 +41,11 @@ from toonlab.runtime import parse_seeds
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Blended checkpoint to write.")
 @click.option("--grid", type=click.Path(dir_okay=False), default=None, help="Also write a comparison grid here.")
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds (rows) of the grid.")
-def main(source: str, target: str, swap: int, blend_width: float | None, out: str, grid: str | None, seeds: str) -> None:
+@click.option("--skip", type=click.Choice(SKIPS), default="source", show_default=True,
+              help="Skip-RGB image of the swapped blocks in the grid's feature swaps: source (Toonify; what the "
+                   "blended checkpoint holds) or target (Cartoon-StyleGAN; its swap_layer_num k = --swap k+1).")
+def main(source: str, target: str, swap: int, blend_width: float | None, out: str, grid: str | None, seeds: str,
+         skip: str) -> None:
     """Blend two generators (layer swapping) into a new checkpoint."""
     with user_errors():
         A = load_generator(source)
@@ -56,7 +60,7 @@ def main(source: str, target: str, swap: int, blend_width: float | None, out: st
         click.echo(f"wrote {out} (blocks 1..{swap} from {source}, the rest from {target}"
                    f"{'' if not blend_width else f', logistic width {blend_width}'})")
         if grid:
-            img = swap_grid(A, B, parse_seeds(seeds), list(range(1, A.n_blocks)), blend_width)
+            img = swap_grid(A, B, parse_seeds(seeds), list(range(1, A.n_blocks)), blend_width, skip=skip)
             save_image_atomic(img, grid)
             click.echo(f"wrote {grid}")
 

@@ -3,10 +3,13 @@
     python finetune/train.py --target webtoon --freeze 2 --structure-loss 3
     python finetune/train.py --ckpt ffhq256.pt --data webtoon.lmdb --freeze-g 3 --freeze-d 3
 
-Methods (combinable): ``--freeze N`` FreezeSG, ``--freeze-g N`` FreezeG, ``--freeze-d N`` FreezeD,
-``--freeze-style``, ``--structure-loss N``. Without ``--data`` the built-in synthetic domain named by
-``--target`` is used; without ``--ckpt`` the bundled 64-px source generator. Re-running the same
-command resumes.
+Methods (combinable; exact definitions in ``finetune/freeze.py``): ``--freeze N`` FreezeSG (blocks
+1..N frozen and their style entries from the source's frozen mapping network, ``--freeze-style K``
+entries; the target's mapping trains for the rest), ``--freeze-g N`` FreezeG, ``--freeze-d N``
+FreezeD, ``--freeze-mapping`` (ablation), ``--structure-loss N``; ``--freeze-mode published``
+reproduces Cartoon-StyleGAN's code (``--freeze-g`` = its ``--freezeG``, ``--freeze-style`` = its
+``--freezeStyle``). Without ``--data`` the built-in synthetic domain named by ``--target`` is used;
+without ``--ckpt`` the bundled 64-px source generator. Re-running the same command resumes.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ def resolve_config(**opts) -> tuple[FinetuneConfig, str]:
     if opts.get("out") is None:
         opts["out"] = f"runs/finetune-{target}"
     cfg = FinetuneConfig(data=data, **{k: v for k, v in opts.items() if v is not None})
+    if cfg.ema_rampup is not None and cfg.ema_rampup <= 0:  # --ema-rampup 0: a fixed half-life
+        cfg.ema_rampup = None
     if kimg is not None:
         cfg.iters = max(1, int(round(kimg * 1000 / cfg.batch)))
     if not Path(cfg.source).exists():
@@ -74,8 +79,9 @@ def finetune(cfg: FinetuneConfig, note: str = "", hooks: Sequence[HookFactory] =
     n_all = sum(p.numel() for p in trainer.G.parameters())
     return run_training(trainer, hooks, lambda how: (
         f"{how}; source {cfg.source} ({cfg.size} px); G trains {n_g:,}/{n_all:,} parameters "
-        f"[freeze={spec.freeze_sg} freeze_g={spec.freeze_g} freeze_d={spec.freeze_d} "
-        f"style={spec.freeze_style} structure={cfg.structure_loss}:{cfg.structure_on}]"))
+        f"[mode={spec.mode} freeze={spec.freeze_sg} source_styles={spec.source_entries()} "
+        f"freeze_g={spec.freeze_g} freeze_d={spec.freeze_d} mapping_frozen={spec.mapping_frozen()} "
+        f"structure={cfg.structure_loss}:{cfg.structure_on}]"))
 
 
 _o = partial(config_option, FinetuneConfig)
@@ -87,20 +93,36 @@ _o = partial(config_option, FinetuneConfig)
 @click.option("--target", default="webtoon", show_default=True,
               help="Built-in synthetic target domain, used when --data is not given; also names the run.")
 @click.option("--data", default=None, help="Target images: folder, zip or LMDB (default: the synthetic --target).")
-@_o("freeze", "--freeze", type=click.IntRange(0), help="FreezeSG: freeze mapping + first N blocks.")
-@_o("freeze_g", "--freeze-g", type=click.IntRange(0), help="FreezeG: train only the N highest blocks.")
-@_o("freeze_d", "--freeze-d", type=click.IntRange(0), help="FreezeD: train only the N lowest D blocks.")
-@click.option("--freeze-style", is_flag=True, default=None, help="Freeze only the mapping network.")
-@_o("structure_loss", "--structure-loss", type=click.IntRange(0), help="Structure loss on blocks 1..N (0: off).")
+@_o("freeze", "--freeze", type=click.IntRange(0),
+    help="FreezeSG (paper): freeze blocks 1..N and take their style vectors (W+ entries 0..2N-1, see "
+         "--freeze-style) from the source's frozen mapping; the target's mapping trains.")
+@_o("freeze_style", "--freeze-style", type=click.IntRange(0), show_default="FreezeSG: 2N; else none",
+    help="W+ entries 0..K-1 from the source's mapping network. With --freeze-mode published: "
+         "Cartoon-StyleGAN's --freezeStyle K (mixing batches only).")
+@_o("freeze_g", "--freeze-g", type=click.IntRange(0),
+    help="FreezeG: mapping frozen, train only the N highest-resolution blocks (= Cartoon-StyleGAN --freezeG N).")
+@_o("freeze_d", "--freeze-d", type=click.IntRange(0),
+    help="FreezeD: train only the N lowest-resolution D blocks + final layers (= --freezeD N).")
+@click.option("--freeze-mapping", is_flag=True, default=None,
+              help="Freeze the mapping network only (ablation; was --freeze-style before).")
+@_o("freeze_mode", "--freeze-mode", type=click.Choice(["paper", "published"]),
+    help="paper: FreezeSG as the paper describes it; published: Cartoon-StyleGAN's train.py (freeze style "
+         "only on mixing batches, --freeze-g counts trainable blocks).")
+@_o("structure_loss", "--structure-loss", type=click.IntRange(0),
+    help="Structure loss on N blocks: rgb = blocks 1..N, features = blocks 2..N+1 (0: off).")
 @_o("structure_weight", "--structure-weight", type=click.FloatRange(0), help="Weight of the structure loss.")
 @_o("structure_on", "--structure-on", type=click.Choice(["rgb", "features"]),
-    help="Compare skip-RGB images (paper) or block features (published code).")
+    help="rgb: the paper's — MSE of the skip-RGB images of blocks 1..N, averaged; features: Cartoon-StyleGAN's "
+         "code (train.py:344-348) — MSE of the features after blocks 2..N+1, summed.")
 @_o("iters", "--iters", type=click.IntRange(1), help="Steps (or give --kimg).")
 @click.option("--kimg", type=click.FloatRange(0.001), default=None, help="Length in thousands of images.")
 @_o("batch", "--batch", type=click.IntRange(2), help="Images per GPU.")
 @_o("lr", "--lr", type=click.FloatRange(0, min_open=True), help="Learning rate.")
 @_o("r1", "--r1", type=click.FloatRange(0), help="R1 weight.")
 @_o("path_regularize", "--path-regularize", type=click.FloatRange(0), help="Path-length weight (off while fine-tuning).")
+@_o("ema_kimg", "--ema-kimg", type=click.FloatRange(0, min_open=True), help="EMA half-life in thousands of images.")
+@_o("ema_rampup", "--ema-rampup", type=click.FloatRange(0),
+    help="Cap the EMA half-life at this fraction of the images seen; 0 = off.")
 @click.option("--ada/--no-ada", default=None, show_default="on", help="Adaptive discriminator augmentation.")
 @_o("seed", "--seed", type=int, help="Random seed.")
 @_o("precision", "--precision", type=click.Choice(["auto", "fp32", "bf16"]),

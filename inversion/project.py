@@ -4,12 +4,23 @@
     python inversion/project.py a.jpg b.jpg --cartoon webtoon.pt --swap 2,3 --video
     toonlab project face.jpg --ckpt ffhq256.pt --cartoon toon.pt
 
-Optimisation projector with the published schedule (REFERENCE.md §5): start at the mean of
-10,000 mapped W, optimise W+ (or W) and every noise map with Adam; learning rate ramps up over
-the first 5 % and down (cosine) over the last 25 %; Gaussian noise on the latent that fades out by
-75 % of the run; loss = LPIPS-VGG at <= 256 px + 1e5 x noise regulariser (+ optional MSE); noise
-maps renormalised after every step.  The optimised noise is kept and used for every rendering
-(NVIDIA's projector drops it, which users report as a bug).
+Optimisation projector with rosinality's schedule and weights (``projector.py``; REFERENCE.md §5):
+start at the mean of 10,000 mapped W, optimise the latent and every noise map with Adam; learning
+rate 0.1 ramping up over the first 5 % and down (cosine) over the last 25 %; Gaussian noise on the
+latent that fades out by 75 % of the run; loss = LPIPS-VGG at <= 256 px + 1e5 x noise regulariser
+(``losses/regularizers.py``; + optional MSE); noise maps renormalised after every step.  The
+optimised noise is kept and used for every rendering (NVIDIA's projector drops it, which users
+report as a bug).
+
+Deliberate differences from rosinality's projector:
+- the default space is **W+** (one w per layer; ``--space w`` for a single w): rosinality's
+  default is W (W+ only with ``--w_plus``). W+ reconstructs photos far better and cartoon
+  fine-tunes render it unchanged; W keeps the latent closer to the generator's distribution.
+- several photos are optimised as one batch, but every image is its own problem: the noise
+  regulariser, the noise re-normalisation (mean and std) and the MSE are computed per image and
+  the per-image losses summed, so a photo's result does not depend on what it is batched with.
+  rosinality's ``noise_regularize``/``noise_normalize_`` (``projector.py:16-44``) and its MSE take
+  means over the whole batch. With one photo the two are the same.
 
 Speed: the target's LPIPS features are computed once, not every step; the generator's weights
 carry no gradient; bf16 autocast on CUDA; several photos are optimised as one batch.
@@ -66,7 +77,8 @@ PERCEPTUAL = ("lpips", "random", "none")
 
 @dataclass
 class ProjectConfig:
-    """Settings of one projection run (defaults: rosinality's projector)."""
+    """Settings of one projection run: rosinality's schedule and loss weights, but W+ by default
+    and per-image regularisation (see the module docstring)."""
 
     steps: int = 1000
     space: str = "w+"  # "w+" (one w per layer) or "w" (one w broadcast to all layers)
@@ -117,7 +129,8 @@ def learning_rate(t: float, base: float, rampup: float = 0.05, rampdown: float =
 
 @torch.no_grad()
 def normalize_noise_(noises: Sequence[Tensor]) -> None:
-    """Zero mean, unit std per sample, in place (after every optimiser step)."""
+    """Zero mean, unit std per sample, in place (after every optimiser step); rosinality's
+    normalises over the whole batch at once."""
     for n in noises:
         mean = n.mean(dim=(1, 2, 3), keepdim=True)
         std = n.std(dim=(1, 2, 3), keepdim=True)

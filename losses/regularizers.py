@@ -102,7 +102,8 @@ def path_length_penalty(
 
     Returns:
         ``(penalty, new_mean_path_length, path_lengths)``: ``penalty`` is a differentiable
-        scalar ``mean((lengths - a_new)^2)`` (StyleGAN2 compares to the *updated* mean); the
+        scalar ``mean((lengths - a_new)^2)`` (StyleGAN2 compares to the *updated* mean and
+        differentiates through that update, as both reference implementations do); the
         other two are detached tensors (scalar and ``[N]``). All float32 (float64 if the
         images are float64).
     """
@@ -127,9 +128,12 @@ def path_length_penalty(
         # No epsilon: matches eq. 4 exactly; a zero-length path only occurs if G ignores w.
         lengths = sq.sqrt()  # [N]
         mean = torch.as_tensor(mean_path_length, device=lengths.device).to(lengths.dtype).detach()
-        new_mean = (mean + decay * (lengths.detach().mean() - mean)).detach()
+        # The penalty is measured against the *updated* mean, and the gradient flows through that
+        # update too (decay · mean(lengths) depends on G), as in rosinality's train.py:96-98 and
+        # NVIDIA's training/loss.py:85-87; only the stored running value is detached.
+        new_mean = mean + decay * (lengths.mean() - mean)
         penalty = (lengths - new_mean).square().mean()
-    return penalty, new_mean, lengths.detach()
+    return penalty, new_mean.detach(), lengths.detach()
 
 
 def lazy_reg_adam_params(
@@ -156,7 +160,8 @@ def noise_regularizer(noises: Sequence[Tensor]) -> Tensor:
     """The projector's noise regulariser (Karras et al. 2020, §C / rosinality's ``projector.py``):
     per-sample sum of squared shift-1 autocorrelations (x and y) at every 2×-pooled scale ≥ 8 px.
 
-    Keeps the optimised noise maps noise-like, so the image is not painted into them. Returns [N].
+    Keeps the optimised noise maps noise-like, so the image is not painted into them. Returns [N]:
+    one value per image (rosinality's ``noise_regularize`` averages over the batch first).
     """
     total = 0.0
     for noise in noises:

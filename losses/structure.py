@@ -7,14 +7,20 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
+REDUCTIONS = ("mean", "sum")
 
-def structure_loss(source: Sequence[Tensor], target: Sequence[Tensor]) -> Tensor:
-    """Mean over the first N blocks of the MSE between source and target outputs at that block.
 
-    The paper compares the blocks' skip-RGB images (``rgb``); the published code compares the
-    feature maps after each block (``features``). Both are per-block lists with equal shapes,
-    rendered from the same latent and the same noise. The source side carries no gradient.
+def structure_loss(source: Sequence[Tensor], target: Sequence[Tensor], reduction: str = "mean") -> Tensor:
+    """Per-block MSE between source and target outputs, averaged (``mean``) or summed (``sum``) over blocks.
+
+    Two published forms use it (``finetune/trainer.py`` picks the blocks):
+    - the paper: the skip-RGB images of blocks 1..N, averaged over the N blocks (``mean``);
+    - the published code (Cartoon-StyleGAN ``train.py:344-348``): the feature maps after the
+      second conv of blocks 2..N+1, each block's MSE *added* to the generator loss (``sum``).
+    Both are per-block lists with equal shapes. The source side carries no gradient.
     """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"structure_loss: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if len(source) != len(target) or not source:
         raise ValueError(f"structure_loss needs equal, non-empty block lists (got {len(source)} and {len(target)})")
     total = 0.0
@@ -22,4 +28,4 @@ def structure_loss(source: Sequence[Tensor], target: Sequence[Tensor]) -> Tensor
         if s.shape != t.shape:
             raise ValueError(f"structure_loss: block shapes differ {tuple(s.shape)} vs {tuple(t.shape)}")
         total = total + F.mse_loss(t.float(), s.detach().float())
-    return total / len(source)
+    return total / len(source) if reduction == "mean" else total

@@ -73,10 +73,11 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
 
 @click.command(name="generate", cls=ToonCommand, aliases={"--outdir": "--out"})
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
-              help="Generator checkpoint (community format). Default: the bundled 64-px source generator.")
+              help="Generator: community/toonlab .pt, safetensors, or NVIDIA .pkl (read as data). "
+                   "Default: the bundled 64-px source generator.")
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,4,9-12.")
 @click.option("--truncation", type=click.FloatRange(0.0, 2.0), default=1.0, show_default=True,
-              help="Truncation ψ toward the mean w (1 = none).")
+              help="Truncation ψ toward the mean w (1 = none; ψ > 1 extrapolates, as NVIDIA's code does).")
 @click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True,
               help="random: per-seed noise; const: the checkpoint's stored noise; none: no noise.")
 @click.option("--out", "outdir", type=click.Path(file_okay=False), default="out", show_default=True,

@@ -1,6 +1,11 @@
-"""Latent files: one image's projected W+ latent, its optimised noise maps, the generator's hash and
-the settings that produced it (``toonlab-latent/1``); read back by ``generate.py --latent``, SeFa and
-the demo with any generator fine-tuned from the same source."""
+"""Latent files: what inversion writes and every renderer reads (``stylegan2.sampling.render``).
+
+A latent file (``latent.pt``, written by ``inversion/project.py``) is a small torch file:
+``{"format": "toonlab-latent/1", "latent": W+ [n_latent, D], "noise": [maps] | None, "ckpt",
+"ckpt_hash", "settings", "source"}``, read with ``weights_only=True`` (``toonlab.checkpoint``) by
+``generate.py --latent``, SeFa, the demo and the figure tools, with any generator fine-tuned from
+the same source.
+"""
 
 from __future__ import annotations
 

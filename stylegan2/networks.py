@@ -378,7 +378,12 @@ class Generator(nn.Module):
         return self.truncate(w, truncation, truncation_latent)
 
     def truncate(self, w: Tensor, truncation: float, truncation_latent: Tensor | None = None) -> Tensor:
-        """The truncation trick: w' = w̄ + ψ (w − w̄); works for W and W+."""
+        """The truncation trick: w' = w̄ + ψ (w − w̄); works for W and W+.
+
+        Any ψ ≠ 1 is applied, so ψ > 1 *extrapolates* away from w̄ as NVIDIA's mapping does
+        (``w_avg.lerp(x, psi)`` whenever psi != 1, stylegan2-ada ``training/networks.py:242-246``);
+        rosinality's ``model.py:521`` applies truncation only when ψ < 1 and silently ignores ψ > 1.
+        """
         if truncation == 1.0:
             return w
         avg = truncation_latent if truncation_latent is not None else self.mean_w()
@@ -628,7 +633,8 @@ class Discriminator(nn.Module):
         self.size = size
         self.channels = ch
         self.config = dict(
-            size=size, channel_multiplier=channel_multiplier, blur_kernel=list(blur_kernel), channels=dict(ch)
+            size=size, channel_multiplier=channel_multiplier, blur_kernel=list(blur_kernel), channels=dict(ch),
+            stddev_group=stddev_group,
         )
         log_size = int(math.log2(size))
         convs: list[nn.Module] = [ConvLayer(3, ch[size], 1)]
@@ -662,3 +668,94 @@ class Discriminator(nn.Module):
         x = self.convs(x)
         x = self.final_conv(self.minibatch_stddev(x))
         return self.final_linear(x.reshape(x.shape[0], -1))
+
+
+# --------------------------------------------------------------------------------------------
+# Two mapping networks (FreezeSG's fine-tuned generator)
+# --------------------------------------------------------------------------------------------
+
+
+class SplitMappingGenerator(Generator):
+    """A Generator whose W+ entries ``0..n_early-1`` come from a second, frozen mapping network.
+
+    FreezeSG (``finetune/freeze.py``) trains the target's mapping network for the later style
+    inputs while the early ones keep the *source's* mapping of the same z; a model fine-tuned that
+    way must render from z the same way, so it carries the source's mapping as well. That second
+    network is deliberately *not* a registered submodule: ``state_dict()`` stays the community
+    layout (community tools load the file strictly and render with ``style`` for every entry), and
+    optimisers and the EMA never see it. Checkpoints store it under ``toonlab.early_mapping``;
+    ``stylegan2.checkpoint.load_generator`` rebuilds this class from there.
+
+    Only rendering from z changes (``mapping``, ``forward`` without ``input_is_latent``);
+    ``synthesis`` of a given W+ is the plain generator's, and ``style``/``get_latent`` are the
+    target's own mapping.
+    """
+
+    def __init__(self, *args, n_early: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not 0 < n_early <= self.n_latent:
+            raise ValueError(f"n_early must be in 1..{self.n_latent}, got {n_early}")
+        self.n_early = int(n_early)
+        n_mlp, lr_mlp = self.config["n_mlp"], self.config["lr_mlp"]
+        early = nn.Sequential(
+            PixelNorm(),
+            *[EqualLinear(self.style_dim, self.style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)],
+        )
+        # A list hides the module from parameters()/state_dict(); _apply moves it with the rest.
+        self._early: list[nn.Module] = [early.requires_grad_(False)]
+        self._early_avg: list[Tensor | None] = [None]
+
+    @property
+    def early_style(self) -> nn.Module:
+        """The frozen mapping network of the first ``n_early`` W+ entries."""
+        return self._early[0]
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .half(), .cuda() reach the hidden mapping too
+        super()._apply(fn, recurse)
+        self._early[0]._apply(fn, recurse)
+        if self._early_avg[0] is not None:
+            self._early_avg[0] = fn(self._early_avg[0])
+        return self
+
+    def load_early_style(self, state: dict[str, Tensor], w_avg: Tensor | None = None) -> None:
+        """Load the early mapping (keys as in ``style.*`` without the prefix) and its mean w."""
+        dev = self.w_avg.device
+        self.early_style.load_state_dict({k: v.to(dev) for k, v in state.items()}, strict=True)
+        self._early_avg[0] = None if w_avg is None else w_avg.reshape(1, -1).to(dev, self.w_avg.dtype)
+
+    def early_mapping_meta(self) -> dict:
+        """What checkpoints store under ``toonlab.early_mapping``."""
+        avg = self._early_avg[0]
+        return {"entries": self.n_early,
+                "state": {k: v.detach().cpu().clone() for k, v in self.early_style.state_dict().items()},
+                "w_avg": None if avg is None else avg.detach().cpu().reshape(-1).clone()}
+
+    def early_mean_w(self, n: int = 4096, seed: int = 0) -> Tensor:
+        if self._early_avg[0] is None:
+            with torch.no_grad():
+                g = torch.Generator(device="cpu").manual_seed(seed)
+                z = torch.randn(n, self.style_dim, generator=g).to(self.w_avg.device)
+                self._early_avg[0] = self.early_style(z).mean(0, keepdim=True)
+        return self._early_avg[0]
+
+    def mapping(self, z: Tensor, truncation: float = 1.0, truncation_latent: Tensor | None = None) -> Tensor:
+        """z [N, D] → W+ [N, n_latent, D]: entries < ``n_early`` from the early mapping (truncated
+        toward its own mean w), the rest from ``style`` (toward ``w_avg``)."""
+        late = self.truncate(self.style(z), truncation, truncation_latent)
+        early = self.early_style(z)
+        if truncation != 1.0:
+            avg = truncation_latent if truncation_latent is not None else self.early_mean_w()
+            early = avg.to(early.dtype) + truncation * (early - avg.to(early.dtype))
+        k = self.n_early
+        return torch.cat([early.unsqueeze(1).expand(-1, k, -1), late.unsqueeze(1).expand(-1, self.n_latent - k, -1)], 1)
+
+    def forward(self, styles, return_latents: bool = False, inject_index: int | None = None, truncation: float = 1.0,
+                truncation_latent: Tensor | None = None, input_is_latent: bool = False, noise=None,
+                randomize_noise: bool = True, noise_mode: str | None = None):
+        """The community call; from z, each style is this model's two-network W+ before mixing."""
+        if not input_is_latent:
+            styles = [styles] if isinstance(styles, Tensor) else list(styles)
+            styles = [self.mapping(s, truncation, truncation_latent) for s in styles]
+            truncation, truncation_latent, input_is_latent = 1.0, None, True
+        return super().forward(styles, return_latents, inject_index, truncation, truncation_latent, input_is_latent,
+                               noise, randomize_noise, noise_mode)

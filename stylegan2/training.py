@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from losses import d_logistic, g_nonsaturating, lazy_reg_adam_params, path_length_penalty, r1_penalty
 from stylegan2.augment import AdaController, AdaptiveAugment
-from stylegan2.checkpoint import load_checkpoint, load_state_checked
+from stylegan2.checkpoint import clamp_meta, load_checkpoint, load_state_checked
 from stylegan2.networks import Discriminator, Generator
 from toonlab.atomic import save_image_atomic
 from toonlab.data import infinite_loader
@@ -64,9 +64,12 @@ class TrainConfig:
     channel_multiplier: int = 2
     channel_base: int = 16384
     channel_max: int = 512
-    ema_kimg: float = 10.0  # EMA half-life in thousands of images: 0.5 ** (32 / 10000) per batch of 32
+    # EMA half-life in thousands of images (NVIDIA's ema_kimg): decay 0.5 ** (global batch / 10000)
+    # per step, whatever the batch. rosinality's fixed per-*step* decay 0.5 ** (32 / 10000) is the
+    # same only at a global batch of 32; at batch 16 its half-life is 5k images, at batch 8 2.5k.
+    ema_kimg: float = 10.0
     # Early in training the half-life is capped at ema_rampup × images seen (StyleGAN2-ADA's ramp-up),
-    # so g_ema is not stuck near the random init during short runs; None = the community's fixed decay.
+    # so g_ema is not stuck near the random init during short runs; None = the fixed half-life above.
     ema_rampup: float | None = 0.05
     ada: bool = True
     ada_target: float = 0.6
@@ -137,6 +140,20 @@ def all_reduce_grads(params: list[nn.Parameter], info: DistInfo) -> None:
 def set_requires_grad(params: list[nn.Parameter], flag: bool) -> None:
     for p in params:
         p.requires_grad_(flag)
+
+
+def ema_decay(ema_kimg: float, ema_rampup: float | None, step: int, batch_total: int) -> float:
+    """EMA decay of one step (NVIDIA's schedule): half-life ``ema_kimg`` thousand images, capped at
+    ``ema_rampup`` × the images seen so far when the ramp-up is on.
+
+    Without the ramp-up this is ``0.5 ** (batch_total / (1000 · ema_kimg))`` per step; rosinality's
+    (and Cartoon-StyleGAN's) fixed ``0.5 ** (32 / 10000)`` per step equals it only at a global batch
+    of 32 with ``ema_kimg`` = 10 — with its default batch 16 its half-life is 5k images.
+    """
+    half_life = ema_kimg * 1000
+    if ema_rampup is not None:
+        half_life = min(half_life, (step + 1) * batch_total * ema_rampup)
+    return 0.5 ** (batch_total / max(half_life, 1e-8))
 
 
 class StyleGAN2Trainer(Trainer):
@@ -239,7 +256,8 @@ class StyleGAN2Trainer(Trainer):
 
     def metadata(self) -> dict[str, Any]:
         return {"model": "stylegan2", "g_config": self.G.config, "d_config": self.D.config,
-                "ada": self.ada.state_dict(), "mean_path_length": self.mean_path_length.detach().cpu()}
+                "ada": self.ada.state_dict(), "mean_path_length": self.mean_path_length.detach().cpu(),
+                **clamp_meta(self.G_ema, self.D)}
 
     def load_extra_state(self, ckpt: Mapping[str, Any], path: Path) -> None:
         meta = ckpt.get("toonlab") or {}
@@ -310,15 +328,29 @@ class StyleGAN2Trainer(Trainer):
 
     def sample_latents(self, batch: int) -> Tensor:
         """W+ latents with style mixing at probability ``mixing`` (random crossover point)."""
+        return self.latents_from(*self.draw_latent_inputs(batch))
+
+    def draw_latent_inputs(self, batch: int) -> tuple[Tensor, int]:
+        """Two z per sample [2, B, D] and the crossover (n_latent = no mixing this batch)."""
         z = torch.randn(2, batch, self.cfg.style_dim, device=self.device)
-        w = self.G.style(z.reshape(2 * batch, -1)).reshape(2, batch, -1)
         n = self.G.n_latent
         if self.cfg.mixing > 0 and random.random() < self.cfg.mixing:
             cut = random.randint(1, n - 1)
         else:
             cut = n
+        return z, cut
+
+    def latents_from(self, z: Tensor, cut: int) -> Tensor:
+        """Hook: W+ [B, n_latent, D] for z [2, B, D]; entries < ``cut`` from z[0] (cut = n_latent: no mixing)."""
+        batch = z.shape[1]
+        w = self.G.style(z.reshape(2 * batch, -1)).reshape(2, batch, -1)
+        n = self.G.n_latent
         idx = torch.arange(n, device=self.device).view(1, n, 1)
         return torch.where(idx < cut, w[0].unsqueeze(1), w[1].unsqueeze(1))
+
+    def path_length_latents(self, batch: int) -> Tensor:
+        """Hook: the latents of the lazy path-length pass."""
+        return self.sample_latents(batch)
 
     def D_aug(self, x: Tensor) -> Tensor:
         return self.augment(x) if (self.cfg.ada or self.cfg.ada_p > 0) else x
@@ -384,7 +416,9 @@ class StyleGAN2Trainer(Trainer):
         """Lazy path-length regularisation on a smaller batch."""
         c, st = self.cfg, self.stats
         n = max(1, real.shape[0] // c.path_batch_shrink)
-        latent = self.sample_latents(n)
+        latent = self.path_length_latents(n)
+        if not latent.requires_grad:  # a frozen mapping network (fine-tuning): J_w is still defined
+            latent = latent.detach().requires_grad_(True)
         img = self.G.synthesis(latent).image
         pl, self.mean_path_length, lengths = path_length_penalty(img, latent, self.mean_path_length)
         check_finite(self.step, path_length=pl)
@@ -401,11 +435,7 @@ class StyleGAN2Trainer(Trainer):
     def ema(self, real: Tensor) -> None:
         """EMA with a half-life in images, so it does not depend on batch size or GPU count."""
         c = self.cfg
-        batch_total = real.shape[0] * self.info.world
-        half_life = c.ema_kimg * 1000
-        if c.ema_rampup is not None:
-            half_life = min(half_life, (self.step + 1) * batch_total * c.ema_rampup)
-        decay = 0.5 ** (batch_total / max(half_life, 1e-8))
+        decay = ema_decay(c.ema_kimg, c.ema_rampup, self.step, real.shape[0] * self.info.world)
         ema_update(self.G_ema, self.G, decay)
         self.stats.report("ada/p", self.ada.p if c.ada else c.ada_p)
 

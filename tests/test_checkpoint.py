@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stylegan2.checkpoint import infer_generator_config, load_checkpoint, load_discriminator, load_generator, snapshot
-from stylegan2.networks import Generator
+from stylegan2.networks import Discriminator, Generator
 from tests.conftest import tiny_discriminator, tiny_generator
 from toonlab.atomic import torch_save_atomic
 from toonlab.checkpoint import CheckpointError
@@ -149,7 +149,7 @@ def test_the_one_reader_names_a_refused_object_and_a_corrupt_file(tmp_path):
     with pytest.raises(CheckpointError, match=r"holds a Python object \((posix|nt)\.system\)") as e:
         load_checkpoint(tmp_path / "hostile.pt")
     assert "weights_only" not in str(e.value)
-    (tmp_path / "junk.pt").write_bytes(b"\x80\x02junk" * 50)
+    (tmp_path / "junk.pt").write_bytes(b"PK\x03\x04 not really a zip" * 20)
     with pytest.raises(CheckpointError, match="not a loadable torch file") as e:
         load_checkpoint(tmp_path / "junk.pt")
     assert "weights_only" not in str(e.value) and "\n" not in str(e.value)
@@ -169,3 +169,57 @@ def test_export_strips_optimizers_and_keeps_loadable_parts(tmp_path):
     with torch.no_grad():
         assert torch.equal(G([z], noise_mode="const")[0], G2([z], noise_mode="const")[0])
     load_discriminator(out)
+
+
+def test_safetensors_round_trip_every_loader(tmp_path):
+    """export --format safetensors: weights + JSON config; load_generator/discriminator read it back exactly."""
+    from safetensors import safe_open
+
+    from stylegan2.checkpoint import SAFETENSORS_FORMAT, sniff_format
+    from stylegan2.export import export_snapshot
+
+    G, D = small_pair()
+    src = community_file(tmp_path, G, D)
+    st = export_snapshot(src, tmp_path / "G.safetensors")
+    assert sniff_format(st) == "safetensors"
+    with safe_open(str(st), framework="pt") as f:
+        meta = f.metadata()
+        keys = set(f.keys())
+    assert meta["format"] == SAFETENSORS_FORMAT and '"g_config"' in meta["toonlab"]
+    assert "latent_avg" in keys and "g_ema.conv1.conv.weight" in keys and "d.final_linear.1.bias" in keys
+    G2, D2 = load_generator(st), load_discriminator(st)
+    z, x = torch.randn(2, 16), torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(G([z], noise_mode="const")[0], G2([z], noise_mode="const")[0])
+        assert torch.equal(D(x), D2(x))
+    # ...and back to .pt, named without a telling suffix: the content decides.
+    back = export_snapshot(st, tmp_path / "G_back.bin", fmt="pt")
+    a, b = load_checkpoint(src), load_checkpoint(back)
+    for key in ("g_ema", "g", "d"):
+        assert set(a[key]) == set(b[key]) and all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    renamed = tmp_path / "weights.pt"
+    renamed.write_bytes(st.read_bytes())
+    assert torch.equal(load_generator(renamed).w_avg, G2.w_avg)
+
+
+def test_bare_generator_safetensors_and_bad_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    G, _ = small_pair()
+    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(tmp_path / "bare.safetensors"))
+    assert load_generator(tmp_path / "bare.safetensors").size == 16
+    save_file({"something": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="without StyleGAN2 weights"):
+        load_generator(tmp_path / "other.safetensors")
+    blob = (tmp_path / "bare.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match="not a loadable safetensors file") as e:
+        load_generator(tmp_path / "cut.safetensors")
+    assert "\n" not in str(e.value)
+
+
+def test_discriminator_config_keeps_stddev_group(tmp_path):
+    G, _ = small_pair()
+    D = Discriminator(16, channel_max=16, channel_base=128, stddev_group=2)
+    path = torch_save_atomic(snapshot(G, D), tmp_path / "s.pt")
+    assert load_discriminator(path).stddev_group == 2

@@ -124,6 +124,41 @@ def test_noise_regularizer_penalises_structure_not_noise():
     assert (noises[0].std(dim=(1, 2, 3)) - 1).abs().max() < 1e-5
 
 
+def _rosinality_noise_regularize(noises):
+    """Re-statement of rosinality projector.py:16-36: squared batch-mean autocorrelations, 2x pooled to 8 px."""
+    loss = 0
+    for noise in noises:
+        size = noise.shape[2]
+        while True:
+            loss = loss + (noise * torch.roll(noise, 1, 3)).mean().pow(2) + (noise * torch.roll(noise, 1, 2)).mean().pow(2)
+            if size <= 8:
+                break
+            noise = noise.reshape(-1, 1, size // 2, 2, size // 2, 2).mean([3, 5])
+            size //= 2
+    return loss
+
+
+def test_noise_regulariser_and_normalisation_are_per_image():
+    """Documented difference: per image, so a photo's loss does not depend on its batch; rosinality's
+    are batch-wide, and the two agree for a single image."""
+    g = torch.Generator().manual_seed(1)
+    noises = [torch.randn(3, 1, r, r, generator=g) * s + m for r, s, m in ((8, 1.0, 0.0), (16, 2.0, 0.5), (32, 0.5, -1))]
+    batch = pj.noise_regularizer(noises)
+    for i in range(3):
+        one = [n[i : i + 1] for n in noises]
+        torch.testing.assert_close(batch[i], pj.noise_regularizer(one)[0])
+        torch.testing.assert_close(pj.noise_regularizer(one)[0], _rosinality_noise_regularize(one))
+    assert not torch.allclose(batch.mean(), _rosinality_noise_regularize(noises))
+    normed = [n.clone() for n in noises]
+    pj.normalize_noise_(normed)
+    for i in range(3):
+        one = [n[i : i + 1].clone() for n in noises]
+        pj.normalize_noise_(one)
+        for a, b in zip(normed, one):
+            torch.testing.assert_close(a[i : i + 1], b)
+    assert pj.ProjectConfig().space == "w+"  # rosinality's default is W; ours W+ (module docstring)
+
+
 def test_target_lpips_equals_lpips_forward():
     lp = pj.build_perceptual("random", None, torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
@@ -199,7 +234,7 @@ def test_project_cli_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     photo = tmp_path / "p.png"
     Image.new("RGB", (16, 16)).save(photo)
-    r = CliRunner().invoke(pj.main, [str(photo), "--ckpt", str(src), "--no-align", "--steps", "2"])
+    r = CliRunner().invoke(pj.main, [str(photo), "--ckpt", str(src), "--no-align", "--iters", "2"])
     assert r.exit_code == 2 and "vgg16-397923af.pth" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(pj.main, [str(tmp_path / "missing.jpg"), "--ckpt", str(src), "--no-align",
                                      "--perceptual", "none", "--iters", "2"])

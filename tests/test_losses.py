@@ -213,6 +213,31 @@ def test_path_length_matches_jacobian(wplus: bool) -> None:
     assert G.lin.weight.grad is not None and G.lin.weight.grad.abs().sum() > 0
 
 
+def test_path_length_gradient_flows_through_the_updated_mean() -> None:
+    """G's gradient equals the reference formula's (rosinality train.py:88-100, NVIDIA loss.py:80-88):
+    the penalty is compared with the updated mean *and* differentiated through that update."""
+    n, d = 4, 5
+    G = _LinearG(d=d)
+    w = torch.randn(n, d, dtype=torch.float64, requires_grad=True)
+    noise = torch.randn(n, 2, 3, 4, dtype=torch.float64)
+    mean0, decay = torch.tensor(0.7, dtype=torch.float64), 0.01
+
+    penalty, _, _ = path_length_penalty(G(w), w, mean0, decay=decay, noise=noise)
+    ours = torch.autograd.grad(penalty, G.lin.weight)[0]
+
+    # Re-statement of the reference formula, independent of the function under test.
+    img = G(w)
+    y = noise / math.sqrt(img.shape[2] * img.shape[3])
+    (g,) = torch.autograd.grad((img * y).sum(), w, create_graph=True)
+    lengths = g.pow(2).sum(1).sqrt()
+    path_mean = mean0 + decay * (lengths.mean() - mean0)
+    ref = torch.autograd.grad((lengths - path_mean).pow(2).mean(), G.lin.weight, retain_graph=True)[0]
+    torch.testing.assert_close(ours, ref)
+    # ... and the detached-mean variant is measurably different (what we computed before).
+    detached = torch.autograd.grad((lengths - path_mean.detach()).pow(2).mean(), G.lin.weight)[0]
+    assert (detached - ref).abs().max() > 1e-6 * ref.abs().max()
+
+
 def test_path_length_default_noise_and_running_mean() -> None:
     G = _LinearG()
     w = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)

@@ -211,3 +211,19 @@ def test_gradients_flow_second_order():
     (gw,) = torch.autograd.grad((img * torch.randn_like(img)).sum(), w, create_graph=True)
     gw.square().sum().backward()
     assert G.convs[0].conv.weight.grad is not None and G.convs[0].conv.weight.grad.abs().sum() > 0
+
+
+def test_truncation_above_one_extrapolates_like_nvidia():
+    """ψ > 1 moves away from w̄ (NVIDIA's lerp whenever ψ ≠ 1); rosinality's model.py ignores ψ > 1."""
+    torch.manual_seed(0)
+    G = Generator(16, style_dim=8, n_mlp=2, channel_max=8, channel_base=64).eval()
+    z = torch.randn(3, 8)
+    avg = G.mean_latent(256)
+    w = G.style(z)
+    with torch.no_grad():
+        torch.testing.assert_close(G.mapping(z, truncation=1.5), avg + 1.5 * (w - avg))
+        torch.testing.assert_close(G.mapping(z, truncation=1.5), torch.lerp(avg, w, 1.5))  # NVIDIA's formula
+        img, lat = G([z], truncation=1.5, truncation_latent=avg, return_latents=True, noise_mode="const")
+        plain, _ = G([z], noise_mode="const")
+    torch.testing.assert_close(lat[:, 0], avg + 1.5 * (w - avg))
+    assert not torch.allclose(img, plain)

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from finetune.swap import main
-from stylegan2.blend import blend_factor, blend_generators, feature_swap
+from stylegan2.blend import blend_factor, blend_generators, feature_swap, swap_grid
 from stylegan2.checkpoint import load_generator, snapshot
 from stylegan2.networks import Generator
 from toonlab.atomic import torch_save_atomic
@@ -66,3 +66,42 @@ def test_cli_writes_loadable_checkpoint_and_grid(tmp_path):
     assert w > 32 * (2 + 2 * 3) and h > 32 * 2
     r = CliRunner().invoke(main, ["--source", str(pa), "--cartoon", str(pb), "--swap", "9", "--out", str(tmp_path / "x.pt")])
     assert r.exit_code == 2 and "blocks 1..4" in r.output
+
+
+def _published_swap(A: Generator, B: Generator, w: torch.Tensor, noise: list, swap_layer_num: int) -> torch.Tensor:
+    """Re-statement of Cartoon-StyleGAN's swap (model.py:577-613 as run.py:157-185 calls it): generator1
+    saves ``out`` after conv2 at loop index i == 2·swap_layer_num − 1; generator2 replaces its own ``out``
+    there by it and carries on — its ToRGB of that block and its skip image from before are its own."""
+    def run(G, replace=None):
+        out = G.conv1(G.input(w.shape[0]), w[:, 0], noise[0])
+        skip = G.to_rgb1(out, w[:, 1])
+        i = 1
+        for conv1, conv2, n1, n2, to_rgb in zip(G.convs[::2], G.convs[1::2], noise[1::2], noise[2::2], G.to_rgbs):
+            out = conv1(out, w[:, i], n1)
+            out = conv2(out, w[:, i + 1], n2)
+            if i == 2 * swap_layer_num - 1:
+                saved = out
+                if replace is not None:
+                    out = replace
+            skip = to_rgb(out, w[:, i + 2], skip)
+            i += 2
+        return skip, saved
+
+    _, saved = run(A)
+    return run(B, replace=saved)[0]
+
+
+@torch.no_grad()
+def test_target_skip_swap_is_cartoon_stylegans_swap_layer_num_plus_one():
+    A, B = pair()
+    w = A.broadcast(A.mapping(torch.randn(2, 16)))
+    noise = A.make_noise(2)
+    for k in range(1, A.n_blocks):  # their swap_layer_num 1..n_blocks-1 = our blocks 2..n_blocks
+        ref = _published_swap(A, B, w, noise, k)
+        torch.testing.assert_close(feature_swap(A, B, w, k + 1, noise, skip="target"), ref, rtol=1e-5, atol=1e-5)
+        # The default keeps A's skip image for the swapped blocks: a different image.
+        assert (feature_swap(A, B, w, k + 1, noise) - ref).abs().max() > 1e-3
+    # Block 1 (not reachable with swap_layer_num ≥ 1): B's ToRGB of block 1 on A's 4-px feature.
+    assert feature_swap(A, B, w, 1, noise, skip="target").shape == (2, 3, 32, 32)
+    grid = swap_grid(A, B, [0], [1, 2], skip="target")
+    assert grid.size[0] > 32 * 6

@@ -161,3 +161,15 @@ def test_dry_run_prints_config(tmp_path):
     assert r.exit_code == 2 and "power of two" in r.output
     r = CliRunner().invoke(main, [str(tmp_path / "nothing"), *TINY_FLAGS, "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "not found" in r.output, r.output
+
+
+def test_ema_decay_is_a_half_life_in_images():
+    """The community's fixed per-step decay 0.5 ** (32 / 10000) is ours only at a global batch of 32."""
+    from stylegan2.training import ema_decay
+
+    assert ema_decay(10.0, None, 1000, 32) == pytest.approx(0.5 ** (32 / (10 * 1000)))
+    assert ema_decay(10.0, None, 1000, 16) == pytest.approx(0.5 ** (16 / 10000))  # rosinality: still 32/10000
+    assert ema_decay(10.0, None, 1000, 16) ** 2 == pytest.approx(ema_decay(10.0, None, 1000, 32))
+    # Ramp-up: the half-life is at most 5 % of the images seen (step 0 with batch 32: 1.6 images).
+    assert ema_decay(10.0, 0.05, 0, 32) == pytest.approx(0.5 ** (32 / 1.6))
+    assert ema_decay(10.0, 0.05, 10**6, 32) == ema_decay(10.0, None, 0, 32)

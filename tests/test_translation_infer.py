@@ -19,6 +19,7 @@ from translation.inference import (
     Translator,
     crop_padding,
     pad_to_multiple,
+    size_multiple,
     tile_spans,
     tile_weights,
     translate_image,
@@ -102,6 +103,52 @@ def test_round_to_32_and_back_keeps_size_and_pixels(hw):
     assert out.shape == img.shape and out.dtype == np.uint8
     assert np.array_equal(out, img)
     assert translate_image(_cpu(TinyNet()), img).shape == img.shape
+
+
+def test_port_generator_runs_at_any_size_like_the_port():
+    """Issue 11 item 8: at 250×333 a port-layout v2 through Translator is the port's own forward at
+    that size (no padding to 256×352, which changes the GroupNorm statistics)."""
+    from tests.test_translation_models import _port_reference, port_state_dict
+    from translation.animegan import AnimeGANv2Generator
+
+    sd = port_state_dict(2)
+    G = AnimeGANv2Generator().eval()
+    G.load_state_dict(sd, strict=True)
+    assert size_multiple(G) == 1
+    img = _img(250, 333, seed=5)
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+    with torch.no_grad():
+        ref = _port_reference(sd, x)
+    assert ref.shape[-2:] == (250, 333) and ref.std() > 1e-3
+    tr = _cpu(G)
+    torch.testing.assert_close(tr(x), ref, rtol=1e-4, atol=1e-4)
+    out = translate_image(tr, img)  # the uint8 path: same as rounding the port's output
+    port_u8 = ref[0].clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert out.shape == img.shape and np.abs(out.astype(int) - port_u8.astype(int)).max() <= 1
+    # Padding to 32 (the old behaviour, still available) is measurably different here.
+    assert (_cpu(G, multiple=32)(x) - ref).abs().max() > 1e-2
+    # At 256×256 nothing is padded either way: the two agree.
+    x256 = torch.rand(1, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(tr(x256), _port_reference(sd, x256), rtol=1e-4, atol=1e-4)
+
+
+def test_models_that_need_a_multiple_are_still_padded():
+    from translation.animegan import AnimeGANv1Generator, AnimeGANv2Generator
+    from translation.cartoongan import CartoonGANGenerator
+    from translation.cyclegan_networks import CycleGANGenerator
+
+    assert size_multiple(AnimeGANv1Generator()) == 1
+    v2 = AnimeGANv2Generator(lite=True)
+    v2.align_corners = False  # the ×2 decoder of the port's test.py
+    assert size_multiple(v2) == 4
+    assert size_multiple(CartoonGANGenerator()) == size_multiple(CycleGANGenerator(ngf=8, n_blocks=1)) == 4
+    assert size_multiple(TinyNet()) == 32  # unknown modules: as before
+    for G in (v2, CycleGANGenerator(ngf=8, n_blocks=1)):
+        out = translate_image(_cpu(G.eval()), _img(50, 67, seed=1))
+        assert out.shape == (50, 67, 3)
+    xp, pads = pad_to_multiple(torch.rand(1, 3, 10, 40), 1, min_side=32)  # tiny sides: at least 32
+    assert xp.shape[-2:] == (32, 40) and pads == (0, 0, 11, 11)
 
 
 def test_fused_inference_modules_match_the_network():

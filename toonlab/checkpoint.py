@@ -16,13 +16,13 @@ import argparse
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from toonlab.errors import UserInputError
 
-__all__ = ["CheckpointError", "load_torch_file", "read_checkpoint", "read_tagged", "sha256_file", "file_hash"]
+__all__ = ["CheckpointError", "torch_load", "load_torch_file", "read_checkpoint", "read_tagged", "sha256_file", "file_hash"]
 
 
 class CheckpointError(UserInputError):
@@ -45,6 +45,16 @@ def _reason(e: BaseException) -> str:
     return f"not a loadable torch file ({line[:200]})"
 
 
+def torch_load(src: str | Path | BinaryIO) -> Any:
+    """The project's one ``torch.load``: weights only, onto the CPU, ``argparse.Namespace`` allowed.
+
+    Raises what torch raises; :func:`load_torch_file` turns that into one line. (The NVIDIA pickle
+    reader uses this for the tensor storages inside a pickle, ``stylegan2/nvidia.py``.)
+    """
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(src, map_location="cpu", weights_only=True)
+
+
 def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU with one-line :class:`CheckpointError`\\ s."""
     path = Path(path)
@@ -55,8 +65,7 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes), not a {what}")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        return torch_load(path)
     except Exception as e:  # pickle/zip errors come in many types; all mean "not a file we can read"
         raise CheckpointError(f"{path} is not a loadable {what}: {_reason(e)}") from None
 

@@ -1,5 +1,8 @@
 """Video in, video out: frames in batches through a function, audio carried over, written atomically;
-and writing a list of frames as an mp4 (projection and StarGAN v2 interpolation videos).
+and the one mp4 writer of the code base (projection, interpolation and StarGAN v2 videos).
+
+``write_video`` streams frames to H.264 through imageio-ffmpeg's bundled ffmpeg (OpenCV's ``mp4v``
+without one, which most browsers will not play); the file appears under its name only when complete.
 
 Decoding (OpenCV ``VideoCapture``), the frame function (usually a GPU generator) and encoding
 (OpenCV ``VideoWriter``, ``mp4v``) run in three threads joined by bounded queues, so a fast GPU
@@ -11,6 +14,7 @@ final name only when complete.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import shutil
@@ -20,7 +24,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Union
 
 import numpy as np
 
@@ -122,23 +126,28 @@ def iter_batches(path: str | os.PathLike, batch: int = 8) -> Iterator[np.ndarray
 
 # --------------------------------------------------------------------------- ffmpeg / audio
 
+def find_ffmpeg() -> str | None:
+    """The ffmpeg binary that imageio-ffmpeg ships, else one on PATH, else None."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # not installed, or its binary missing for this platform
+        return shutil.which("ffmpeg")
+
+
 _warned_no_ffmpeg = False
 
 
 def ffmpeg_exe() -> str | None:
     """The ffmpeg binary of imageio-ffmpeg (or one on PATH); None, with one warning, when there is none."""
     global _warned_no_ffmpeg
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception:  # not installed, or its binary missing for this platform
-        exe = shutil.which("ffmpeg")
-        if exe is None and not _warned_no_ffmpeg:
-            _warned_no_ffmpeg = True
-            warnings.warn("no ffmpeg found (pip install imageio-ffmpeg): videos are written without audio",
-                          stacklevel=2)
-        return exe
+    exe = find_ffmpeg()
+    if exe is None and not _warned_no_ffmpeg:
+        _warned_no_ffmpeg = True
+        warnings.warn("no ffmpeg found (pip install imageio-ffmpeg): videos are written without audio",
+                      stacklevel=2)
+    return exe
 
 
 def has_audio(path: str | os.PathLike, exe: str | None = None) -> bool:
@@ -308,23 +317,80 @@ def count_frames(path: str | os.PathLike) -> int:
     return sum(len(b) for b in iter_batches(path, 64))
 
 
-def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 24) -> Path:
-    """Write RGB uint8 frames ``[H, W, 3]`` to an mp4 (OpenCV, ``mp4v``), atomically."""
-    cv2 = _cv2()
+class VideoWriteError(UserInputError):
+    """The frames could not be encoded (one line naming the file)."""
+
+
+def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float = 24.0, crf: int = 18) -> Path:
+    """Write RGB uint8 frames ``[H, W, 3]`` (all one size) to an mp4 at ``path``; return the path.
+
+    H.264 (``libx264``, yuv420p, ``+faststart``) with ffmpeg; odd sizes are padded by one pixel
+    (yuv420p needs even ones). ``crf`` is x264's quality (lower: better, larger).
+    """
     path = Path(path)
-    if not len(frames):
-        raise VideoError(f"{path}: no frames to write")
-    h, w = frames[0].shape[:2]
+    it = iter(frames)
+    try:
+        first = np.asarray(next(it))
+    except StopIteration:
+        raise VideoWriteError(f"{path}: no frames to write") from None
+    if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
+        raise VideoWriteError(f"{path}: frames must be uint8 [H, W, 3], got {first.dtype} {list(first.shape)}")
+    exe = find_ffmpeg()
     with atomic_path(path) as tmp:
-        tmp_mp4 = Path(str(tmp) + ".mp4")  # VideoWriter picks the container from the suffix
-        try:
-            vw = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
-            if not vw.isOpened():
-                raise VideoError(f"OpenCV cannot write {path} (mp4v)")
-            for f in frames:
-                vw.write(np.ascontiguousarray(np.asarray(f, dtype=np.uint8)[..., ::-1]))
-            vw.release()
-            os.replace(tmp_mp4, tmp)
-        finally:
-            tmp_mp4.unlink(missing_ok=True)
+        if exe is not None:
+            _encode_ffmpeg(exe, itertools.chain([first], it), tmp, fps, crf, path)
+        else:
+            _encode_opencv(itertools.chain([first], it), tmp, fps, path)
     return path
+
+
+def _check(frame: np.ndarray, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    frame = np.ascontiguousarray(frame)
+    if frame.shape != shape or frame.dtype != np.uint8:
+        raise VideoWriteError(f"{path}: frame of shape {list(frame.shape)} after frames of {list(shape)}")
+    return frame
+
+
+def _encode_ffmpeg(exe: str, frames: Iterable[np.ndarray], out: Path, fps: float, crf: int, path: Path) -> None:
+    frames = iter(frames)
+    first = next(frames)
+    h, w = first.shape[:2]
+    cmd = [exe, "-y", "-hide_banner", "-nostdin", "-loglevel", "error",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "-", "-an",
+           "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf),
+           "-movflags", "+faststart", "-f", "mp4", str(out)]
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: ffmpeg's stderr can never block it
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            for f in itertools.chain([first], frames):
+                proc.stdin.write(_check(f, first.shape, path).tobytes())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # ffmpeg died; its message is read below
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        code = proc.wait()
+        if code != 0:
+            err.seek(0)
+            msg = err.read().decode(errors="replace").strip().splitlines()
+            raise VideoWriteError(f"{path}: ffmpeg failed ({msg[-1][:200] if msg else f'exit {code}'})")
+
+
+def _encode_opencv(frames: Iterable[np.ndarray], out: Path, fps: float, path: Path) -> None:
+    import cv2
+
+    frames = iter(frames)
+    first = next(frames)
+    h, w = first.shape[:2]
+    tmp_mp4 = Path(str(out) + ".mp4")  # VideoWriter picks the container from the suffix
+    vw = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not vw.isOpened():
+        raise VideoWriteError(f"{path}: OpenCV cannot write an mp4v video there")
+    try:
+        for f in itertools.chain([first], frames):
+            vw.write(np.ascontiguousarray(_check(f, first.shape, path)[..., ::-1]))
+    finally:
+        vw.release()
+    os.replace(tmp_mp4, out)

@@ -1,8 +1,9 @@
 """AnimeGAN v1 / v2 generators and their discriminator (Chen et al. 2020; AnimeGANv2 2021).
 
 All generators map RGB in [-1, 1], shape ``(N, 3, H, W)``, to RGB in [-1, 1] of the same size.
-H and W should be multiples of 8 (inference rounds them to 32); other sizes still work because the
-decoders upsample to the encoder's recorded sizes rather than by a fixed factor.
+Any H and W work (``size_multiple`` = 1; inference runs them at the input's size) because the
+decoders upsample to the encoder's recorded sizes rather than by a fixed factor — except v2 with
+``align_corners=False``, whose ×2 resizes need sides divisible by 4. Training crops are multiples of 8.
 
 The v2 generator keeps the state-dict layout of the widely used PyTorch port
 (bryandlee/animegan2-pytorch: ``block_a`` … ``block_e``, ``out_layer``), so the released files
@@ -140,6 +141,11 @@ class AnimeGANv2Generator(nn.Module):
         )
         self.out_layer = nn.Sequential(nn.Conv2d(c32, 3, 1, bias=False), nn.Tanh())
 
+    @property
+    def size_multiple(self) -> int:
+        """1: any size (the decoder resizes to recorded sizes); 4 with the scale-factor decoder."""
+        return 1 if self.align_corners else 4
+
     def forward(self, x: Tensor, align_corners: bool | None = None) -> Tensor:
         ac = self.align_corners if align_corners is None else align_corners
         out = self.block_a(x)
@@ -226,6 +232,8 @@ class _IRBv1(nn.Module):
 
 class AnimeGANv1Generator(nn.Module):
     """AnimeGAN (v1) generator: InstanceNorm, 8 IRBs of 256→512→256 channels; 3,956,096 parameters."""
+
+    size_multiple = 1  # resizes to the encoder's recorded sizes: any H, W
 
     def __init__(self) -> None:
         super().__init__()

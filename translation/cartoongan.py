@@ -34,6 +34,8 @@ class _ResBlock(nn.Module):
 class CartoonGANGenerator(nn.Module):
     """CartoonGAN generator (11,129,667 parameters); ``improved`` switches ReLU to LeakyReLU(0.2)."""
 
+    size_multiple = 4  # two stride-2 convs and two exact ×2 transposed convs
+
     def __init__(self, improved: bool = False, n_res: int = 8) -> None:
         super().__init__()
         self.improved = bool(improved)

@@ -35,6 +35,8 @@ class CycleGANGenerator(nn.Module):
     Input sides must be multiples of 4. 11,378,179 parameters with the defaults.
     """
 
+    size_multiple = 4
+
     def __init__(self, ngf: int = 64, n_blocks: int = 9) -> None:
         super().__init__()
         # Convs carry biases: InstanceNorm without affine has no shift of its own.

@@ -4,8 +4,14 @@
     python translation/infer.py big.jpg --ckpt G.pt --out out/ --retain-color --max-side 2048
     python translation/infer.py --ckpt G.pt --export-onnx G.onnx
 
-Images keep their size: each side is padded (reflect) up to a multiple of 32, translated and
-cropped back. Images larger than ``--max-side`` are cut into overlapping tiles whose seams are
+Images keep their size. Generators that accept any size (AnimeGAN v1, and v2 / the port layout
+with its default ``align_corners=True`` decoder — it resizes to the encoder's recorded sizes) run
+at the input's own size, so a port file gives the port's image at every size; the others
+(CartoonGAN, CycleGAN, v2 with ``align_corners=False``: transposed convs or ×2 resizes need sides
+divisible by 4; unknown modules: 32) get each side reflect-padded up to their multiple and cropped
+back. Padding changes the global statistics of normalisation layers, which is why it is not done
+where it is not needed. Sides under 32 px are padded to 32 for every model. Images larger than
+``--max-side`` are cut into overlapping tiles whose seams are
 blended with a cosine ramp, so memory stays bounded. Videos keep fps, frame count and audio.
 Unreadable inputs are skipped and listed at the end; the exit code is 2 only when nothing could
 be processed. Every output is written atomically, under the input's relative path.

@@ -32,7 +32,12 @@ from toonlab.runtime import autocast as _autocast
 from toonlab.runtime import enable_tf32, pick_device, resolve_precision
 from translation.fused import fuse_for_inference
 
+#: Side multiple for generators that do not say what they need (``size_multiple``); also the
+#: granularity of tiles.
 MULTIPLE = 32
+#: Smaller sides are padded up to this for every model (a 7×7 reflect pad needs a few pixels at
+#: the coarsest of the generators' scales).
+MIN_SIDE = 32
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -44,14 +49,25 @@ def round_up(n: int, multiple: int = MULTIPLE) -> int:
     return -(-n // multiple) * multiple
 
 
-def pad_to_multiple(x: Tensor, multiple: int = MULTIPLE) -> tuple[Tensor, tuple[int, int, int, int]]:
-    """Pad ``[N,C,H,W]`` so H and W are multiples of ``multiple``; returns it and (left, right, top, bottom).
+def size_multiple(G: nn.Module) -> int:
+    """The side multiple ``G`` needs to return an image of its input's size (1 = any size).
+
+    Read from the generator's ``size_multiple`` attribute; modules without one get ``MULTIPLE``.
+    """
+    m = getattr(G, "size_multiple", None)
+    return int(m) if m else MULTIPLE
+
+
+def pad_to_multiple(x: Tensor, multiple: int = MULTIPLE, min_side: int = 0) -> tuple[Tensor, tuple[int, int, int, int]]:
+    """Pad ``[N,C,H,W]`` so H and W are multiples of ``multiple`` (and at least ``min_side``);
+    returns it and (left, right, top, bottom).
 
     Reflect padding (split over both sides) instead of resizing: no resampling blur, and cropping
     the pad off again gives exactly the input's size. Sides too short to reflect are replicated.
     """
     h, w = x.shape[-2:]
-    ph, pw = round_up(h, multiple) - h, round_up(w, multiple) - w
+    ph = round_up(max(h, min_side), multiple) - h
+    pw = round_up(max(w, min_side), multiple) - w
     pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
     if ph == 0 and pw == 0:
         return x, pads
@@ -129,8 +145,9 @@ class Translator:
     ``compile``: wrap the model with ``torch.compile`` (first-use failures fall back to eager with
     one warning). ``fuse``: use :func:`fuse_for_inference` (on by default; the caller's module is
     never modified). ``small_plain``: run batches below ``small_pixels`` through the unfused NCHW
-    module instead (None: on CUDA only). The model's input and output are RGB in [-1, 1]; any H, W work (padding to a
-    multiple of ``multiple`` is done here).
+    module instead (None: on CUDA only). The model's input and output are RGB in [-1, 1]; any H, W work:
+    ``multiple`` None = what the model needs (:func:`size_multiple`; 1 = run at the input's size),
+    sides are reflect-padded to a multiple of it (and to ``MIN_SIDE``) and the output cropped back.
     """
 
     #: Memory layout used when ``channels_last`` is None (chosen from bench/translate.py on an H100).
@@ -147,7 +164,7 @@ class Translator:
         precision: str = "auto",
         channels_last: bool | None = None,
         compile: bool = False,
-        multiple: int = MULTIPLE,
+        multiple: int | None = None,
         fuse: bool = True,
         small_plain: bool | None = None,
     ) -> None:
@@ -158,7 +175,7 @@ class Translator:
         if cuda and precision == "bf16" and not torch.cuda.is_bf16_supported():
             raise UserInputError("--precision bf16 needs a GPU with bfloat16 support (Ampere or newer)")
         self.precision = precision
-        self.multiple = multiple
+        self.multiple = size_multiple(G) if multiple is None else int(multiple)
         self.channels_last = self.default_channels_last if channels_last is None else channels_last
         # Weights in half precision on GPUs; on the CPU half-precision convs are slow or missing,
         # so reduced precision there goes through autocast instead.
@@ -187,7 +204,7 @@ class Translator:
         self._pinned_in = _PinnedRing()
         self._pinned_out = _PinnedRing()
 
-    # The raw forward: x on the device, model dtype, H and W multiples of `multiple`.
+    # The raw forward: x on the device, model dtype, H and W multiples of `self.multiple`.
     def _forward(self, x: Tensor) -> Tensor:
         if self._plain is not None and self._compiled is None and x.shape[0] * x.shape[2] * x.shape[3] < self.small_pixels:
             return self._run(self._plain, x.contiguous())
@@ -212,7 +229,7 @@ class Translator:
     def __call__(self, x: Tensor) -> Tensor:
         """``[N,3,H,W]`` in [-1, 1] (any device, dtype, size) → same size, float32, on ``self.device``."""
         x = x.to(self.device, dtype=self.dtype, non_blocking=True)
-        xp, pads = pad_to_multiple(x, self.multiple)
+        xp, pads = pad_to_multiple(x, self.multiple, MIN_SIDE)
         return crop_padding(self._forward(xp), pads).float()
 
     def upload(self, frames: np.ndarray) -> Tensor:
