@@ -2,7 +2,7 @@
 
 from setuptools import setup
 
-PACKAGES = ["ops", "stylegan2", "losses", "finetune", "inversion", "translation", "toonlab"]
+PACKAGES = ["ops", "toonlab", "losses", "stylegan2", "translation", "metrics", "finetune", "inversion"]
 
 setup(
     name="toonlab",

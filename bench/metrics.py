@@ -18,7 +18,7 @@ import torch
 from _common import header
 
 from stylegan2.networks import Generator
-from toonlab.metrics import (
+from metrics import (
     GeneratorSource,
     ImageSource,
     build_feature_extractor,

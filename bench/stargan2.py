@@ -18,7 +18,8 @@ from _common import header
 import torch
 
 from toonlab.runtime import enable_tf32
-from translation.stargan2 import StarGAN2Config, StarGAN2Trainer, count_params
+from translation.stargan2_networks import count_params
+from translation.stargan2_trainer import StarGAN2Config, StarGAN2Trainer
 
 
 def bench(size: int, batch: int, domains: int, precision: str, iters: int, warmup: int, device: torch.device,

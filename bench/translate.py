@@ -5,7 +5,7 @@
 Generator: the v2 network (2.14 M parameters) with random weights — speed does not depend on the
 values. Batch 1. "port" = what the widely used animegan2-pytorch port does: the plain module in
 fp32, NCHW, eager, cudnn.benchmark off (its "fp16" row is the same under fp16 autocast). "ours" =
-``translation.infer.Translator``: weights cast to fp16/bf16 (fp32 with TF32), channels-last,
+``translation.inference.Translator``: weights cast to fp16/bf16 (fp32 with TF32), channels-last,
 cudnn.benchmark, pad to 32 and crop back included. Video: a synthetic 1080p mp4v clip through
 ``transform_video`` (decode thread → GPU → encode thread), wall-clock frames/s including decode,
 encode and the final mux. On a machine without a GPU only the CPU rows run (512², port vs ours).
@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from translation.animegan import AnimeGANv2Generator
-from translation.infer import Translator
-from translation.video import count_frames, iter_batches, transform_video
+from translation.inference import Translator
+from toonlab.video import count_frames, iter_batches, transform_video
 
 SIZES = {"512²": (512, 512), "1080p": (1080, 1920)}
 

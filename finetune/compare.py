@@ -1,14 +1,14 @@
 """Measured comparison of the fine-tuning methods (FreezeD, FreezeG, FreezeSG, structure loss,
 their combination, plain fine-tuning, and layer swapping on top of each).
 
-    python finetune/compare.py [--source G.pt] [--target webtoon] [--kimg 2] [--out docs/COMPARISON.md]
+    python finetune/compare.py [--ckpt G.pt] [--target webtoon] [--kimg 2] [--report docs/COMPARISON.md]
     python finetune/compare.py --quick            # tiny smoke run: a few steps, 64 latents
 
 Every method fine-tunes the same source to the same synthetic target for the same number of
 images with the same seed, into ``runs/compare/<method>/`` (re-running skips finished methods and
 resumes unfinished ones). Each result, and its layer-swapped blend with the source
 (``blend_generators(source, tuned, k)``), is then scored with the probes of
-``finetune/probes.py``:
+``metrics/probes.py``:
 
 - structure error (lower = keeps the source's face geometry): the structure regressor's mean
   absolute disagreement between the source and the result rendering the same w and noise;
@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from finetune.probes import (
+from metrics.probes import (
     DEFAULT_PROBES,
     ProbeBundle,
     geometry_predictions,
@@ -50,7 +50,9 @@ from finetune.probes import (
     train_probes,
 )
 from stylegan2.networks import Generator
+from toonlab.atomic import write_json_atomic
 from toonlab.errors import ToonlabError, UserInputError, user_errors
+from toonlab.options import ToonCommand
 from toonlab.runtime import REPO_ROOT, bundled_generator
 
 __all__ = ["METHODS", "CompareSettings", "MethodResult", "run_comparison", "write_report", "comparison_grid"]
@@ -147,12 +149,12 @@ class CompareSettings:
     def command(self, out: str | Path) -> str:
         """The command line, run from the repository root, that reproduces this comparison (all
         settings explicit; paths inside the repository relative to it)."""
-        args = ["python", "finetune/compare.py", "--source", _display(self.source), "--target", self.target]
-        args += ["--iter", str(self.iters)] if self.quick else ["--kimg", f"{self.kimg:g}"]
+        args = ["python", "finetune/compare.py", "--ckpt", _display(self.source), "--target", self.target]
+        args += ["--iters", str(self.iters)] if self.quick else ["--kimg", f"{self.kimg:g}"]
         args += ["--batch", str(self.batch), "--seed", str(self.seed), "--methods", ",".join(self.methods),
                  "--swap-block", str(self.swap_block), "--n", str(self.n), "--truncation", f"{self.truncation:g}",
                  "--ema-kimg", f"{self.ema_kimg:g}", "--probes", _display(self.probes),
-                 "--out-root", _display(self.out_root), "--out", _display(out)]
+                 "--out", _display(self.out_root), "--report", _display(out)]
         if self.quick:
             args.append("--quick")
         return shlex.join(args)
@@ -191,13 +193,13 @@ def _load_bundle(s: CompareSettings, probes: ProbeBundle | None, log: Callable[[
             probes = ProbeBundle.load(s.probes)
     if probes.target != s.target:
         raise UserInputError(f"the probes detect '{probes.target}', not '{s.target}': train matching ones with "
-                             f"python finetune/probes.py train --target {s.target} --out PATH, then pass --probes PATH")
+                             f"python -m metrics.probes train --target {s.target} --out PATH, then pass --probes PATH")
     return probes
 
 
 def _check_source(s: CompareSettings) -> None:
     if not Path(str(s.source)).is_file():
-        raise UserInputError(f"source generator not found: {s.source} (pass --source G.pt)")
+        raise UserInputError(f"source generator not found: {s.source} (pass --ckpt G.pt)")
 
 
 def _check_record(path: Path, expect: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +210,7 @@ def _check_record(path: Path, expect: dict[str, Any]) -> dict[str, Any]:
     for k, v in expect.items():
         if rec.get(k) != v:
             raise UserInputError(f"{path.parent} holds a run with other settings ({k}: {rec.get(k)!r}, now {v!r}); "
-                                 f"delete it or pass another --out-root")
+                                 f"delete it or pass another --out")
     return rec
 
 
@@ -220,7 +222,8 @@ def finetune_method(name: str, s: CompareSettings, log: Callable[[str], None]) -
     """
     from finetune.train import finetune
     from finetune.trainer import FinetuneConfig
-    from stylegan2.checkpoint import file_hash
+    from toonlab.atomic import write_json_atomic
+    from toonlab.checkpoint import file_hash
     from toonlab.run import CKPT_RE, RunDir
 
     out = Path(s.out_root) / name
@@ -241,13 +244,9 @@ def finetune_method(name: str, s: CompareSettings, log: Callable[[str], None]) -
         t0 = time.time()
         try:
             finetune(cfg)
-        except ValueError as e:  # a freeze/structure depth that does not fit this generator
-            if isinstance(e, UserInputError):
-                raise
-            raise UserInputError(f"{name}: {e}") from None
         finally:
             record["train_seconds"] = float(record.get("train_seconds", 0.0)) + time.time() - t0
-            record_path.write_text(json.dumps(record, indent=2))
+            write_json_atomic(record_path, record)
         latest = RunDir(out).latest()
         done = int(CKPT_RE.match(latest.name).group(1))
     else:
@@ -270,7 +269,7 @@ def run_comparison(
     ``probes`` overrides ``settings.probes`` (a path). Raises ``UserInputError`` (one line) for a
     missing source or probe bundle and for settings that do not fit the generator.
     """
-    from finetune.swap import blend_generators
+    from stylegan2.blend import blend_generators
     from stylegan2.checkpoint import load_generator
     from toonlab.runtime import pick_device
 
@@ -302,9 +301,8 @@ def run_comparison(
                 images=images, train_seconds=seconds if kind == "finetune" else None,
                 checkpoint=str(ckpt), per_latent=err, generator=G))
             say(f"[{row_name}] structure error {err.mean():.4f} ± {_se(err):.4f}, style score {style:.3f}")
-    Path(s.out_root).mkdir(parents=True, exist_ok=True)
-    (Path(s.out_root) / "results.json").write_text(json.dumps(
-        {"settings": s.__dict__, "results": [r.to_dict() for r in results]}, indent=2, default=str))
+    write_json_atomic(Path(s.out_root) / "results.json",
+                      {"settings": s.__dict__, "results": [r.to_dict() for r in results]})
     return results
 
 
@@ -315,7 +313,7 @@ def run_comparison(
 def comparison_grid(results: Sequence[MethodResult], seeds: Sequence[int], truncation: float = 0.7) -> Image.Image:
     """Rows = results (source first), columns = ``seeds``; every row renders the *source's* w
     (z of ``generate.py --seeds``, truncated) with the source's const noise, as the scores do."""
-    from stylegan2.generate import seed_inputs
+    from stylegan2.sampling import seed_inputs
     from toonlab.images import make_grid
 
     src = results[0].generator
@@ -364,7 +362,7 @@ def what_the_numbers_say(results: Sequence[MethodResult], probes: ProbeBundle | 
     Differences are paired over the same latents and called only when they exceed two standard
     errors; a lower structure error also needs a comparable style score to mean anything, since
     a generator that never left the source would score 0. ``scale`` = (floor, ceiling) of
-    :func:`finetune.probes.structure_references`, quoted for scale.
+    :func:`metrics.probes.structure_references`, quoted for scale.
     """
     by = {r.name: r for r in results}
     tuned = [r for r in results if r.kind == "finetune"]
@@ -451,12 +449,12 @@ def write_report(
     command: str | None = None,
 ) -> tuple[Path, Path]:
     """Write the markdown report and the grid PNG (default ``<out dir>/images/comparison.png``)."""
-    from toonlab.images import save_atomic
+    from toonlab.atomic import save_image_atomic
 
     s = settings.resolved()
     out = Path(out)
     grid = Path(grid) if grid is not None else out.parent / "images" / "comparison.png"
-    save_atomic(comparison_grid(results, s.grid_seeds, s.truncation), grid)
+    save_image_atomic(comparison_grid(results, s.grid_seeds, s.truncation), grid)
     grid_rel = os.path.relpath(grid.resolve(), out.parent.resolve())
     from toonlab.synthetic import GEOMETRY_FIELDS
 
@@ -508,7 +506,7 @@ def write_report(
         "",
         "## How the scores are computed",
         "",
-        "- **Structure error**: for each latent, the structure regressor (`finetune/probes.py`) reads the "
+        "- **Structure error**: for each latent, the structure regressor (`metrics/probes.py`) reads the "
         "normalised face geometry (each field in [0, 1] over its sampling range) from the source image and from "
         "the fine-tuned image of the same w and noise; the error is the mean absolute difference over the fields "
         f"it reads with held-out R² ≥ 0.5 ({fields}), averaged over latents (0.05 = the readings differ "
@@ -534,13 +532,14 @@ def write_report(
 # --------------------------------------------------------------------------- CLI
 
 
-@click.command(name="compare")
-@click.option("--source", type=click.Path(dir_okay=False), default=None,
-              help="Source generator checkpoint. Default: the bundled 64-px face model.")
+@click.command(name="compare", cls=ToonCommand, aliases={
+    "--source": "--ckpt", "--iter": "--iters", "--out=*.md": "--report", "--out-root": "--out"})
+@click.option("--ckpt", "source", type=click.Path(dir_okay=False), default=None,
+              show_default="the bundled 64-px face model", help="Source (face) generator checkpoint.")
 @click.option("--target", default="webtoon", show_default=True, help="Built-in synthetic target domain.")
 @click.option("--kimg", type=click.FloatRange(0.001), default=2.0, show_default=True,
               help="Fine-tuning length per method, thousands of images.")
-@click.option("--iter", "iters", type=click.IntRange(1), default=None, help="Steps per method (overrides --kimg).")
+@click.option("--iters", "iters", type=click.IntRange(1), default=None, help="Steps per method (overrides --kimg).")
 @click.option("--batch", type=click.IntRange(2), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--methods", default=",".join(METHODS), show_default=True, help="Comma-separated subset.")
@@ -549,14 +548,15 @@ def write_report(
 @click.option("--n", type=click.IntRange(2), default=1000, show_default=True, help="Latents scored per generator.")
 @click.option("--truncation", type=click.FloatRange(0.0, 1.0), default=0.7, show_default=True)
 @click.option("--ema-kimg", type=click.FloatRange(0.0, min_open=True), default=None,
-              help="EMA half-life while fine-tuning [min(10, 5 % of the run)].")
+              show_default="min(10, 5 % of the run)", help="EMA half-life while fine-tuning.")
 @click.option("--probes", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES), show_default=True,
-              help="Probe bundle from `python finetune/probes.py train`.")
-@click.option("--out-root", type=click.Path(file_okay=False), default="runs/compare", show_default=True,
-              help="Where each method's run folder goes.")
-@click.option("--out", type=click.Path(dir_okay=False), default="docs/COMPARISON.md", show_default=True)
+              help="Probe bundle from `python -m metrics.probes train`.")
+@click.option("--out", "out_root", type=click.Path(file_okay=False), default="runs/compare", show_default=True,
+              help="Folder of the methods' run folders.")
+@click.option("--report", "out", type=click.Path(dir_okay=False), default="docs/COMPARISON.md", show_default=True,
+              help="The markdown report to write.")
 @click.option("--grid", type=click.Path(dir_okay=False), default=None,
-              help="Grid PNG [<out dir>/images/comparison.png].")
+              show_default="<report folder>/images/comparison.png", help="Grid PNG.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quick", is_flag=True, help="Tiny smoke run: 2 steps per method, 64 latents.")
 def main(source: str | None, target: str, kimg: float, iters: int | None, batch: int, seed: int, methods: str,
@@ -564,8 +564,8 @@ def main(source: str | None, target: str, kimg: float, iters: int | None, batch:
          grid: str | None, device: str, quick: bool) -> None:
     """Fine-tune one source with every method and write a measured comparison."""
     if source is None and not bundled_generator().exists():
-        raise ToonlabError(f"no --source given and the bundled generator is missing at {bundled_generator()}; "
-                           f"pass --source G.pt (a StyleGAN2 checkpoint)")
+        raise ToonlabError(f"no --ckpt given and the bundled generator is missing at {bundled_generator()}; "
+                           f"pass --ckpt G.pt (a StyleGAN2 checkpoint)")
     settings = CompareSettings(source=source, target=target, kimg=kimg, iters=iters, batch=batch, seed=seed,
                                methods=[m.strip() for m in methods.split(",") if m.strip()], swap_block=swap_block,
                                n=n, truncation=truncation, ema_kimg=ema_kimg, out_root=out_root, probes=probes,
@@ -574,13 +574,12 @@ def main(source: str | None, target: str, kimg: float, iters: int | None, batch:
         s = settings.resolved()
         _check_source(s)  # before the probes: a missing source is the likelier mistake
         bundle = _load_bundle(s, None, click.echo)
-        try:
-            results = run_comparison(s, bundle, click.echo)
-        except KeyboardInterrupt:
-            raise ToonlabError("interrupted; re-run the same command to resume") from None
+        results = run_comparison(s, bundle, click.echo)  # Ctrl-C: the trainer's "re-run to resume" line
         report, grid_path = write_report(results, out, settings=s, probes=bundle, grid=grid)
     click.echo(f"wrote {report} and {grid_path}")
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("compare")

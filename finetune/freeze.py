@@ -48,24 +48,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from stylegan2.blocks import generator_block_of
 from stylegan2.networks import Discriminator, Generator
+from toonlab.errors import UserInputError
 
 FREEZE_MODES = ("paper", "published")
-
-
-def generator_block_of(name: str) -> int | None:
-    """Block number (1-based) of a generator parameter/buffer name; None for the mapping network."""
-    if name.startswith("style."):
-        return None
-    if name.startswith(("input.", "conv1.", "to_rgb1.")):
-        return 1
-    if m := re.match(r"convs\.(\d+)\.", name):
-        return int(m.group(1)) // 2 + 2
-    if m := re.match(r"to_rgbs\.(\d+)\.", name):
-        return int(m.group(1)) + 2
-    if m := re.match(r"noises\.noise_(\d+)$", name):
-        return (int(m.group(1)) + 1) // 2 + 1
-    raise KeyError(f"not a StyleGAN2 generator entry: {name}")
 
 
 def block_style_entries(n_blocks: int) -> int:
@@ -165,20 +152,20 @@ class FreezeSpec:
 
     def validate(self, G: Generator, D: Discriminator | None = None) -> None:
         if self.mode not in FREEZE_MODES:
-            raise ValueError(f"--freeze-mode {self.mode!r}: choose {' or '.join(FREEZE_MODES)}")
+            raise UserInputError(f"--freeze-mode {self.mode!r}: choose {' or '.join(FREEZE_MODES)}")
         for flag, n, limit in (("--freeze", self.freeze_sg, G.n_blocks), ("--freeze-g", self.freeze_g, G.n_blocks)):
             if not 0 <= n <= limit:
-                raise ValueError(f"{flag} {n}: this {G.size}-px generator has blocks 1..{limit}")
+                raise UserInputError(f"{flag} {n}: this {G.size}-px generator has blocks 1..{limit}")
         if self.freeze_sg and self.freeze_g:
-            raise ValueError("--freeze (FreezeSG) and --freeze-g (FreezeG) are alternatives; choose one")
+            raise UserInputError("--freeze (FreezeSG) and --freeze-g (FreezeG) are alternatives; choose one")
         if self.mode == "published" and self.freeze_sg:
-            raise ValueError("--freeze-mode published has no --freeze N: the published code selects blocks with "
+            raise UserInputError("--freeze-mode published has no --freeze N: the published code selects blocks with "
                              "--freezeG (= --freeze-g M, the number of *trainable* high-resolution blocks)")
         if self.freeze_style is not None and not 0 <= self.freeze_style <= G.n_latent:
-            raise ValueError(f"--freeze-style {self.freeze_style}: this {G.size}-px generator has W+ entries "
+            raise UserInputError(f"--freeze-style {self.freeze_style}: this {G.size}-px generator has W+ entries "
                              f"0..{G.n_latent - 1} (give 0..{G.n_latent})")
         if D is not None and not 0 <= self.freeze_d <= len(D.convs) - 1:
-            raise ValueError(f"--freeze-d {self.freeze_d}: this discriminator has {len(D.convs) - 1} blocks")
+            raise UserInputError(f"--freeze-d {self.freeze_d}: this discriminator has {len(D.convs) - 1} blocks")
 
 
 def split_parameters(module: nn.Module, frozen: set[str]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

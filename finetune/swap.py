@@ -1,6 +1,6 @@
 """Layer swapping between two generators of the same shape.
 
-    python finetune/swap.py --source A.pt --target B.pt --swap 2 [--blend-width 0.5] --out blended.pt
+    python finetune/swap.py --source A.pt --cartoon B.pt --swap 2 [--blend-width 0.5] --out blended.pt
 
 Two forms (REFERENCE.md §4):
 - weight blending (Toonify): per block b a factor y(b) — a hard switch (y = 0 for b ≤ swap, 1
@@ -9,124 +9,31 @@ Two forms (REFERENCE.md §4):
   ordinary checkpoint.
 - feature swap at inference: run A up to block k and finish with B's remaining blocks.
 With the same W+ latent and noise, a hard blend at k renders exactly the feature swap at k.
-
-The ToRGB skip image of the swapped low-resolution blocks (``skip``):
-- ``source`` (default, and what every weight blend is): blocks 1..k are entirely A's, their
-  skip-RGB image included — the Toonify form, and the only one a single blended checkpoint can hold.
-- ``target`` (Cartoon-StyleGAN's ``run.py`` swap, ``model.py:596-605``): B runs its own blocks
-  1..k-1 and keeps *its* skip image; only block k's feature is A's, and B's ToRGB of block k is
-  applied to it. Their ``swap_layer_num j`` is our block ``k = j + 1`` (their loop index i = 2j−1
-  is the conv pair of 2**(j+2) px): ``--swap-layer-num 1`` = ``--swap 2 --skip target``.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
-from typing import Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
-import torch
-from PIL import Image
-from torch import Tensor
 
-from finetune.freeze import generator_block_of
-from stylegan2.checkpoint import CheckpointError, load_generator, save_atomic, snapshot
-from stylegan2.generate import seed_inputs
-from stylegan2.networks import Generator
+from stylegan2.blend import SKIPS, blend_generators, swap_grid
+from stylegan2.checkpoint import load_generator, snapshot
+from toonlab.atomic import save_image_atomic, torch_save_atomic
+from toonlab.checkpoint import CheckpointError
 from toonlab.errors import user_errors
-from toonlab.images import make_grid, save_atomic as save_image, to_pil
+from toonlab.options import ToonCommand
 from toonlab.runtime import parse_seeds
 
 
-def blend_factor(block: int | None, swap: int, width: float | None = None) -> float:
-    """y(b): 0 keeps A (low resolution), 1 takes B. The mapping network (block None) is A's."""
-    if block is None:
-        return 0.0
-    if not width:
-        return 0.0 if block <= swap else 1.0
-    return 1.0 / (1.0 + math.exp(-(block - swap - 0.5) / width))
-
-
-def blend_state_dicts(a: dict[str, Tensor], b: dict[str, Tensor], swap: int, width: float | None = None) -> dict[str, Tensor]:
-    """Blend two generator state dicts block by block (same keys and shapes required)."""
-    if set(a) != set(b):
-        missing = sorted(set(a) ^ set(b))[0]
-        raise CheckpointError(f"the two generators have different layouts (e.g. key {missing!r})")
-    out = {}
-    for k, va in a.items():
-        vb = b[k]
-        if va.shape != vb.shape:
-            raise CheckpointError(f"the two generators differ in shape at {k!r}: {list(va.shape)} vs {list(vb.shape)}")
-        y = blend_factor(generator_block_of(k), swap, width)
-        out[k] = va.clone() if y == 0 else vb.clone() if y == 1 else torch.lerp(va.float(), vb.float(), y).to(va.dtype)
-    return out
-
-
-def blend_generators(A: Generator, B: Generator, swap: int, width: float | None = None) -> Generator:
-    """A new Generator with blended weights (A's mapping and truncation centre)."""
-    G = Generator(**A.config)
-    G.load_state_dict(blend_state_dicts(A.state_dict(), B.state_dict(), swap, width))
-    if A.w_avg_known:
-        G.w_avg.copy_(A.w_avg)
-        G.w_avg_known = True
-    return G.to(A.w_avg.device).eval().requires_grad_(False)
-
-
-SKIPS = ("source", "target")
-
-
-@torch.no_grad()
-def feature_swap(A: Generator, B: Generator, latent: Tensor, block: int, noise: Sequence[Tensor] | None = None,
-                 noise_mode: str = "const", skip: str = "source") -> Tensor:
-    """Render blocks 1..block with A and the rest with B (same latent and noise).
-
-    ``skip="source"``: the skip-RGB image through ``block`` is A's too. ``skip="target"``: it is
-    B's own image through block−1 plus B's ToRGB of ``block`` applied to A's feature
-    (Cartoon-StyleGAN's swap at ``swap_layer_num = block − 1``).
-    """
-    if skip not in SKIPS:
-        raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
-    head = A.synthesis(latent, noise=noise, noise_mode=noise_mode, to_block=block)
-    rgb = head.last_skip
-    if skip == "target":
-        w = B.broadcast(latent)
-        prev = None if block == 1 else B.synthesis(w, noise=noise, noise_mode=noise_mode, to_block=block - 1).last_skip
-        to_rgb = B.to_rgb1 if block == 1 else B.to_rgbs[block - 2]
-        rgb = to_rgb(head.last_feature, w[:, B.block_latent_indices(block)[-1]], prev)
-    if block >= B.n_blocks:
-        return rgb
-    return B.synthesis(latent, noise=noise, noise_mode=noise_mode, from_block=block,
-                       feature=head.last_feature, skip=rgb).image
-
-
-@torch.no_grad()
-def swap_grid(A: Generator, B: Generator, seeds: Sequence[int], blocks: Sequence[int],
-              width: float | None = None, truncation: float = 0.7, skip: str = "source") -> Image.Image:
-    """Rows = seeds; columns = source | target | blend@k … | feature swap@k … (with ``skip``), labelled."""
-    blends = {k: blend_generators(A, B, k, width) for k in blocks}
-    tag = "" if skip == "source" else "/t"
-    cols = ["source", "target"] + [f"blend@{k}" for k in blocks] + [f"swap@{k}{tag}" for k in blocks]
-    tiles = []
-    for s in seeds:
-        z, _ = seed_inputs(A, s)
-        w = A.broadcast(A.mapping(z.to(A.w_avg.device), truncation=truncation))
-        noise = A.const_noise()
-        row = [A.synthesis(w, noise=noise).image, B.synthesis(w, noise=noise).image]
-        row += [blends[k].synthesis(w, noise=noise).image for k in blocks]
-        row += [feature_swap(A, B, w, k, noise, skip=skip) for k in blocks]
-        tiles += [to_pil(t[0]) for t in row]
-    return make_grid(tiles, cols=len(cols), col_labels=cols, row_labels=[f"seed {s}" for s in seeds])
-
-
-@click.command(name="swap")
+@click.command(name="swap", cls=ToonCommand, aliases={"--target": "--cartoon"})
 @click.option("--source", "source", type=click.Path(dir_okay=False), required=True,
               help="Low-resolution model A (e.g. the face generator).")
-@click.option("--target", "target", type=click.Path(dir_okay=False), required=True,
+@click.option("--cartoon", "target", type=click.Path(dir_okay=False), required=True,
               help="High-resolution model B (e.g. the fine-tuned cartoon generator).")
 @click.option("--swap", type=click.IntRange(1), required=True, help="Last block taken from A.")
 @click.option("--blend-width", type=click.FloatRange(0), default=None,
@@ -148,15 +55,17 @@ def main(source: str, target: str, swap: int, blend_width: float | None, out: st
         if swap > A.n_blocks:
             raise click.BadParameter(f"this {A.size}-px generator has blocks 1..{A.n_blocks}", param_hint="--swap")
         G = blend_generators(A, B, swap, blend_width)
-        meta = {"swap": {"source": source, "target": target, "swap": swap, "blend_width": blend_width}}
-        save_atomic(snapshot(G, toonlab=meta), out)
+        meta = {"swap": {"source": source, "cartoon": target, "swap": swap, "blend_width": blend_width}}
+        torch_save_atomic(snapshot(G, toonlab=meta), out)
         click.echo(f"wrote {out} (blocks 1..{swap} from {source}, the rest from {target}"
                    f"{'' if not blend_width else f', logistic width {blend_width}'})")
         if grid:
             img = swap_grid(A, B, parse_seeds(seeds), list(range(1, A.n_blocks)), blend_width, skip=skip)
-            save_image(img, grid)
+            save_image_atomic(img, grid)
             click.echo(f"wrote {grid}")
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("swap")

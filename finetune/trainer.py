@@ -39,8 +39,8 @@ from stylegan2.checkpoint import (
     load_state_checked,
 )
 from stylegan2.networks import Discriminator, Generator, SplitMappingGenerator, SynthesisOutput
-from stylegan2.nvidia import apply_conv_clamp
 from stylegan2.training import DistInfo, StyleGAN2Trainer, TrainConfig
+from toonlab.errors import UserInputError
 
 STRUCTURE_ON = ("rgb", "features")
 
@@ -89,15 +89,22 @@ def configure_from_source(cfg: FinetuneConfig, ckpt: dict[str, Any]) -> Finetune
     return cfg
 
 
+def _keep_clamp(out: Generator, G: Generator) -> Generator:
+    """A source converted from an NVIDIA pickle clamps its activations (``conv_clamp``); its copies must too."""
+    clamp = getattr(G, "conv_clamp", None)
+    if clamp is not None:
+        
+        apply_conv_clamp(out, clamp)
+    return out
+
+
 def _plain_copy(G: Generator) -> Generator:
-    """A plain Generator with G's weights and truncation centre."""
+    """A plain Generator with G's weights, truncation centre and activation clamp."""
     out = Generator(**G.config)
     out.load_state_dict(G.state_dict())
     out.w_avg.copy_(G.w_avg.cpu())
     out.w_avg_known = G.w_avg_known
-    # A source converted from an NVIDIA pickle renders with its conv_clamp; the copy must too.
-    apply_conv_clamp(out, getattr(G, "conv_clamp", None))
-    return out
+    return _keep_clamp(out, G)
 
 
 class FinetuneTrainer(StyleGAN2Trainer):
@@ -107,7 +114,7 @@ class FinetuneTrainer(StyleGAN2Trainer):
 
     def __init__(self, cfg: FinetuneConfig, dataset, device: torch.device, info: DistInfo | None = None) -> None:
         if cfg.structure_on not in STRUCTURE_ON:
-            raise ValueError(f"--structure-on {cfg.structure_on!r}: choose {' or '.join(STRUCTURE_ON)}")
+            raise UserInputError(f"--structure-on {cfg.structure_on!r}: choose {' or '.join(STRUCTURE_ON)}")
         self.source_ckpt = load_checkpoint(cfg.source)
         configure_from_source(cfg, self.source_ckpt)
         self.source = load_generator(cfg.source, "g_ema", device, ckpt=self.source_ckpt)
@@ -119,7 +126,7 @@ class FinetuneTrainer(StyleGAN2Trainer):
         blocks = cfg.structure_blocks()
         if blocks and blocks[-1] > self.G.n_blocks:
             limit = self.G.n_blocks if cfg.structure_on == "rgb" else self.G.n_blocks - 1
-            raise ValueError(f"--structure-loss {cfg.structure_loss} with --structure-on {cfg.structure_on}: "
+            raise UserInputError(f"--structure-loss {cfg.structure_loss} with --structure-on {cfg.structure_on}: "
                              f"this generator allows 1..{limit}")
 
     # ---- hooks ---------------------------------------------------------------------------------
@@ -150,11 +157,10 @@ class FinetuneTrainer(StyleGAN2Trainer):
         G_ema.load_state_dict(self.G.state_dict())
         G_ema.w_avg.copy_(self.G.w_avg.cpu())
         G_ema.w_avg_known = self.G.w_avg_known
-        apply_conv_clamp(G_ema, getattr(self.G, "conv_clamp", None))
         src_avg = self.source.w_avg if self.source.w_avg_known else None
         G_ema.load_early_style({k_[len("style."):]: v.cpu() for k_, v in self.source.state_dict().items()
                                 if k_.startswith("style.")}, None if src_avg is None else src_avg.cpu())
-        return G_ema
+        return _keep_clamp(G_ema, self.G)
 
     def trainable_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         self.spec.validate(self.G, self.D)
@@ -221,10 +227,10 @@ class FinetuneTrainer(StyleGAN2Trainer):
 
     # ---- checkpoints ---------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        out = super().state_dict()
+    def metadata(self) -> dict[str, Any]:
+        out = super().metadata()
         if isinstance(self.G_ema, SplitMappingGenerator):
-            out["toonlab"]["early_mapping"] = self.G_ema.early_mapping_meta()
+            out["early_mapping"] = self.G_ema.early_mapping_meta()
         return out
 
     @torch.no_grad()
@@ -233,11 +239,12 @@ class FinetuneTrainer(StyleGAN2Trainer):
         (the target's is FreezeSG's two-network W+ when it has one), the source's const noise."""
         if self.info.rank != 0:
             return None
-        from toonlab.images import make_grid, save_atomic
+        from toonlab.atomic import save_image_atomic
+        from toonlab.images import make_grid
 
         src = self.source.synthesis(self.source.mapping(self.sample_z), noise_mode="const").image
         tgt = self.G_ema.synthesis(self.G_ema.mapping(self.sample_z), noise=self.source.const_noise(),
                                    noise_mode="const").image
         n = min(8, len(self.sample_z))
         grid = make_grid(torch.cat([src[:n], tgt[:n]]).float().cpu(), cols=n, row_labels=["source", "target"])
-        return save_atomic(grid, self.run.samples / f"{self.step:06d}.png")
+        return save_image_atomic(grid, self.run.samples / f"{self.step:06d}.png")

@@ -31,9 +31,10 @@ import click
 import numpy as np
 from PIL import Image, ImageFilter
 
-from toonlab.data import ImageError, load_image
+from toonlab.atomic import save_image_atomic
 from toonlab.errors import ToonlabError, UserInputError, user_errors
-from toonlab.images import save_atomic
+from toonlab.images import ImageError, load_image
+from toonlab.options import ToonCommand
 
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 DETECT_MAX_SIDE = 1024  # larger photos are downscaled for detection only
@@ -230,7 +231,7 @@ def align_photo(path: str | os.PathLike, size: int = 256, face_index: int | None
     return out
 
 
-@click.command(name="align")
+@click.command(name="align", cls=ToonCommand)
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--size", type=click.IntRange(8, 4096), default=256, show_default=True,
               help="Output size in pixels (a power of two).")
@@ -265,7 +266,7 @@ def main(photos: tuple[str, ...], size: int, out: str | None, face_index: int | 
                     dest = Path(out) / f"{stem}.png"
                 else:
                     dest = Path(photo).with_name(f"{stem}.png")
-                save_atomic(img, dest)
+                save_image_atomic(img, dest)
                 written += 1
                 click.echo(f"{photo}: face score {face.score:.2f} -> {dest}")
         for line in failed:
@@ -275,4 +276,6 @@ def main(photos: tuple[str, ...], size: int, out: str | None, face_index: int | 
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("align")

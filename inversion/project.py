@@ -8,8 +8,9 @@ Optimisation projector with rosinality's schedule and weights (``projector.py``;
 start at the mean of 10,000 mapped W, optimise the latent and every noise map with Adam; learning
 rate 0.1 ramping up over the first 5 % and down (cosine) over the last 25 %; Gaussian noise on the
 latent that fades out by 75 % of the run; loss = LPIPS-VGG at <= 256 px + 1e5 x noise regulariser
-(+ optional MSE); noise maps renormalised after every step.  The optimised noise is kept and used
-for every rendering (NVIDIA's projector drops it, which users report as a bug).
+(``losses/regularizers.py``; + optional MSE); noise maps renormalised after every step.  The
+optimised noise is kept and used for every rendering (NVIDIA's projector drops it, which users
+report as a bug).
 
 Deliberate differences from rosinality's projector:
 - the default space is **W+** (one w per layer; ``--space w`` for a single w): rosinality's
@@ -35,6 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from toonlab.images import tensor_to_uint8, to_tensor
+
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,17 +48,24 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from losses.perceptual import TargetLPIPS, build_lpips
+from losses.regularizers import noise_regularizer
+from stylegan2.blend import blend_generators
 from stylegan2.checkpoint import load_generator
-from stylegan2.latents import LATENT_FORMAT, load_latent, load_tagged, render, save_latent  # noqa: F401 (re-exported)
+from stylegan2.latents import save_latent
 from stylegan2.networks import NOISE_MODES, Generator
+from stylegan2.sampling import render
+from toonlab.atomic import save_image_atomic
 from toonlab.errors import ToonlabError, UserInputError, user_errors
-from toonlab.images import make_grid, save_atomic, to_pil
+from toonlab.images import make_grid, to_pil
+from toonlab.options import ToonCommand
 from toonlab.runtime import (
     autocast,
     bundled_generator,
     enable_tf32,
     pick_device,
     progress,
+    resolve_precision,
 )
 from toonlab.video import write_video
 
@@ -117,24 +127,6 @@ def learning_rate(t: float, base: float, rampup: float = 0.05, rampdown: float =
     return base * ramp
 
 
-def noise_regularizer(noises: Sequence[Tensor]) -> Tensor:
-    """Per-sample sum of squared shift-1 autocorrelations (x and y) at every 2x-pooled scale >= 8 px.
-
-    Keeps the optimised noise maps noise-like, so the image is not painted into them.  Returns [N]:
-    one value per image (rosinality's ``noise_regularize`` averages over the batch first).
-    """
-    total = 0.0
-    for noise in noises:
-        n = noise.float()
-        while True:
-            total = total + (n * n.roll(1, dims=3)).mean(dim=(1, 2, 3)).square()
-            total = total + (n * n.roll(1, dims=2)).mean(dim=(1, 2, 3)).square()
-            if n.shape[-1] <= 8:
-                break
-            n = F.avg_pool2d(n, 2)
-    return total
-
-
 @torch.no_grad()
 def normalize_noise_(noises: Sequence[Tensor]) -> None:
     """Zero mean, unit std per sample, in place (after every optimiser step); rosinality's
@@ -167,45 +159,14 @@ def pool_to(x: Tensor, res: int) -> Tensor:
     return x
 
 
-class TargetLPIPS(nn.Module):
-    """LPIPS distance to fixed targets, with the targets' normalised features computed once.
-
-    Same value as ``lpips.LPIPS(img, target)`` (v0.1, linear heads, spatial average), but each
-    step runs the trunk on the generated images only.
-    """
-
-    def __init__(self, lpips_model: nn.Module, target: Tensor) -> None:
-        super().__init__()
-        self.model = lpips_model
-        with torch.no_grad():
-            self.target_feats = [f.detach() for f in self._features(target)]
-
-    def _features(self, x: Tensor) -> list[Tensor]:
-        m = self.model
-        outs = m.net.forward(m.scaling_layer(x))
-        return [o / (o.float().square().sum(dim=1, keepdim=True).sqrt() + 1e-10).to(o.dtype) for o in outs]
-
-    def forward(self, x: Tensor) -> Tensor:
-        total = 0.0
-        for lin, f, t in zip(self.model.lins, self._features(x), self.target_feats):
-            total = total + lin((f.float() - t.float()).square()).mean(dim=(1, 2, 3))
-        return total
-
-
 def build_perceptual(kind: str, weights: str | os.PathLike | None, device: torch.device) -> nn.Module | None:
     """LPIPS-VGG (``lpips``), a random-trunk LPIPS (``random``, offline, lower quality) or ``none``."""
     if kind not in PERCEPTUAL:
         raise UserInputError(f"--perceptual must be one of {', '.join(PERCEPTUAL)}, got {kind!r}")
     if kind == "none":
         return None
-    from toonlab.metrics import build_lpips
-
     if kind == "lpips":
-        try:
-            dist = build_lpips("vgg", weights=weights, device=device)
-        except UserInputError as e:  # name the projector's own options in the one-line error
-            raise UserInputError(str(e).replace("--lpips-weights", "--perceptual-weights")
-                                 .replace("--lpips random", "--perceptual random")) from None
+        dist = build_lpips("vgg", weights=weights, device=device)
     else:
         dist = build_lpips("vgg", random=True, device=device)
     return dist.model  # the lpips.LPIPS module (frozen, eval)
@@ -289,7 +250,7 @@ def project(
             if show_progress:
                 bar.set_postfix(lpips=f"{rec['perceptual']:.3f}" if p_loss is not None else "-", mse=f"{rec['mse']:.4f}")
         if cfg.video_every and (step % cfg.video_every == 0 or step == cfg.steps - 1):
-            result.frames.append(((img.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+            result.frames.append(tensor_to_uint8(img).cpu())
         bar.update(1)
     bar.close()
     if dev.type == "cuda":
@@ -306,9 +267,6 @@ def project(
     return result
 
 
-# render, save_latent, load_tagged, load_latent: stylegan2/latents.py (imported above).
-
-
 # ---- end-to-end: photos in, pictures out -------------------------------------------------------------
 
 
@@ -322,10 +280,6 @@ def _load_target(path: str, size: int, align: bool, landmarks: str | None) -> Im
         s = min(img.size)  # pre-aligned crops should be square; centre-crop the rest
         img = img.crop(((img.width - s) // 2, (img.height - s) // 2, (img.width + s) // 2, (img.height + s) // 2))
     return img.resize((size, size), Image.Resampling.LANCZOS)
-
-
-def _to_tensor(img: Image.Image) -> Tensor:
-    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
 
 
 def parse_swaps(spec: str | None) -> list[int]:
@@ -376,10 +330,8 @@ def run_project(
     if len(set(names)) != len(names):  # a/face.jpg and b/face.jpg must not share an output folder
         names = [f"{i:02d}_{s}" for i, s in enumerate(names)]
     aligned = [_load_target(p, G.size, align, landmarks) for p in photos]
-    targets = torch.stack([_to_tensor(a) for a in aligned])
+    targets = torch.stack([to_tensor(a) for a in aligned])
     result = project(G, targets, percept, cfg, show_progress=show_progress)
-
-    from finetune.swap import blend_generators
 
     blends = [(f"swap{k}_{name}", blend_generators(G, T, k)) for name, T in toons for k in swaps]
     noise = result.noise if noise_mode == "projected" else None
@@ -395,14 +347,14 @@ def run_project(
         folder.mkdir(parents=True, exist_ok=True)
         tiles = [aligned[i], to_pil(result.image[i])]
         labels = ["photo (aligned)", "projected"]
-        save_atomic(aligned[i], folder / "aligned.png")
-        save_atomic(tiles[1], folder / "projected.png")
+        save_image_atomic(aligned[i], folder / "aligned.png")
+        save_image_atomic(tiles[1], folder / "projected.png")
         for label, imgs in renders:
             pil = to_pil(imgs[i])
-            save_atomic(pil, folder / f"{label}.png")
+            save_image_atomic(pil, folder / f"{label}.png")
             tiles.append(pil)
             labels.append(label.replace("cartoon_", "").replace("_", " "))
-        save_atomic(make_grid(tiles, cols=len(tiles), col_labels=labels), folder / "grid.png")
+        save_image_atomic(make_grid(tiles, cols=len(tiles), col_labels=labels), folder / "grid.png")
         save_latent(folder / "latent.pt", result.latent[i], [t[i] for t in result.noise], ckpt, settings,
                     source=str(photo))
         if video and result.frames:
@@ -413,7 +365,8 @@ def run_project(
     return folders
 
 
-@click.command(name="project")
+@click.command(name="project", cls=ToonCommand, aliases={
+    "--steps": "--iters", "--perceptual=random": "--features=random", "--perceptual-weights": "--lpips-weights"})
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Source (face) generator. Default: the bundled 64-px synthetic-face generator.")
@@ -422,17 +375,19 @@ def run_project(
 @click.option("--swap", default=None, help="Also render layer-swapped blends source→cartoon at these blocks, e.g. 2,3.")
 @click.option("--out", default="projections", show_default=True, type=click.Path(file_okay=False),
               help="One sub-folder per photo.")
-@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--iters", "steps", type=click.IntRange(1), default=1000, show_default=True, help="Optimisation steps.")
 @click.option("--space", type=click.Choice(["w+", "w"]), default="w+", show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True)
 @click.option("--mse", type=click.FloatRange(0), default=0.0, show_default=True, help="Weight of a pixel MSE term.")
 @click.option("--noise-regularize", type=click.FloatRange(0), default=1e5, show_default=True)
 @click.option("--no-noise-opt", is_flag=True, help="Keep the noise maps fixed (optimise the latent only).")
-@click.option("--perceptual", type=click.Choice(PERCEPTUAL), default="lpips", show_default=True,
+@click.option("--perceptual", type=click.Choice(["lpips", "none"]), default="lpips", show_default=True,
               help="lpips: LPIPS-VGG (needs torchvision's vgg16-397923af.pth in the torch hub cache or "
-                   "--perceptual-weights); random: random VGG trunk (offline, lower quality); none: MSE only.")
-@click.option("--perceptual-weights", type=click.Path(dir_okay=False), default=None,
-              help="torchvision VGG16 ImageNet weights (vgg16-397923af.pth).")
+                   "--lpips-weights); none: pixel MSE only.")
+@click.option("--features", type=click.Choice(["imagenet", "random"]), default="imagenet", show_default=True,
+              help="The LPIPS trunk's weights: ImageNet from disk, or random (offline, a looser likeness).")
+@click.option("--lpips-weights", "perceptual_weights", type=click.Path(dir_okay=False), default=None,
+              show_default="the torch hub cache", help="torchvision VGG16 ImageNet weights (vgg16-397923af.pth).")
 @click.option("--no-align", is_flag=True, help="Photos are already aligned square crops.")
 @click.option("--landmarks", type=click.Path(dir_okay=False), default=None, help="dlib 68-landmark model file.")
 @click.option("--noise-mode", type=click.Choice(["projected", *NOISE_MODES]), default="projected", show_default=True,
@@ -443,12 +398,13 @@ def run_project(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regularize, no_noise_opt, perceptual,
-         perceptual_weights, no_align, landmarks, noise_mode, video, precision, seed, device) -> None:
+         features, perceptual_weights, no_align, landmarks, noise_mode, video, precision, seed, device) -> None:
     """Project face photo(s) into the generator and render them as cartoons."""
     with user_errors():
         dev = pick_device(device)
-        if precision == "auto":
-            precision = "bf16" if dev.type == "cuda" else "fp32"
+        precision = resolve_precision(precision, dev)
+        if perceptual == "lpips" and features == "random":
+            perceptual = "random"  # the API's name for LPIPS on a random trunk
         cfg = ProjectConfig(steps=steps, space=space, lr=lr, mse=mse, noise_regularize=noise_regularize,
                             optimize_noise=not no_noise_opt, precision=precision, seed=seed,
                             video_every=max(1, steps // 100) if video else 0)
@@ -461,8 +417,10 @@ def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regular
     for f in folders:
         click.echo(f"wrote {f}/ (grid.png, projected.png, latent.pt, ...)")
     if perceptual == "random":
-        click.echo("note: --perceptual random uses an untrained VGG trunk; expect a looser likeness", err=True)
+        click.echo("note: --features random uses an untrained VGG trunk; expect a looser likeness", err=True)
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("project")

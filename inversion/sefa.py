@@ -25,11 +25,15 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from stylegan2.checkpoint import file_hash, load_generator
-from stylegan2.checkpoint import save_atomic as save_torch_atomic
+from stylegan2.checkpoint import load_generator
+from stylegan2.latents import load_latent
 from stylegan2.networks import Generator
+from stylegan2.sampling import render
+from toonlab.atomic import save_image_atomic, torch_save_atomic
+from toonlab.checkpoint import file_hash, read_tagged
 from toonlab.errors import ToonlabError, UserInputError, user_errors
-from toonlab.images import make_grid, save_atomic, to_pil
+from toonlab.images import make_grid, to_pil
+from toonlab.options import ToonGroup
 from toonlab.runtime import bundled_generator, parse_seeds, pick_device
 
 FACTORS_FORMAT = "toonlab-sefa/1"
@@ -78,23 +82,19 @@ def parse_layers(spec: str | None) -> list[int] | None:
 
 def save_factors(path: str | os.PathLike, directions: Tensor, eigvals: Tensor, ckpt: str | os.PathLike,
                  layers: Sequence[int] | None) -> Path:
-    return save_torch_atomic({"format": FACTORS_FORMAT, "directions": directions, "eigenvalues": eigvals,
+    return torch_save_atomic({"format": FACTORS_FORMAT, "directions": directions, "eigenvalues": eigvals,
                               "ckpt": str(ckpt), "ckpt_hash": file_hash(ckpt),
                               "layers": list(layers) if layers is not None else None}, path)
 
 
 def load_factors(path: str | os.PathLike) -> dict:
-    from inversion.project import load_tagged
-
-    return load_tagged(path, FACTORS_FORMAT, "SeFa factors file", "write one with `sefa.py factorize`")
+    return read_tagged(path, FACTORS_FORMAT, "SeFa factors file", "write one with `sefa.py factorize`")
 
 
 @torch.no_grad()
 def edit_grid(generators: Sequence[tuple[str, Generator]], latent: Tensor, noise: Sequence[Tensor] | None,
               direction: Tensor, degrees: Sequence[float], layers: Sequence[int] | None = None) -> Image.Image:
     """Rows: each latent x each generator; columns: the degrees.  Labelled."""
-    from inversion.project import render
-
     edits = edit_latents(latent, direction, degrees, layers)  # [N, K, L, D]
     n, k = edits.shape[:2]
     tiles, rows = [], []
@@ -107,7 +107,7 @@ def edit_grid(generators: Sequence[tuple[str, Generator]], latent: Tensor, noise
     return make_grid(tiles, cols=k, col_labels=[f"{d:+g}" for d in degrees], row_labels=rows)
 
 
-@click.group(name="sefa")
+@click.group(name="sefa", cls=ToonGroup)
 def main() -> None:
     """SeFa: closed-form editing directions (factorize, then apply)."""
 
@@ -128,12 +128,12 @@ def factorize_cmd(ckpt: str | None, out: str, layers: str) -> None:
     click.echo(f"wrote {out}: {dirs.shape[0]} directions; top 5 carry " + ", ".join(f"{s:.1f}%" for s in share))
 
 
-
-@main.command()
+@main.command(name="apply", aliases={"--steps": "--columns"})
 @click.option("--factors", required=True, type=click.Path(dir_okay=False))
 @click.option("--index", "indices", default="0", show_default=True, help="Direction(s), e.g. 0 or 0-4 (one grid each).")
 @click.option("--degree", type=float, default=5.0, show_default=True, help="Largest step; the grid spans ±degree.")
-@click.option("--steps", type=click.IntRange(2), default=5, show_default=True, help="Columns per grid.")
+@click.option("--columns", "steps", type=click.IntRange(2), default=5, show_default=True,
+              help="Edit strengths per grid, from -degree to +degree.")
 @click.option("--latent", type=click.Path(dir_okay=False), default=None,
               help="Edit a projected latent (inversion/project.py); default: random seeds.")
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds to edit when no --latent.")
@@ -148,8 +148,6 @@ def factorize_cmd(ckpt: str | None, out: str, layers: str) -> None:
 def apply(factors: str, indices: str, degree: float, steps: int, latent: str | None, seeds: str, truncation: float,
           ckpt: str | None, cartoons: tuple[str, ...], layers: str | None, out: str, device: str) -> None:
     """Render edit grids: source and cartoon rows, degrees as columns."""
-    from inversion.project import load_latent
-
     with user_errors():
         dev = pick_device(device)
         fac = load_factors(factors)
@@ -175,9 +173,11 @@ def apply(factors: str, indices: str, degree: float, steps: int, latent: str | N
             if i >= fac["directions"].shape[0]:
                 raise ToonlabError(f"--index {i}: the factors hold {fac['directions'].shape[0]} directions")
             grid = edit_grid(gens, lat, noise, fac["directions"][i].to(dev), degrees, lay)
-            path = save_atomic(grid, outdir / f"sefa_{i:02d}.png")
+            path = save_image_atomic(grid, outdir / f"sefa_{i:02d}.png")
             click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("sefa")

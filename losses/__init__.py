@@ -4,7 +4,7 @@ Every loss is a small function of tensors with explicit weights; each names its 
 """
 
 from .adversarial import d_hinge, d_logistic, d_lsgan, g_hinge, g_lsgan, g_nonsaturating
-from .regularizers import lazy_reg_adam_params, path_length_penalty, r1_penalty
+from .regularizers import lazy_reg_adam_params, noise_regularizer, path_length_penalty, r1_penalty
 from .structure import structure_loss
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "r1_penalty",
     "path_length_penalty",
     "lazy_reg_adam_params",
+    "noise_regularizer",
     "structure_loss",
 ]

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+
 def _up(t: Tensor) -> Tensor:
     """At least float32 (bf16/fp16 logits -> float32; float64 stays float64)."""
     return t if t.dtype in (torch.float32, torch.float64) else t.float()

@@ -23,17 +23,17 @@ from torch import Tensor, nn
 from toonlab.errors import UserInputError
 from toonlab.weights import load_state, locate_weights
 
-__all__ = ["FeatureExtractor", "vgg19_features", "resnet_features", "VGG19_FILE", "RESNET50_FILE"]
+__all__ = ["FeatureNetwork", "vgg19_features", "resnet_features", "VGG19_FILE", "RESNET50_FILE"]
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 RESNET50_FILE = "resnet50-0676ba61.pth"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _RANDOM_SEED = 20200101  # fixed: random features must be identical across runs and resumes
-_OFFLINE_HINT = "--vgg random (random features, lower quality)"
+_OFFLINE_HINT = "--features random (random features, lower quality)"
 
 
-class FeatureExtractor(nn.Module):
+class FeatureNetwork(nn.Module):
     """A frozen trunk taking RGB in [-1, 1]; ImageNet normalisation happens inside.
 
     It stays in eval mode even when a parent calls ``.train()`` (BatchNorm statistics of a frozen
@@ -50,7 +50,7 @@ class FeatureExtractor(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> FeatureExtractor:
+    def train(self, mode: bool = True) -> FeatureNetwork:
         return super().train(False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -100,7 +100,7 @@ def _load_subset(module: nn.Module, state: dict, prefix: str, path: Path, what: 
     module.load_state_dict(sub, strict=True)
 
 
-def vgg19_features(weights: str | Path | None = None, layer: str = "conv4_4", random: bool = False) -> FeatureExtractor:
+def vgg19_features(weights: str | Path | None = None, layer: str = "conv4_4", random: bool = False) -> FeatureNetwork:
     """VGG19 trunk cut at ``layer`` before its ReLU (default ``conv4_4``: stride 8, 512 channels).
 
     weights: a file (``--vgg-weights PATH``), else ``vgg19-dcbb9e9d.pth`` in the torch hub cache;
@@ -119,14 +119,14 @@ def vgg19_features(weights: str | Path | None = None, layer: str = "conv4_4", ra
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                     nn.init.zeros_(m.bias)
     if random:
-        return FeatureExtractor(trunk, f"vgg19/{layer}", "random")
-    path = locate_weights(VGG19_FILE, weights, what="VGG19 ImageNet weights", option="--vgg-weights",
+        return FeatureNetwork(trunk, f"vgg19/{layer}", "random")
+    path = locate_weights(VGG19_FILE, weights, what="VGG19 ImageNet weights", option="--features-weights",
                           offline_hint=_OFFLINE_HINT)
     _load_subset(trunk, load_state(path), "features.", path, "VGG19 weights")
-    return FeatureExtractor(trunk, f"vgg19/{layer}", str(path))
+    return FeatureNetwork(trunk, f"vgg19/{layer}", str(path))
 
 
-def resnet_features(weights: str | Path | None = None, layer: str = "layer2", random: bool = False) -> FeatureExtractor:
+def resnet_features(weights: str | Path | None = None, layer: str = "layer2", random: bool = False) -> FeatureNetwork:
     """ResNet-50 trunk (stem + ``layer1`` … ``layer``; default ``layer2``: stride 8, 512 channels).
 
     weights: a file (``--vgg-weights PATH`` on the CLI: the feature network's weights), else
@@ -141,7 +141,7 @@ def resnet_features(weights: str | Path | None = None, layer: str = "layer2", ra
         torch.manual_seed(_RANDOM_SEED)
         net = resnet50(weights=None)
     if not random:
-        path = locate_weights(RESNET50_FILE, weights, what="ResNet-50 ImageNet weights", option="--vgg-weights",
+        path = locate_weights(RESNET50_FILE, weights, what="ResNet-50 ImageNet weights", option="--features-weights",
                               offline_hint=_OFFLINE_HINT)
         state = {k: v for k, v in load_state(path).items() if not k.startswith("fc.")}
         _load_subset(_NoFC(net), state, "", path, "ResNet-50 weights")
@@ -151,7 +151,7 @@ def resnet_features(weights: str | Path | None = None, layer: str = "layer2", ra
     parts = [net.conv1, net.bn1, net.relu, net.maxpool]
     for n in names[: names.index(layer) + 1]:
         parts.append(getattr(net, n))
-    return FeatureExtractor(nn.Sequential(*parts), f"resnet50/{layer}", source)
+    return FeatureNetwork(nn.Sequential(*parts), f"resnet50/{layer}", source)
 
 
 class _NoFC(nn.Module):

@@ -12,8 +12,10 @@ squared norms (which span many orders of magnitude) are accumulated in float32.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["r1_penalty", "path_length_penalty", "lazy_reg_adam_params"]
@@ -152,3 +154,22 @@ def lazy_reg_adam_params(
         raise ValueError(f"lazy_reg_adam_params: reg_every must be >= 1, got {reg_every}")
     c = reg_every / (reg_every + 1)
     return lr * c, (betas[0] ** c, betas[1] ** c)
+
+
+def noise_regularizer(noises: Sequence[Tensor]) -> Tensor:
+    """The projector's noise regulariser (Karras et al. 2020, §C / rosinality's ``projector.py``):
+    per-sample sum of squared shift-1 autocorrelations (x and y) at every 2×-pooled scale ≥ 8 px.
+
+    Keeps the optimised noise maps noise-like, so the image is not painted into them. Returns [N]:
+    one value per image (rosinality's ``noise_regularize`` averages over the batch first).
+    """
+    total = 0.0
+    for noise in noises:
+        n = noise.float()
+        while True:
+            total = total + (n * n.roll(1, dims=3)).mean(dim=(1, 2, 3)).square()
+            total = total + (n * n.roll(1, dims=2)).mean(dim=(1, 2, 3)).square()
+            if n.shape[-1] <= 8:
+                break
+            n = F.avg_pool2d(n, 2)
+    return total

@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from toonlab.images import RGB_TO_YUV, rgb_to_yuv
+
 from .adversarial import g_lsgan
 
 __all__ = [
-    "rgb_to_yuv",
     "grayscale",
     "gram",
     "content_loss",
@@ -30,23 +31,9 @@ __all__ = [
     "edge_smoothed_fake_loss",
 ]
 
-# BT.601 RGB → YUV on RGB in [0, 1] (REFERENCE.md §6; the coefficients AnimeGAN's colour loss uses).
-_YUV = (
-    (0.299, 0.587, 0.114),
-    (-0.14714119, -0.28886916, 0.43601035),
-    (0.61497538, -0.51496512, -0.10001026),
-)
-
 
 def _f32(t: Tensor) -> Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
-
-
-def rgb_to_yuv(x: Tensor) -> Tensor:
-    """(N,3,H,W) RGB in [-1, 1] → (N,3,H,W) YUV of the same image mapped to [0, 1] (Y in [0,1], U, V centred on 0)."""
-    x = (_f32(x) + 1.0) * 0.5
-    m = torch.tensor(_YUV, dtype=x.dtype, device=x.device)
-    return torch.einsum("ij,njhw->nihw", m, x)
 
 
 def grayscale(x: Tensor) -> Tensor:
@@ -55,7 +42,7 @@ def grayscale(x: Tensor) -> Tensor:
     The weights sum to 1, so taking luma of the [-1, 1] values equals mapping to [0, 1] first.
     AnimeGAN feeds these to D as fakes (eq. 4: colour is not the style) and to VGG for the Gram loss.
     """
-    w = torch.tensor(_YUV[0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    w = torch.tensor(RGB_TO_YUV[0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
 
 

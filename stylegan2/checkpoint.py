@@ -3,7 +3,8 @@
 A training checkpoint is ``{g, d, g_ema, g_optim, d_optim, args, ada_aug_p}``; converted official
 weights are ``{g_ema, latent_avg}``. toonlab adds a ``toonlab`` entry (plain dicts: network configs,
 step, RNG state) that other tools ignore. Files are read with ``weights_only=True`` — a checkpoint
-must never run code — with ``argparse.Namespace`` allow-listed for the ``args`` entry.
+must never run code — through the project's one reader (``toonlab.checkpoint.load_torch_file``),
+which allow-lists ``argparse.Namespace`` for the ``args`` entry.
 
 ``load_checkpoint`` tells formats apart by their first bytes, not their names: torch files (zip
 or legacy), safetensors (weights + our JSON config in the metadata; ``save_safetensors``) and
@@ -14,8 +15,6 @@ trainers, every ``--ckpt``/``--source``/``--cartoon`` flag) therefore takes all 
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -26,12 +25,8 @@ from torch import Tensor
 
 from stylegan2.networks import Discriminator, Generator, SplitMappingGenerator
 from toonlab.atomic import atomic_path
+from toonlab.checkpoint import CheckpointError, load_torch_file
 from toonlab.errors import UserInputError
-
-
-class CheckpointError(UserInputError):
-    """A checkpoint that cannot be used; the message is one line naming the file and the problem."""
-
 
 #: safetensors metadata key and value marking a toonlab snapshot (tensors are ``g_ema.*``, ``d.*``...).
 SAFETENSORS_FORMAT = "toonlab-stylegan2/1"
@@ -77,16 +72,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             return load_nvidia_pickle(path)
         except UserInputError as e:
             raise CheckpointError(str(e)) from None
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle errors come in many types; all mean "not loadable"
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a loadable checkpoint: {reason[:200]}") from None
+    obj = load_torch_file(path, "checkpoint")  # the project's one torch reader (weights only)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} is not a checkpoint (found a {type(obj).__name__}, expected a dict)")
     if _looks_like_generator(obj):
         obj = {"g_ema": obj}
+    if map_location not in ("cpu", torch.device("cpu")):
+        obj = _to_device(obj, torch.device(map_location))
+    return obj
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
     return obj
 
 
@@ -313,14 +315,6 @@ def load_discriminator(path: str | Path, device: str | torch.device = "cpu", ckp
     return D.to(device)
 
 
-def save_atomic(obj: Any, path: str | Path) -> Path:
-    """torch.save through a temporary file + fsync + rename: readers never see half a checkpoint."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return path
-
-
 def snapshot(G: Generator, D: Discriminator | None = None, G_train: Generator | None = None, **extra: Any) -> dict:
     """A community-layout dict (``g_ema`` [+ ``g``, ``d``]) plus our ``toonlab`` config entry."""
     out: dict[str, Any] = {"g_ema": G.state_dict()}
@@ -349,12 +343,3 @@ def clamp_meta(G: torch.nn.Module, D: torch.nn.Module | None = None) -> dict[str
     """
     clamps = {k: getattr(n, "conv_clamp", None) for k, n in (("g", G), ("d", D)) if n is not None}
     return {"conv_clamp": clamps} if any(v is not None for v in clamps.values()) else {}
-
-
-def file_hash(path: str | Path, n: int = 16) -> str:
-    """Short sha256 of a file (recorded with latents so they are matched to their generator)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:n]

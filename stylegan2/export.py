@@ -1,8 +1,8 @@
 """Write a slim inference/fine-tuning snapshot of any StyleGAN2 model file, as .pt or safetensors.
 
-    python stylegan2/export.py runs/x/checkpoints/012000.pt G.pt [--no-d]
-    python stylegan2/export.py network-snapshot-000800.pkl ffhq.pt           # NVIDIA pickle → community
-    python stylegan2/export.py G.pt G.safetensors                             # --format from the suffix
+    python stylegan2/export.py --ckpt runs/x/checkpoints/012000.pt --out G.pt [--no-d]
+    python stylegan2/export.py --ckpt network-snapshot-000800.pkl --out ffhq.pt   # NVIDIA pickle → community
+    python stylegan2/export.py --ckpt G.pt --out G.safetensors                    # --format from the suffix
 
 Input: anything ``load_checkpoint`` reads (community/toonlab .pt, safetensors, NVIDIA
 stylegan2-ada-pytorch pickles — read as data). Output: the community layout — ``g_ema`` (+ ``g``
@@ -22,8 +22,10 @@ if __package__ in (None, ""):
 
 import click
 
-from stylegan2.checkpoint import load_checkpoint, load_generator, save_atomic, save_safetensors
+from stylegan2.checkpoint import load_checkpoint, load_generator, save_safetensors
+from toonlab.atomic import torch_save_atomic
 from toonlab.errors import UserInputError, user_errors
+from toonlab.options import ToonCommand
 
 FORMATS = ("pt", "safetensors")
 
@@ -56,7 +58,7 @@ def _export(src: str | Path, out: str | Path, keep_d: bool, keep_g: bool, fmt: s
     snap["toonlab"]["exported_from"] = str(src)
     if "args" in ckpt and fmt == "pt":
         snap["args"] = ckpt["args"]
-    path = save_safetensors(snap, out) if fmt == "safetensors" else save_atomic(snap, out)
+    path = save_safetensors(snap, out) if fmt == "safetensors" else torch_save_atomic(snap, out)
     return path, snap["toonlab"]["g_config"]
 
 
@@ -70,11 +72,12 @@ def community_hint(cfg: dict) -> str:
     return flags if same else f"{flags} (widths {ch} differ from that table: only toonlab rebuilds it exactly)"
 
 
-@click.command(name="export")
-@click.argument("src", type=click.Path(dir_okay=False))
-@click.argument("out", type=click.Path(dir_okay=False))
+@click.command(name="export", cls=ToonCommand, positional=("--ckpt", "--out"))
+@click.option("--ckpt", "src", type=click.Path(dir_okay=False), required=True,
+              help="The model file: a training checkpoint, safetensors or an NVIDIA pickle.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="The slim snapshot to write.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Output format. Default: safetensors for a .safetensors name, else pt.")
+              show_default="from the --out suffix", help="Output format (safetensors for a .safetensors name).")
 @click.option("--no-d", is_flag=True, help="Drop the discriminator.")
 @click.option("--no-g", is_flag=True, help="Drop the non-EMA generator.")
 def main(src: str, out: str, fmt: str | None, no_d: bool, no_g: bool) -> None:

@@ -22,9 +22,9 @@ from PIL import Image
 from torch import Tensor
 
 from stylegan2.checkpoint import load_generator
-from stylegan2.generate import seed_inputs
 from stylegan2.latents import load_latent
 from stylegan2.networks import NOISE_MODES, Generator
+from stylegan2.sampling import seed_inputs
 from toonlab.errors import UserInputError
 from toonlab.images import make_grid, to_uint8
 from toonlab.runtime import autocast, progress
@@ -352,7 +352,7 @@ def interpolation_video(panels: Sequence[Panel], keys: Sequence[Key], out: str |
     path = write_video(frames_iter(), out, fps=fps)
     bar.close()
     if preview:
-        from toonlab.images import save_atomic
+        from toonlab.atomic import save_image_atomic
 
-        save_atomic(make_grid([Image.fromarray(f) for f in sheet], cols=min(4, len(sheet)), padding=2), preview)
+        save_image_atomic(make_grid([Image.fromarray(f) for f in sheet], cols=min(4, len(sheet)), padding=2), preview)
     return {"path": path, "frames": written[0], "fps": fps, "size": shape}

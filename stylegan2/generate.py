@@ -1,66 +1,28 @@
 """Render images from a StyleGAN2 checkpoint: one PNG per seed plus a grid.
 
-    python stylegan2/generate.py --ckpt G.pt --seeds 0-15 --truncation 0.7 --outdir out/
+    python stylegan2/generate.py --ckpt G.pt --seeds 0-15 --truncation 0.7 --out out/
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 if __package__ in (None, ""):  # run as a script from a checkout: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
-import torch
-from torch import Tensor
 
 from stylegan2.checkpoint import load_generator
-from stylegan2.networks import NOISE_MODES, Generator
+from stylegan2.latents import load_latent
+from stylegan2.networks import NOISE_MODES
+from stylegan2.sampling import generate, render
+from toonlab.atomic import save_image_atomic, write_json_atomic
 from toonlab.errors import ToonlabError, user_errors
-from toonlab.images import make_grid, save_atomic, to_pil
-from toonlab.runtime import autocast, bundled_generator, enable_tf32, parse_seeds, pick_device, progress
-
-
-def seed_inputs(G: Generator, seed: int) -> tuple[Tensor, list[Tensor]]:
-    """The z and random noise maps that ``seed`` stands for (CPU generator: same on every device)."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    z = torch.randn(1, G.style_dim, generator=g)
-    noise = [torch.randn(1, 1, r, r, generator=g) for r in G.noise_shapes()]
-    return z, noise
-
-
-@torch.no_grad()
-def generate(
-    G: Generator,
-    seeds: Sequence[int],
-    truncation: float = 1.0,
-    noise_mode: str = "const",
-    batch_size: int = 16,
-    precision: str = "fp32",
-    show_progress: bool = True,
-) -> Iterator[tuple[int, Tensor]]:
-    """Yield ``(seed, image [3,H,W] in [-1,1])`` for each seed, rendered in batches."""
-    if noise_mode not in NOISE_MODES:
-        raise ValueError(f"noise_mode must be one of {NOISE_MODES}")
-    device = G.w_avg.device
-    bar = progress(total=len(seeds), desc="generate", unit="img", disable=not show_progress)
-    for start in range(0, len(seeds), batch_size):
-        chunk = list(seeds[start : start + batch_size])
-        inputs = [seed_inputs(G, s) for s in chunk]
-        z = torch.cat([i[0] for i in inputs]).to(device)
-        noise = None
-        if noise_mode == "random":
-            noise = [torch.cat([i[1][k] for i in inputs]).to(device) for k in range(G.num_layers)]
-        with autocast(device, precision):
-            w = G.mapping(z, truncation=truncation)
-            img = G.synthesis(w, noise=noise, noise_mode=noise_mode).image
-        for s, im in zip(chunk, img.float()):
-            yield s, im
-        bar.update(len(chunk))
-    bar.close()
+from toonlab.images import make_grid, to_pil
+from toonlab.options import ToonCommand
+from toonlab.runtime import bundled_generator, enable_tf32, parse_seeds, pick_device, resolve_precision
 
 
 def run_generate(
@@ -76,6 +38,7 @@ def run_generate(
 ) -> Path:
     """Load ``ckpt``, write ``seedNNNN.png`` per seed and ``grid.png`` into ``outdir``; return the grid path."""
     dev = pick_device(device)
+    precision = resolve_precision(precision, dev)
     if dev.type == "cuda":
         enable_tf32()
     G = load_generator(ckpt, device=dev)
@@ -84,12 +47,12 @@ def run_generate(
     images = []
     for seed, img in generate(G, seeds, truncation, noise_mode, batch_size, precision):
         pil = to_pil(img)
-        save_atomic(pil, outdir / f"seed{seed:04d}.png")
+        save_image_atomic(pil, outdir / f"seed{seed:04d}.png")
         images.append(pil)
-    grid = save_atomic(make_grid(images, cols=grid_cols), outdir / "grid.png")
+    grid = save_image_atomic(make_grid(images, cols=grid_cols), outdir / "grid.png")
     settings = dict(ckpt=str(ckpt), seeds=list(seeds), truncation=truncation, noise_mode=noise_mode,
                     precision=precision, device=str(dev), size=G.size)
-    (outdir / "generate.json").write_text(json.dumps(settings, indent=2))
+    write_json_atomic(outdir / "generate.json", settings)
     return grid
 
 
@@ -99,17 +62,16 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
 
     The file's optimised noise maps are used unless ``noise_mode`` is given.
     """
-    from stylegan2.latents import load_latent, render
-
     dev = pick_device(device)
+    precision = resolve_precision(precision, dev)
     G = load_generator(ckpt, device=dev)
     lat = load_latent(latent)
     noise = lat.get("noise") if noise_mode is None else None
     img = render(G, lat["latent"], noise, noise_mode or "const", precision)
-    return save_atomic(to_pil(img[0]), Path(outdir) / f"{Path(latent).stem}.png")
+    return save_image_atomic(to_pil(img[0]), Path(outdir) / f"{Path(latent).stem}.png")
 
 
-@click.command(name="generate")
+@click.command(name="generate", cls=ToonCommand, aliases={"--outdir": "--out"})
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Generator: community/toonlab .pt, safetensors, or NVIDIA .pkl (read as data). "
                    "Default: the bundled 64-px source generator.")
@@ -118,11 +80,12 @@ def run_latent(ckpt: str | Path, latent: str | Path, outdir: str | Path, device:
               help="Truncation ψ toward the mean w (1 = none; ψ > 1 extrapolates, as NVIDIA's code does).")
 @click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True,
               help="random: per-seed noise; const: the checkpoint's stored noise; none: no noise.")
-@click.option("--outdir", type=click.Path(file_okay=False), default="out", show_default=True)
+@click.option("--out", "outdir", type=click.Path(file_okay=False), default="out", show_default=True,
+              help="Output folder: seedNNNN.png, grid.png, generate.json.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="bf16 autocast (meant for GPUs).")
-@click.option("--batch", "batch_size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16 autocast (meant for GPUs); auto = bf16 on GPUs, fp32 on CPUs.")
+@click.option("--batch", "batch_size", type=click.IntRange(1), default=16, show_default=True, help="Images per forward pass.")
 @click.option("--grid-cols", type=click.IntRange(1), default=None, help="Columns of grid.png (default: square).")
 @click.option("--latent", type=click.Path(dir_okay=False), default=None,
               help="Render a projected latent.pt (inversion/project.py) with its optimised noise instead of seeds.")
@@ -146,4 +109,6 @@ def main(ckpt, seeds, truncation, noise_mode, outdir, device, precision, batch_s
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("generate")

@@ -27,10 +27,11 @@ from stylegan2.figures import interpolation_video, latent_keys, seed_keys
 from stylegan2.mix import resolve_panels
 from stylegan2.networks import NOISE_MODES
 from toonlab.errors import UserInputError, user_errors
+from toonlab.options import ToonCommand
 from toonlab.runtime import parse_seeds
 
 
-@click.command(name="interpolate")
+@click.command(name="interpolate", cls=ToonCommand)
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Source generator: toonlab/community .pt, safetensors or NVIDIA .pkl. "
                    "Default: the bundled 64-px generator.")
@@ -79,4 +80,6 @@ def main(ckpt, cartoons, seeds, latents, space, frames, fps, loop, truncation, n
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("interpolate")

@@ -23,8 +23,9 @@ import click
 
 from stylegan2.figures import load_panels, style_mixing_figure
 from stylegan2.networks import NOISE_MODES
+from toonlab.atomic import save_image_atomic
 from toonlab.errors import ToonlabError, user_errors
-from toonlab.images import save_atomic
+from toonlab.options import ToonCommand
 from toonlab.runtime import bundled_generator, enable_tf32, parse_seeds, pick_device
 
 
@@ -62,7 +63,7 @@ def resolve_panels(ckpt: str | None, cartoons: tuple[str, ...], device: str):
     return load_panels(ckpt, toons, dev)
 
 
-@click.command(name="mix")
+@click.command(name="mix", cls=ToonCommand)
 @panel_options
 @click.option("--rows", default="0-3", show_default=True, help="Row seeds (their latents are the base).")
 @click.option("--cols", default="10-14", show_default=True, help="Column seeds (they give the --styles layers).")
@@ -78,9 +79,11 @@ def main(ckpt, cartoons, noise_mode, size, device, precision, batch_size, rows, 
         panels = resolve_panels(ckpt, cartoons, device)
         img = style_mixing_figure(panels, row_seeds, col_seeds, styles, truncation, noise_mode, size, batch_size,
                                   precision)
-        path = save_atomic(img, out)
+        path = save_image_atomic(img, out)
     click.echo(f"wrote {path} ({len(row_seeds)}×{len(col_seeds)} mixes, {len(panels)} generator(s))")
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("mix")

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from stylegan2.networks import Discriminator, Generator, StyledConv, ToRGB
+from toonlab.checkpoint import torch_load
 from toonlab.errors import UserInputError
 
 #: Marker of NVIDIA pickles converted by this module (``ckpt["toonlab"]["source"]["format"]``).
@@ -200,7 +201,7 @@ def _load_storage(data: Any) -> Any:
     read with ``weights_only=True`` (torch's own restricted unpickler)."""
     if not isinstance(data, (bytes, bytearray)):
         raise PickleRefused("a tensor storage that is not bytes")
-    obj = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    obj = torch_load(io.BytesIO(bytes(data)))
     if not isinstance(obj, (torch.TypedStorage, torch.UntypedStorage)):
         raise PickleRefused(f"a tensor storage that holds a {type(obj).__name__}")
     return obj

@@ -19,7 +19,8 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repo 
 
 import click
 
-from toonlab.errors import ToonlabError, user_errors
+from toonlab.errors import ToonlabError, one_line_warnings, user_errors
+from toonlab.options import ToonCommand
 
 MIN_SIZE = 8
 
@@ -44,14 +45,7 @@ def parse_sizes(ctx: click.Context | None, param: click.Parameter | None, value:
     return sizes
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    """Show warnings (skipped images) as one plain line that does not break the progress bar."""
-    from tqdm import tqdm
-
-    tqdm.write(f"warning: {message}", file=sys.stderr)
-
-
-@click.command(name="prepare")
+@click.command(name="prepare", cls=ToonCommand)
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,
               help="LMDB directory to create (e.g. faces.lmdb).")
@@ -70,7 +64,7 @@ def main(src: Path, out: Path, sizes: list[int], workers: int, quality: int, ove
     with user_errors(), warnings.catch_warnings():
         # Every skipped file is reported, even if a previous run in this process warned.
         warnings.simplefilter("always", UnreadableImageWarning)
-        warnings.showwarning = _warning_line
+        one_line_warnings()
         try:
             report = prepare_lmdb(src, out, sizes, workers=workers, quality=quality, overwrite=overwrite)
         except OSError as e:  # disk full, permission denied, ...: still one line, exit 2
@@ -79,4 +73,6 @@ def main(src: Path, out: Path, sizes: list[int], workers: int, quality: int, ove
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("prepare")

@@ -1,9 +1,10 @@
-"""The StyleGAN2 training loop: scheduling only.
+"""StyleGAN2 training on the one skeleton (``toonlab/training.py``): the phases of a step, the networks
+and the checkpoint layout; the loop, resume, checkpoint writes and stats are the skeleton's.
 
-Phases per step (Karras et al. 2020): D main step; lazy R1 every ``d_reg_every``; G main step;
-lazy path length every ``g_reg_every``; EMA; ADA p tuning; stats, samples, checkpoints. The maths
-lives in ``losses/`` and ``stylegan2/networks.py``. Fine-tuning subclasses this loop and changes
-which parameters train and what is added to the G loss (``finetune/``).
+Phases per step (Karras et al. 2020): D main step (with ADA p tuning); lazy R1 every
+``d_reg_every``; G main step; lazy path length every ``g_reg_every``; EMA. The maths lives in
+``losses/`` and ``stylegan2/networks.py``. Fine-tuning subclasses this trainer and changes which
+parameters train and what is added to the G loss (``finetune/``).
 
 Multi-GPU: launched with ``torchrun``; each rank runs the same loop on ``batch`` images and
 gradients are averaged with an explicit all-reduce after every backward (as NVIDIA's StyleGAN2-ADA
@@ -19,10 +20,11 @@ import dataclasses
 import math
 import os
 import random
-import time
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -30,15 +32,15 @@ from torch import Tensor, nn
 
 from losses import d_logistic, g_nonsaturating, lazy_reg_adam_params, path_length_penalty, r1_penalty
 from stylegan2.augment import AdaController, AdaptiveAugment
-from stylegan2.checkpoint import clamp_meta, load_checkpoint, load_state_checked, save_atomic
+from stylegan2.checkpoint import clamp_meta, load_checkpoint, load_state_checked
 from stylegan2.networks import Discriminator, Generator
+from toonlab.atomic import save_image_atomic
+from toonlab.data import infinite_loader
 from toonlab.errors import UserInputError
-from toonlab.images import make_grid, save_atomic as save_image
-from toonlab.run import RunDir, Stats, check_finite, rng_state, set_rng_state, step_from_name
-from toonlab.runtime import autocast, progress, seed_everything
-
-if TYPE_CHECKING:
-    from toonlab.metrics import TrainingMetrics
+from toonlab.images import make_grid
+from toonlab.run import set_rng_state, step_from_name
+from toonlab.runtime import autocast, resolve_precision, seed_everything
+from toonlab.training import Phase, Trainer, check_finite, ema_update
 
 
 @dataclass
@@ -84,11 +86,6 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 10
     n_samples: int = 16
-    metrics: str = ""  # periodic metrics of G_ema, e.g. "fid10k" or "fid10k,kid10k" (toonlab.metrics)
-    metrics_every: int = 0  # steps between evaluations (0 = at every snapshot); always at the last step
-    metrics_real: str | None = None  # real images for the metrics (None = the training data)
-    metrics_features: str = "inception"  # "random": offline smoke runs only
-    inception_weights: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,43 +156,39 @@ def ema_decay(ema_kimg: float, ema_rampup: float | None, step: int, batch_total:
     return 0.5 ** (batch_total / max(half_life, 1e-8))
 
 
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """g_ema ← decay·g_ema + (1−decay)·g; buffers (noise maps) are copied."""
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(pm.detach(), 1.0 - decay)
-    for be, bm in zip(ema.buffers(), model.buffers()):
-        be.copy_(bm)
+class StyleGAN2Trainer(Trainer):
+    """StyleGAN2 on the training skeleton. Subclasses (fine-tuning) override the hooks marked below."""
 
-
-class StyleGAN2Trainer:
-    """Owns the schedule of one StyleGAN2 run. Subclasses override the hooks marked below."""
+    desc = "train"
+    what = "StyleGAN2 training checkpoint"
+    show = ("kimg", "sec_per_kimg", "loss/d", "loss/g", "ada/p")
+    flags = {"resume": "--ckpt", "source": "--ckpt"}
 
     def __init__(self, cfg: TrainConfig, dataset, device: torch.device, info: DistInfo | None = None) -> None:
-        self.cfg = cfg
-        self.device = device
-        self.info = info or DistInfo()
+        info = info or DistInfo()
+        super().__init__(cfg, device, rank=info.rank, world=info.world)
+        self.info = info
         self.dataset = dataset
-        self.run = RunDir(cfg.out, self.info.rank)
+        self.precision = resolve_precision(cfg.precision, self.device)
         # Same seed → same initial weights on every rank; then a per-rank stream for latents/noise.
         seed_everything(cfg.seed)
         self.G, self.D = self.build_networks()
         self.G_ema = self.build_ema()
         for m in (self.G, self.D, self.G_ema):
-            m.to(device)
+            m.to(self.device)
         self.G_ema.eval().requires_grad_(False)
         self.g_params, self.d_params = self.trainable_parameters()
         self.g_optim, self.d_optim = self.build_optimizers()
-        self.augment = AdaptiveAugment(p=cfg.ada_p).to(device)
+        self.modules = {"g": self.G, "d": self.D, "g_ema": self.G_ema}
+        self.optimizers = {"g_optim": self.g_optim, "d_optim": self.d_optim}
+        self.augment = AdaptiveAugment(p=cfg.ada_p).to(self.device)
         self.ada = AdaController(cfg.ada_target, cfg.ada_every, cfg.ada_kimg, p=cfg.ada_p)
-        self.mean_path_length = torch.zeros((), device=device)
-        self.step = 0
-        self.stats = Stats(self.run if self.info.rank == 0 else None)
+        self.mean_path_length = torch.zeros((), device=self.device)
         g = torch.Generator().manual_seed(cfg.seed + 123)
-        self.sample_z = torch.randn(cfg.n_samples, cfg.style_dim, generator=g).to(device)
+        self.sample_z = torch.randn(cfg.n_samples, cfg.style_dim, generator=g).to(self.device)
         seed_everything(cfg.seed * 1000 + 1 + self.info.rank)
 
-    # ---- hooks -------------------------------------------------------------------------------
+    # ---- hooks (fine-tuning overrides these) ---------------------------------------------------
 
     def build_networks(self) -> tuple[Generator, Discriminator]:
         c = self.cfg
@@ -221,6 +214,13 @@ class StyleGAN2Trainer:
     def use_path_length(self) -> bool:
         return self.cfg.path_regularize > 0
 
+    def needs_shared_noise(self) -> bool:
+        """Fine-tuning with structure loss renders source and target with the same noise."""
+        return False
+
+    def synthesis_kwargs(self) -> dict[str, Any]:
+        return {}
+
     # ---- setup ---------------------------------------------------------------------------------
 
     def build_optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -230,38 +230,64 @@ class StyleGAN2Trainer:
         return (torch.optim.Adam(self.g_params, lr=g_lr, betas=g_betas),
                 torch.optim.Adam(self.d_params, lr=d_lr, betas=d_betas))
 
-    # ---- checkpoints ---------------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.iters
 
-    def state_dict(self) -> dict[str, Any]:
+    def batches(self) -> Iterator[Tensor]:
+        """The training images from this run's data position on (``toonlab.samplers``)."""
+        if self.dataset is None:
+            raise UserInputError("no dataset: pass a batch iterator to train()")
+        c = self.cfg
+        if self.info.rank == 0 and hasattr(self.dataset, "skip_log"):
+            self.dataset.skip_log = self.run.root / "skipped.txt"
+        return infinite_loader(self.dataset, c.batch, c.workers, c.seed, start=self.step, rank=self.info.rank,
+                               world=self.info.world)
+
+    # ---- checkpoints: the community layout + toonlab's entry -----------------------------------
+
+    def extra_state(self) -> dict[str, Any]:
         c = self.cfg
         args = argparse.Namespace(size=c.size, latent=c.style_dim, n_mlp=c.n_mlp,
                                   channel_multiplier=c.channel_multiplier, batch=c.batch, iter=c.iters,
                                   r1=c.r1, path_regularize=c.path_regularize, mixing=c.mixing, lr=c.lr,
                                   augment=c.ada, augment_p=c.ada_p, ada_target=c.ada_target)
-        rng = rng_state(self.device)
-        return {
-            "g": self.G.state_dict(), "d": self.D.state_dict(), "g_ema": self.G_ema.state_dict(),
-            "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
-            "args": args, "ada_aug_p": float(self.ada.p),
-            "toonlab": {
-                "step": self.step, "config": c.to_dict(), "g_config": self.G.config, "d_config": self.D.config,
+        return {"args": args, "ada_aug_p": float(self.ada.p)}
+
+    def metadata(self) -> dict[str, Any]:
+        return {"model": "stylegan2", "g_config": self.G.config, "d_config": self.D.config,
                 "ada": self.ada.state_dict(), "mean_path_length": self.mean_path_length.detach().cpu(),
-                "rng": rng, "world": self.info.world, **clamp_meta(self.G_ema, self.D),
-            },
-        }
+                **clamp_meta(self.G_ema, self.D)}
 
-    def save(self) -> Path | None:
-        if self.info.rank != 0:
-            return None
-        path = save_atomic(self.state_dict(), self.run.checkpoint_path(self.step))
-        self.run.prune(self.cfg.keep)
-        return path
+    def load_extra_state(self, ckpt: Mapping[str, Any], path: Path) -> None:
+        meta = ckpt.get("toonlab") or {}
+        if "ada" in meta:
+            self.ada.load_state_dict(meta["ada"])
+        elif "ada_aug_p" in ckpt:
+            self.ada.p = float(ckpt["ada_aug_p"])
+        self.augment.p = self.ada.p if self.cfg.ada else self.cfg.ada_p
+        if "mean_path_length" in meta:
+            self.mean_path_length = torch.as_tensor(meta["mean_path_length"]).to(self.device)
 
-    def load(self, path: Path, exact: bool = True) -> None:
-        """Resume from ``path``: weights, optimisers, step, ADA p, path-length mean and RNG.
+    def load_state_dict(self, ckpt: Mapping[str, Any], path: Path) -> None:
+        for key, m in self.modules.items():  # one-line errors naming the first bad key or shape
+            load_state_checked(m, ckpt.get(key) or {}, path, key)
+        super().load_state_dict(ckpt, path)
+        if self.info.rank > 0:  # rank 0's saved stream; other ranks must not draw the same latents
+            seed_everything(self.cfg.seed * 1000 + 1 + self.info.rank + 7919 * self.step)
 
-        Community files are accepted too; a converted file without ``g``/``g_optim`` starts the
-        trainable copy from ``g_ema`` with fresh optimisers (said in a warning, not a crash).
+    def start_fresh(self) -> str:
+        """``--resume FILE`` starts a new run folder from another checkpoint (also a community file)."""
+        if not self.cfg.resume:
+            return "starting a new run"
+        self.init_from(Path(self.cfg.resume))
+        return f"started from {self.cfg.resume} at step {self.step}"
+
+    def init_from(self, path: Path) -> None:
+        """Weights, optimisers, step, ADA p, path-length mean and RNG of any StyleGAN2 checkpoint.
+
+        A converted file without ``g``/``g_optim`` starts the trainable copy from ``g_ema`` with
+        fresh optimisers (said in a warning, not a crash).
         """
         ckpt = load_checkpoint(path, map_location="cpu")
         meta = ckpt.get("toonlab") or {}
@@ -274,38 +300,31 @@ class StyleGAN2Trainer:
             load_state_checked(self.D, ckpt["d"], path, "d")
         fresh = [k for k in ("g", "d", "g_optim", "d_optim") if k not in ckpt]
         if fresh:
-            import warnings
-
             warnings.warn(f"{path} has no {', '.join(fresh)}: starting those fresh (converted checkpoint?)")
-        if exact and "g_optim" in ckpt and "d_optim" in ckpt:
+        if "g_optim" in ckpt and "d_optim" in ckpt:
             self.g_optim.load_state_dict(ckpt["g_optim"])
             self.d_optim.load_state_dict(ckpt["d_optim"])
-        if "ada" in meta:
-            self.ada.load_state_dict(meta["ada"])
-        elif "ada_aug_p" in ckpt:
-            self.ada.p = float(ckpt["ada_aug_p"])
-        self.augment.p = self.ada.p if self.cfg.ada else self.cfg.ada_p
-        if "mean_path_length" in meta:
-            self.mean_path_length = torch.as_tensor(meta["mean_path_length"]).to(self.device)
+        self.load_extra_state(ckpt, path)
         self.step = int(meta.get("step", step_from_name(path) or 0))
-        rng = meta.get("rng")
-        if exact and rng:
-            set_rng_state(rng, self.device)
-            if self.info.rank > 0:  # rank 0's saved stream; other ranks must not draw the same latents
+        if meta.get("rng"):
+            set_rng_state(meta["rng"], self.device)
+            if self.info.rank > 0:
                 seed_everything(self.cfg.seed * 1000 + 1 + self.info.rank + 7919 * self.step)
 
-    def maybe_resume(self) -> str:
-        """The run folder's newest checkpoint wins over ``--resume`` (re-running continues)."""
-        latest = self.run.latest()
-        if latest is not None:
-            self.load(latest)
-            return f"resumed from {latest} at step {self.step}"
-        if self.cfg.resume:
-            self.load(Path(self.cfg.resume))
-            return f"started from {self.cfg.resume} at step {self.step}"
-        return "starting a new run"
+    # ---- the phases of one step (Karras et al. 2020) ----------------------------------------------
 
-    # ---- one step ------------------------------------------------------------------------------
+    def phases(self) -> list[Phase]:
+        c = self.cfg
+        return [
+            Phase("D main", self.d_main),
+            Phase("D reg: R1", self.d_reg, every=c.d_reg_every, when=lambda step: c.r1 > 0),
+            Phase("G main", self.g_main),
+            Phase("G reg: path length", self.g_reg, every=c.g_reg_every, when=lambda step: self.use_path_length()),
+            Phase("EMA", self.ema),
+        ]
+
+    def before_step(self, batch: Tensor) -> Tensor:
+        return batch.to(self.device, non_blocking=True)
 
     def sample_latents(self, batch: int) -> Tensor:
         """W+ latents with style mixing at probability ``mixing`` (random crossover point)."""
@@ -336,10 +355,9 @@ class StyleGAN2Trainer:
     def D_aug(self, x: Tensor) -> Tensor:
         return self.augment(x) if (self.cfg.ada or self.cfg.ada_p > 0) else x
 
-    def train_step(self, real: Tensor) -> None:
+    def d_main(self, real: Tensor) -> None:
         c, st = self.cfg, self.stats
-        prec = autocast(self.device, c.precision)
-        # -- D main
+        prec = autocast(self.device, self.precision)
         set_requires_grad(self.g_params, False)
         set_requires_grad(self.d_params, True)
         with torch.no_grad(), prec:
@@ -359,18 +377,23 @@ class StyleGAN2Trainer:
         if c.ada:
             self.ada.observe(real_logits)
             self.augment.p = self.ada.update(real.shape[0] * self.info.world, self._reduce_sum)
-        # -- D lazy R1 (fp32: the penalty is a squared gradient norm)
-        if c.r1 > 0 and self.step % c.d_reg_every == 0:
-            real_req = real.detach().requires_grad_(True)
-            real_logits = self.D(self.D_aug(real_req))
-            r1 = r1_penalty(real_logits, real_req)
-            check_finite(self.step, r1=r1)
-            self.d_optim.zero_grad(set_to_none=True)
-            (r1 * (c.r1 / 2 * c.d_reg_every) + 0 * real_logits[0].sum()).backward()
-            all_reduce_grads(self.d_params, self.info)
-            self.d_optim.step()
-            st.report("loss/r1", r1)
-        # -- G main
+
+    def d_reg(self, real: Tensor) -> None:
+        """Lazy R1 (fp32: the penalty is a squared gradient norm)."""
+        c = self.cfg
+        real_req = real.detach().requires_grad_(True)
+        real_logits = self.D(self.D_aug(real_req))
+        r1 = r1_penalty(real_logits, real_req)
+        check_finite(self.step, r1=r1)
+        self.d_optim.zero_grad(set_to_none=True)
+        (r1 * (c.r1 / 2 * c.d_reg_every) + 0 * real_logits[0].sum()).backward()
+        all_reduce_grads(self.d_params, self.info)
+        self.d_optim.step()
+        self.stats.report("loss/r1", r1)
+
+    def g_main(self, real: Tensor) -> None:
+        st = self.stats
+        prec = autocast(self.device, self.precision)
         set_requires_grad(self.g_params, True)
         set_requires_grad(self.d_params, False)
         with prec:
@@ -388,40 +411,46 @@ class StyleGAN2Trainer:
         st.report("loss/g", g_loss)
         for k, v in extras.items():
             st.report(f"loss/{k}", v)
-        # -- G lazy path length
-        if self.use_path_length() and self.step % c.g_reg_every == 0:
-            n = max(1, real.shape[0] // c.path_batch_shrink)
-            latent = self.path_length_latents(n)
-            if not latent.requires_grad:  # a frozen mapping network (fine-tuning): J_w is still defined
-                latent = latent.detach().requires_grad_(True)
-            img = self.G.synthesis(latent).image
-            pl, self.mean_path_length, lengths = path_length_penalty(img, latent, self.mean_path_length)
-            check_finite(self.step, path_length=pl)
-            self.g_optim.zero_grad(set_to_none=True)
-            (pl * c.path_regularize * c.g_reg_every + 0 * img[0, 0, 0, 0]).backward()
-            all_reduce_grads(self.g_params, self.info)
-            self.g_optim.step()
-            if self.info.enabled:
-                dist.all_reduce(self.mean_path_length)
-                self.mean_path_length /= self.info.world
-            st.report("loss/path", pl)
-            st.report("pl/mean", self.mean_path_length)
-        # -- EMA (half-life in images, so it does not depend on batch size or GPU count)
+
+    def g_reg(self, real: Tensor) -> None:
+        """Lazy path-length regularisation on a smaller batch."""
+        c, st = self.cfg, self.stats
+        n = max(1, real.shape[0] // c.path_batch_shrink)
+        latent = self.path_length_latents(n)
+        if not latent.requires_grad:  # a frozen mapping network (fine-tuning): J_w is still defined
+            latent = latent.detach().requires_grad_(True)
+        img = self.G.synthesis(latent).image
+        pl, self.mean_path_length, lengths = path_length_penalty(img, latent, self.mean_path_length)
+        check_finite(self.step, path_length=pl)
+        self.g_optim.zero_grad(set_to_none=True)
+        (pl * c.path_regularize * c.g_reg_every + 0 * img[0, 0, 0, 0]).backward()
+        all_reduce_grads(self.g_params, self.info)
+        self.g_optim.step()
+        if self.info.enabled:
+            dist.all_reduce(self.mean_path_length)
+            self.mean_path_length /= self.info.world
+        st.report("loss/path", pl)
+        st.report("pl/mean", self.mean_path_length)
+
+    def ema(self, real: Tensor) -> None:
+        """EMA with a half-life in images, so it does not depend on batch size or GPU count."""
+        c = self.cfg
         decay = ema_decay(c.ema_kimg, c.ema_rampup, self.step, real.shape[0] * self.info.world)
         ema_update(self.G_ema, self.G, decay)
-        st.report("ada/p", self.ada.p if c.ada else c.ada_p)
-
-    def needs_shared_noise(self) -> bool:
-        """Fine-tuning with structure loss renders source and target with the same noise."""
-        return False
-
-    def synthesis_kwargs(self) -> dict[str, Any]:
-        return {}
+        self.stats.report("ada/p", self.ada.p if c.ada else c.ada_p)
 
     def _reduce_sum(self, t: Tensor) -> Tensor | None:
         if self.info.enabled:
             dist.all_reduce(t)
         return t
+
+    def train_mode(self) -> None:
+        self.G.train()
+        self.D.train()
+
+    def tick_stats(self, seconds: float, steps: int) -> dict[str, float]:
+        per_step = self.cfg.batch * self.info.world
+        return {"kimg": self.step * per_step / 1000, "sec_per_kimg": seconds / max(steps * per_step, 1) * 1000}
 
     @torch.no_grad()
     def save_samples(self) -> Path | None:
@@ -429,59 +458,5 @@ class StyleGAN2Trainer:
             return None
         imgs = self.G_ema.synthesis(self.G_ema.mapping(self.sample_z), noise_mode="const").image
         path = self.run.samples / f"{self.step:06d}.png"
-        save_image(make_grid(imgs.float().cpu(), cols=int(math.ceil(math.sqrt(len(imgs))))), path)
+        save_image_atomic(make_grid(imgs.float().cpu(), cols=int(math.ceil(math.sqrt(len(imgs))))), path)
         return path
-
-    def build_metrics(self) -> "TrainingMetrics | None":
-        """The periodic evaluator (rank 0 only); built before the first step so a missing
-        Inception file fails the run at once, not hours in."""
-        c = self.cfg
-        if not c.metrics or self.info.rank != 0:
-            return None
-        from toonlab.metrics import TrainingMetrics
-
-        return TrainingMetrics(c.metrics, real=c.metrics_real or c.data, size=c.size, device=self.device,
-                               every=c.metrics_every or c.snapshot_every, features=c.metrics_features,
-                               inception_weights=c.inception_weights, workers=c.workers, seed=c.seed)
-
-    # ---- the loop ------------------------------------------------------------------------------
-
-    def train(self, data: Iterator[Tensor]) -> Path | None:
-        c = self.cfg
-        metrics = self.build_metrics()
-        if self.info.rank == 0:
-            self.run.write_config(c.to_dict())
-        bar = progress(total=c.iters, initial=self.step, desc="train", unit="it", disable=self.info.rank != 0)
-        t_last, step_last = time.time(), self.step
-        last_saved = None
-        try:
-            while self.step < c.iters:
-                real = next(data).to(self.device, non_blocking=True)
-                self.train_step(real)
-                self.step += 1
-                bar.update(1)
-                evaluated = metrics is not None and metrics.due(self.step, c.iters)
-                if evaluated:
-                    t_metrics = time.time()
-                    for k, v in metrics(self.G_ema).items():
-                        self.stats.report(k, v)
-                    t_last += time.time() - t_metrics  # sec_per_kimg stays about training
-                if self.step % c.log_every == 0 or self.step == c.iters or evaluated:
-                    dt = time.time() - t_last
-                    imgs = (self.step - step_last) * real.shape[0] * self.info.world
-                    t_last, step_last = time.time(), self.step
-                    s = self.stats.flush(self.step, kimg=self.step * real.shape[0] * self.info.world / 1000,
-                                         sec_per_kimg=dt / max(imgs, 1) * 1000)
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in s.items()
-                                     if k in ("kimg", "sec_per_kimg", "loss/d", "loss/g", "ada/p")})
-                if c.sample_every and self.step % c.sample_every == 0:
-                    self.save_samples()
-                if c.snapshot_every and self.step % c.snapshot_every == 0:
-                    last_saved = self.save()
-            if last_saved is None or self.run.latest() is None or int(self.run.latest().stem) != self.step:
-                last_saved = self.save()
-                self.save_samples()
-        finally:
-            bar.close()
-            self.stats.close()
-        return last_saved

@@ -19,8 +19,9 @@ import click
 
 from stylegan2.figures import truncation_sweep_figure
 from stylegan2.mix import panel_options, resolve_panels
+from toonlab.atomic import save_image_atomic
 from toonlab.errors import UserInputError, user_errors
-from toonlab.images import save_atomic
+from toonlab.options import ToonCommand
 from toonlab.runtime import parse_seeds
 
 
@@ -35,7 +36,7 @@ def parse_floats(spec: str, what: str = "--truncation") -> list[float]:
     return values
 
 
-@click.command(name="truncation")
+@click.command(name="truncation", cls=ToonCommand)
 @panel_options
 @click.option("--seeds", default="0-5", show_default=True, help="Seeds (rows), e.g. 0-5 or 1,4,9.")
 @click.option("--truncation", default="-0.5,0,0.25,0.5,0.75,1", show_default=True,
@@ -47,9 +48,11 @@ def main(ckpt, cartoons, noise_mode, size, device, precision, batch_size, seeds,
         seed_list, psis = parse_seeds(seeds), parse_floats(truncation)
         panels = resolve_panels(ckpt, cartoons, device)
         img = truncation_sweep_figure(panels, seed_list, psis, noise_mode, size, batch_size, precision)
-        path = save_atomic(img, out)
+        path = save_image_atomic(img, out)
     click.echo(f"wrote {path} ({len(seed_list)} seeds × {len(psis)} ψ values, {len(panels)} generator(s))")
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("truncation")

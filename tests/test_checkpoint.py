@@ -7,22 +7,16 @@ import argparse
 import pytest
 import torch
 
-from stylegan2.checkpoint import (
-    CheckpointError,
-    infer_generator_config,
-    load_checkpoint,
-    load_discriminator,
-    load_generator,
-    save_atomic,
-    snapshot,
-)
+from stylegan2.checkpoint import infer_generator_config, load_checkpoint, load_discriminator, load_generator, snapshot
 from stylegan2.networks import Discriminator, Generator
+from tests.conftest import tiny_discriminator, tiny_generator
+from toonlab.atomic import torch_save_atomic
+from toonlab.checkpoint import CheckpointError
 
 
 def small_pair(size=16):
-    torch.manual_seed(0)
-    G = Generator(size, style_dim=16, n_mlp=3, channel_max=16, channel_base=128)
-    D = Discriminator(size, channel_max=16, channel_base=128)
+    G = tiny_generator(size, n_mlp=3)
+    D = tiny_discriminator(size)
     return G, D
 
 
@@ -68,7 +62,7 @@ def test_infer_config_from_tensors():
 def test_snapshot_round_trip_keeps_latent_avg(tmp_path):
     G, D = small_pair()
     G.mean_latent(128)
-    path = save_atomic(snapshot(G, D, G_train=G, toonlab={"step": 7}), tmp_path / "snap.pt")
+    path = torch_save_atomic(snapshot(G, D, G_train=G, toonlab={"step": 7}), tmp_path / "snap.pt")
     ckpt = load_checkpoint(path)
     assert ckpt["toonlab"]["step"] == 7 and set(ckpt) >= {"g", "d", "g_ema", "latent_avg"}
     G2 = load_generator(path)
@@ -138,8 +132,27 @@ def test_checkpoint_never_runs_code(tmp_path):
 
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"g_ema": Evil()}, f)
-    with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a loadable checkpoint") as e:
         load_checkpoint(tmp_path / "evil.pt")
+    # One line, and never torch's advice to re-run with weights_only=False (the one thing not to do).
+    assert "\n" not in str(e.value) and "weights_only" not in str(e.value)
+
+
+def test_the_one_reader_names_a_refused_object_and_a_corrupt_file(tmp_path):
+    import os
+
+    class Hostile:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"g_ema": Hostile()}, tmp_path / "hostile.pt")
+    with pytest.raises(CheckpointError, match=r"holds a Python object \((posix|nt)\.system\)") as e:
+        load_checkpoint(tmp_path / "hostile.pt")
+    assert "weights_only" not in str(e.value)
+    (tmp_path / "junk.pt").write_bytes(b"PK\x03\x04 not really a zip" * 20)
+    with pytest.raises(CheckpointError, match="not a loadable torch file") as e:
+        load_checkpoint(tmp_path / "junk.pt")
+    assert "weights_only" not in str(e.value) and "\n" not in str(e.value)
 
 
 def test_export_strips_optimizers_and_keeps_loadable_parts(tmp_path):
@@ -208,5 +221,5 @@ def test_bare_generator_safetensors_and_bad_safetensors(tmp_path):
 def test_discriminator_config_keeps_stddev_group(tmp_path):
     G, _ = small_pair()
     D = Discriminator(16, channel_max=16, channel_base=128, stddev_group=2)
-    path = save_atomic(snapshot(G, D), tmp_path / "s.pt")
+    path = torch_save_atomic(snapshot(G, D), tmp_path / "s.pt")
     assert load_discriminator(path).stddev_group == 2

@@ -12,17 +12,12 @@ import torch
 from click.testing import CliRunner
 
 import translation.models as models
-from translation.compare import main as compare_main
-from translation.cyclegan import (
-    CycleGANConfig,
-    CycleGANGenerator,
-    CycleGANTrainer,
-    ImagePool,
-    PatchGANDiscriminator,
-    load_cyclegan,
-    main,
-)
+from metrics.translation_comparison import main as compare_main
+from translation.cyclegan import main
+from translation.cyclegan_networks import CycleGANGenerator, PatchGANDiscriminator
+from translation.cyclegan_trainer import CycleGANConfig, CycleGANTrainer, ImagePool
 from translation.data import open_translation_data
+from translation.models import load_cyclegan
 
 TINY = dict(size=32, batch=2, ngf=8, ndf=8, n_blocks=2, workers=0, tensorboard=False, log_every=1, sample_every=0,
             snapshot_every=0, n_samples=2, synthetic_length=8)
@@ -110,7 +105,7 @@ def test_resume_is_exact_and_checkpoint_loads(tmp_path, data, monkeypatch):
     straight.train()
     CycleGANTrainer(CycleGANConfig(out=str(tmp_path / "b"), iters=1, **TINY), data, "cpu").train()
     resumed = CycleGANTrainer(CycleGANConfig(out=str(tmp_path / "b"), iters=2, **TINY), data, "cpu")
-    assert resumed.maybe_resume().startswith("resumed") and len(resumed.pool_B) == 2
+    assert resumed.resume().startswith("resumed") and len(resumed.pool_B) == 2
     resumed.train()
     for a, b in ((straight.G_A, resumed.G_A), (straight.D_B, resumed.D_B)):
         assert torch.equal(flat(a), flat(b))
@@ -154,14 +149,14 @@ def test_cli_trains_and_rejects_bad_input(tmp_path):
 def test_compare_runs_end_to_end(tmp_path):
     out = tmp_path / "cmp.md"
     res = CliRunner().invoke(compare_main, ["--methods", "cartoongan,cyclegan", "--iters", "3", "--features", "random",
-                                            "--vgg", "random", "--n-test", "4", "--n-real", "4", "--synthetic-length",
-                                            "4", "--device", "cpu", "--out-root", str(tmp_path / "runs"),
-                                            "--out", str(out)])
+                                            "--n-test", "4", "--n-real", "4", "--synthetic-length",
+                                            "4", "--device", "cpu", "--out", str(tmp_path / "runs"),
+                                            "--report", str(out)])
     assert res.exit_code == 0, res.output
     md = out.read_text()
     assert "| cartoongan | 11.13 M | 3 |" in md and "| cyclegan | 11.38 M | 3 |" in md
     assert "RANDOM features" in md and "1.00×" in md
     assert (tmp_path / "runs" / "samples.png").is_file()
     again = CliRunner().invoke(compare_main, ["--methods", "cyclegan", "--iters", "2", "--features", "random",
-                                              "--device", "cpu", "--out-root", str(tmp_path / "runs")])
+                                              "--device", "cpu", "--out", str(tmp_path / "runs")])
     assert again.exit_code == 2 and "--overwrite" in again.output  # a resumed run would fake the timing

@@ -30,17 +30,14 @@ from click.testing import CliRunner  # noqa: E402
 import toonlab.prepare as prep  # noqa: E402
 from toonlab.data import (  # noqa: E402
     DatasetError,
-    ImageError,
     ImageFolder,
     LMDBImages,
     UnreadableImageWarning,
     ZipImages,
     infinite_loader,
-    load_image,
     open_dataset,
-    resize_center_crop,
-    to_tensor,
 )
+from toonlab.images import ImageError, load_image, resize_center_crop, to_tensor  # noqa: E402
 from toonlab.prepare import PrepareError, prepare_lmdb  # noqa: E402
 
 

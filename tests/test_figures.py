@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stylegan2.checkpoint import load_generator, save_atomic, snapshot
+from stylegan2.checkpoint import load_generator, snapshot
 from stylegan2.figures import (
     Key,
     Panel,
@@ -29,6 +29,7 @@ from stylegan2.figures import (
     truncation_sweep_figure,
 )
 from stylegan2.networks import Generator
+from toonlab.atomic import torch_save_atomic
 from toonlab.errors import UserInputError
 from toonlab.images import to_pil
 from toonlab.video import VideoWriteError, write_video
@@ -45,13 +46,13 @@ def tiny(seed=0, size=16):
 
 @pytest.fixture()
 def ckpts(tmp_path):
-    src = save_atomic(snapshot(tiny(0)), tmp_path / "face.pt")
-    toon = save_atomic(snapshot(tiny(1)), tmp_path / "toon.pt")
+    src = torch_save_atomic(snapshot(tiny(0)), tmp_path / "face.pt")
+    toon = torch_save_atomic(snapshot(tiny(1)), tmp_path / "toon.pt")
     return src, toon
 
 
 def count_frames(path):
-    from translation.video import count_frames as n
+    from toonlab.video import count_frames as n
 
     return n(path)
 
@@ -81,7 +82,7 @@ def test_mix_latents_takes_the_chosen_layers_from_the_columns():
 
 
 def test_seed_latents_match_generate_py():
-    from stylegan2.generate import generate
+    from stylegan2.sampling import generate
 
     G = tiny()
     _, w, _ = seed_latents(G, [3], 0.7)
@@ -194,7 +195,7 @@ def test_interpolation_video_with_latent_files_and_two_generators(tmp_path, ckpt
     assert info["size"][0] > 2 * 16
     sheet = Image.open(tmp_path / "v.png")  # 6 frames: rows of 4
     assert sheet.width >= 4 * info["size"][0] and sheet.height >= 2 * info["size"][1]
-    bad = save_atomic(snapshot(tiny(0, size=32)), tmp_path / "big.pt")
+    bad = torch_save_atomic(snapshot(tiny(0, size=32)), tmp_path / "big.pt")
     with pytest.raises(UserInputError, match="latent of shape"):
         latent_keys(load_generator(bad), lats)
 
@@ -206,7 +207,7 @@ def test_write_video_h264_odd_sizes_and_errors(tmp_path):
     frames = [np.full((17, 33, 3), i * 20, np.uint8) for i in range(5)]
     path = write_video(iter(frames), tmp_path / "odd.mp4", fps=12)
     assert count_frames(path) == 5
-    from translation.video import ffmpeg_exe
+    from toonlab.video import ffmpeg_exe
 
     r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
     assert "h264" in r.stderr and "34x18" in r.stderr  # padded to even for yuv420p
@@ -248,7 +249,7 @@ def test_commands_bad_input_is_one_line(tmp_path, ckpts):
     from stylegan2.truncation import main as truncation_main
 
     src, _ = ckpts
-    big = save_atomic(snapshot(tiny(0, size=32)), tmp_path / "big.pt")
+    big = torch_save_atomic(snapshot(tiny(0, size=32)), tmp_path / "big.pt")
     cases = [
         (mix_main, ["--ckpt", str(src), "--styles", "fine"], "no fine layers"),
         (mix_main, ["--ckpt", str(src), "--cartoon", str(big)], "share the source's shape"),

@@ -9,28 +9,26 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from finetune.freeze import FreezeSpec, generator_block_of
+from finetune.freeze import FreezeSpec
 from finetune.trainer import FinetuneConfig, FinetuneTrainer
 from losses import structure_loss
-from stylegan2.checkpoint import load_checkpoint, load_generator, save_atomic, snapshot
+from stylegan2.blocks import generator_block_of
+from stylegan2.checkpoint import load_checkpoint, load_generator, snapshot
 from stylegan2.networks import Discriminator, Generator
+from tests.conftest import TINY_G, tiny_discriminator, tiny_generator
+from toonlab.atomic import torch_save_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def source_ckpt(tmp_path: Path, size: int = 32) -> Path:
-    torch.manual_seed(0)
-    G = Generator(size, style_dim=16, n_mlp=2, channel_max=16, channel_base=256)
-    with torch.no_grad():  # a trained-looking source: non-zero noise strengths and biases
-        for n, p in G.named_parameters():
-            if n.endswith("noise.weight") or n.endswith("activate.bias"):
-                p.normal_(0, 0.2)
-    G_train = Generator(size, style_dim=16, n_mlp=2, channel_max=16, channel_base=256)
+    G = tiny_generator(size, perturb="noise", channel_base=256)  # a trained-looking source
+    G_train = Generator(size, **{**TINY_G, "channel_base": 256})
     G_train.load_state_dict(G.state_dict())
     with torch.no_grad():
         G_train.conv1.conv.weight.add_(0.5)  # g differs from g_ema, as in a real training checkpoint
-    D = Discriminator(size, channel_max=16, channel_base=256)
-    return save_atomic(snapshot(G, D, G_train=G_train), tmp_path / "source.pt")
+    D = tiny_discriminator(size, channel_base=256)
+    return torch_save_atomic(snapshot(G, D, G_train=G_train), tmp_path / "source.pt")
 
 
 def make_trainer(tmp_path: Path, **kw) -> FinetuneTrainer:
@@ -356,22 +354,22 @@ def test_cli_short_run_end_to_end_and_generate_loads_it(tmp_path):
 
     src = source_ckpt(tmp_path)
     out = tmp_path / "ft"
-    args = ["--source", str(src), "--target", "webtoon", "--freeze", "2", "--structure-loss", "3", "--iter", "2",
+    args = ["--ckpt", str(src), "--target", "webtoon", "--freeze", "2", "--structure-loss", "3", "--iters", "2",
             "--batch", "4", "--workers", "0", "--out", str(out), "--sample-every", "2", "--device", "cpu"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert "no --data: fine-tuning on built-in synthetic 'webtoon' faces" in r.output
     ckpt = out / "checkpoints/000002.pt"
     assert ckpt.exists() and (out / "samples/000002.png").exists() and (out / "config.json").exists()
-    r = CliRunner().invoke(gen_main, ["--ckpt", str(ckpt), "--seeds", "0-1", "--outdir", str(tmp_path / "g")])
+    r = CliRunner().invoke(gen_main, ["--ckpt", str(ckpt), "--seeds", "0-1", "--out", str(tmp_path / "g")])
     assert r.exit_code == 0, r.output
     # Re-running the same command with more steps resumes.
-    r = CliRunner().invoke(main, [*args, "--iter", "3"])  # the last --iter wins
+    r = CliRunner().invoke(main, [*args, "--iters", "3"])  # the last --iters wins
     assert r.exit_code == 0 and "resumed from" in r.output, r.output
     # Bad flags: one line, exit 2.
-    for bad in (["--target", "nosuch"], ["--freeze", "9"], ["--source", str(tmp_path / "none.pt")],
+    for bad in (["--target", "nosuch"], ["--freeze", "9"], ["--ckpt", str(tmp_path / "none.pt")],
                 ["--freeze", "2", "--freeze-mode", "published"], ["--freeze-style", "99"], ["--freeze-style"]):
-        r = CliRunner().invoke(main, ["--source", str(src), "--iter", "1", "--out", str(tmp_path / "b"), *bad])
+        r = CliRunner().invoke(main, ["--ckpt", str(src), "--iters", "1", "--out", str(tmp_path / "b"), *bad])
         assert r.exit_code == 2 and "Traceback" not in r.output, (bad, r.output)
 
 

@@ -11,18 +11,22 @@ from PIL import Image
 from inversion import align as al
 from inversion import project as pj
 from inversion import sefa
-from stylegan2.checkpoint import save_atomic, snapshot
+from losses.perceptual import TargetLPIPS
+from losses.regularizers import noise_regularizer
 from stylegan2.generate import main as generate_main
+from stylegan2.latents import load_latent
 from stylegan2.networks import Generator
+from stylegan2.sampling import render
+from tests import conftest
+from tests.conftest import tiny_checkpoint
 
 
 def tiny_generator(seed: int = 0, size: int = 16) -> Generator:
-    torch.manual_seed(seed)
-    return Generator(size, style_dim=16, n_mlp=2, channel_max=16, channel_base=128).eval()
+    return conftest.tiny_generator(size, seed).eval()
 
 
 def tiny_ckpt(path, seed: int = 0):
-    return save_atomic(snapshot(tiny_generator(seed)), path)
+    return tiny_checkpoint(path, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +115,7 @@ def test_noise_regularizer_penalises_structure_not_noise():
     white = torch.randn(2, 1, 32, 32, generator=g)
     smooth = torch.nn.functional.interpolate(torch.randn(2, 1, 4, 4, generator=g), size=32, mode="bilinear")
     smooth = (smooth - smooth.mean()) / smooth.std()
-    r_white, r_smooth = pj.noise_regularizer([white]), pj.noise_regularizer([smooth])
+    r_white, r_smooth = noise_regularizer([white]), noise_regularizer([smooth])
     assert r_white.shape == (2,)
     assert (r_smooth > 20 * r_white).all()
     noises = [white.clone()]
@@ -160,7 +164,7 @@ def test_target_lpips_equals_lpips_forward():
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
     want = lp(a, b).reshape(2)
-    got = pj.TargetLPIPS(lp, b)(a)
+    got = TargetLPIPS(lp, b)(a)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -169,7 +173,7 @@ def test_missing_vgg_weights_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(pj.UserInputError) as e:
         pj.build_perceptual("lpips", None, torch.device("cpu"))
     msg = str(e.value)
-    assert "vgg16-397923af.pth" in msg and str(tmp_path / "hub") in msg and "--perceptual random" in msg
+    assert "vgg16-397923af.pth" in msg and str(tmp_path / "hub") in msg and "--features random" in msg
     assert "\n" not in msg
 
 
@@ -187,7 +191,7 @@ def test_projection_lowers_loss_and_recovers_own_sample():
     assert res.latent.shape == (2, G.n_latent, G.style_dim)
     assert [t.shape[-1] for t in res.noise] == G.noise_shapes()
     # the stored result renders the stored image again
-    torch.testing.assert_close(pj.render(G, res.latent, res.noise), res.image)
+    torch.testing.assert_close(render(G, res.latent, res.noise), res.image)
 
 
 def test_projection_with_perceptual_random_lowers_loss():
@@ -209,18 +213,18 @@ def test_project_cli_end_to_end_and_latent_roundtrip(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "proj"
     r = CliRunner().invoke(pj.main, [str(photo), "--ckpt", str(src), "--cartoon", str(toon), "--swap", "2",
-                                     "--no-align", "--steps", "5", "--perceptual", "random", "--out", str(out),
+                                     "--no-align", "--iters", "5", "--features", "random", "--out", str(out),
                                      "--video"])
     assert r.exit_code == 0, r.output
     folder = out / "face"
     for name in ("aligned.png", "projected.png", "cartoon_toon.png", "swap2_toon.png", "grid.png", "latent.pt",
                  "projection.mp4"):
         assert (folder / name).is_file(), name
-    lat = pj.load_latent(folder / "latent.pt")
+    lat = load_latent(folder / "latent.pt")
     assert lat["latent"].shape == (1, 6, 16) and lat["ckpt_hash"] and lat["settings"]["steps"] == 5
     # generate.py renders the latent through the cartoon model exactly like the projector did
     r = CliRunner().invoke(generate_main, ["--ckpt", str(toon), "--latent", str(folder / "latent.pt"),
-                                           "--outdir", str(tmp_path / "g")])
+                                           "--out", str(tmp_path / "g")])
     assert r.exit_code == 0, r.output
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g/latent.png")), np.asarray(Image.open(folder / "cartoon_toon.png")))
 
@@ -230,10 +234,10 @@ def test_project_cli_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     photo = tmp_path / "p.png"
     Image.new("RGB", (16, 16)).save(photo)
-    r = CliRunner().invoke(pj.main, [str(photo), "--ckpt", str(src), "--no-align", "--steps", "2"])
+    r = CliRunner().invoke(pj.main, [str(photo), "--ckpt", str(src), "--no-align", "--iters", "2"])
     assert r.exit_code == 2 and "vgg16-397923af.pth" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(pj.main, [str(tmp_path / "missing.jpg"), "--ckpt", str(src), "--no-align",
-                                     "--perceptual", "none", "--steps", "2"])
+                                     "--perceptual", "none", "--iters", "2"])
     assert r.exit_code == 2 and "missing.jpg" in r.output
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"junk")

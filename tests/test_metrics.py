@@ -15,8 +15,17 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-import toonlab.metrics as M
-from stylegan2.networks import Generator
+import metrics.cli as metrics_cli
+from losses.perceptual import build_lpips
+from metrics import stats
+from metrics.features import INCEPTION_FILE, build_feature_extractor
+from metrics.fid import feature_statistics, frechet_distance, kid
+from metrics.hook import parse_metrics
+from metrics.lpips import lpips_diversity, reconstruction_metrics
+from metrics.sources import DatasetSource, GeneratorSource, TranslatorSource
+from metrics.stats import source_statistics
+from tests.conftest import tiny_generator
+from toonlab.errors import UserInputError
 from toonlab.synthetic import render, sample_params
 from toonlab.weights import WeightsNotFound
 
@@ -37,7 +46,7 @@ def gaussian(n: int, d: int, seed: int, shift: float = 0.0, scale: float = 1.0) 
 
 def test_feature_statistics_match_numpy():
     x = gaussian(300, 6, seed=0)
-    mu, sigma = M.feature_statistics(x)
+    mu, sigma = feature_statistics(x)
     np.testing.assert_allclose(mu, x.mean(0), rtol=1e-12)
     np.testing.assert_allclose(sigma, np.cov(x, rowvar=False), rtol=1e-10)
 
@@ -47,20 +56,20 @@ def test_frechet_matches_direct_scipy_computation():
     mu1, s1 = a.mean(0), np.cov(a, rowvar=False)
     mu2, s2 = b.mean(0), np.cov(b, rowvar=False)
     direct = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * np.real(scipy.linalg.sqrtm(s1 @ s2)))
-    got = M.frechet_distance(mu1, s1, mu2, s2)
+    got = frechet_distance(mu1, s1, mu2, s2)
     assert got == pytest.approx(direct, rel=1e-8)
     assert got > 1.0
-    assert M.frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-8)
 
 
 def test_frechet_closed_form_in_one_dimension():
     # N(m1, v1) vs N(m2, v2): (m1 - m2)² + (√v1 − √v2)²
-    assert M.frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4.0 + 1.0, rel=1e-12)
+    assert frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4.0 + 1.0, rel=1e-12)
 
 
 def test_frechet_survives_singular_covariances():
     a, b = gaussian(10, 32, seed=3), gaussian(10, 32, seed=4)  # rank 9 covariances in 32 dimensions
-    d = M.frechet_distance(*M.feature_statistics(a), *M.feature_statistics(b))
+    d = frechet_distance(*feature_statistics(a), *feature_statistics(b))
     assert np.isfinite(d) and d > 0
 
 
@@ -79,7 +88,7 @@ def test_kid_is_unbiased_over_independent_draws():
     unbiased, biased = [], []
     for i in range(40):
         x, y = gaussian(60, 8, seed=100 + 2 * i), gaussian(60, 8, seed=101 + 2 * i)
-        unbiased.append(M.kid(x, y, subsets=1, subset_size=60)[0])
+        unbiased.append(kid(x, y, subsets=1, subset_size=60)[0])
         biased.append(biased_mmd2(x, y))
     se = np.std(unbiased) / np.sqrt(len(unbiased))
     assert abs(np.mean(unbiased)) < 4 * se
@@ -88,16 +97,16 @@ def test_kid_is_unbiased_over_independent_draws():
 
 def test_kid_is_exactly_symmetric_and_detects_a_shift():
     a, b = gaussian(600, 16, seed=5), gaussian(600, 16, seed=6)
-    mean, std = M.kid(a, b, subsets=30, subset_size=300)
+    mean, std = kid(a, b, subsets=30, subset_size=300)
     assert abs(mean) < 2 * std
-    assert M.kid(a, b, subsets=30, subset_size=300) == M.kid(b, a, subsets=30, subset_size=300)  # bit for bit
-    shifted, _ = M.kid(a, gaussian(600, 16, seed=7, shift=0.5), subsets=30, subset_size=300)
+    assert kid(a, b, subsets=30, subset_size=300) == kid(b, a, subsets=30, subset_size=300)  # bit for bit
+    shifted, _ = kid(a, gaussian(600, 16, seed=7, shift=0.5), subsets=30, subset_size=300)
     assert shifted > 10 * std and shifted > 0.5
 
 
 def test_kid_subset_size_is_capped_by_the_sets():
     a, b = gaussian(40, 4, seed=8), gaussian(30, 4, seed=9, shift=1.0)
-    mean, std = M.kid(a, b, subsets=5, subset_size=1000)
+    mean, std = kid(a, b, subsets=5, subset_size=1000)
     assert mean > 0 and np.isfinite(std)
 
 
@@ -113,37 +122,37 @@ def write_folder(root: Path, n: int, domain: str = "photo", start: int = 0) -> P
 
 def test_statistics_are_cached_and_invalidated_by_file_changes(tmp_path, monkeypatch):
     folder = write_folder(tmp_path / "imgs", 6)
-    ext = M.build_feature_extractor("random")
-    first = M.source_statistics(M.DatasetSource(str(folder), 32), ext, show_progress=False)
+    ext = build_feature_extractor("random")
+    first = source_statistics(DatasetSource(str(folder), 32), ext, show_progress=False)
     assert not first.cached and first.n == 6 and first.path.parent == tmp_path / "cache" / "metrics"
 
     calls = []
-    real_compute = M.compute_features
-    monkeypatch.setattr(M, "compute_features", lambda *a, **k: calls.append(1) or real_compute(*a, **k))
-    again = M.source_statistics(M.DatasetSource(str(folder), 32), ext, show_progress=False)
+    real_compute = stats.compute_features
+    monkeypatch.setattr(stats, "compute_features", lambda *a, **k: calls.append(1) or real_compute(*a, **k))
+    again = source_statistics(DatasetSource(str(folder), 32), ext, show_progress=False)
     assert again.cached and not calls  # no feature extraction on the second run
     np.testing.assert_array_equal(again.sigma, first.sigma)
 
     st = (folder / "002.png").stat()
     os.utime(folder / "002.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touch
-    touched = M.source_statistics(M.DatasetSource(str(folder), 32), ext, show_progress=False)
+    touched = source_statistics(DatasetSource(str(folder), 32), ext, show_progress=False)
     assert not touched.cached and len(calls) == 1
 
     write_folder(folder, 1, start=6)  # add a file
-    added = M.source_statistics(M.DatasetSource(str(folder), 32), ext, show_progress=False)
+    added = source_statistics(DatasetSource(str(folder), 32), ext, show_progress=False)
     assert not added.cached and added.n == 7 and len(calls) == 2
     # KID needs the features themselves: a statistics-only entry is recomputed once, then cached
-    with_feats = M.source_statistics(M.DatasetSource(str(folder), 32), ext, need_features=True, show_progress=False)
+    with_feats = source_statistics(DatasetSource(str(folder), 32), ext, need_features=True, show_progress=False)
     assert not with_feats.cached and with_feats.feats.shape == (7, ext.dim)
-    assert M.source_statistics(M.DatasetSource(str(folder), 32), ext, need_features=True,
+    assert source_statistics(DatasetSource(str(folder), 32), ext, need_features=True,
                                show_progress=False).cached
 
 
 def test_unreadable_images_are_skipped_and_listed(tmp_path):
     folder = write_folder(tmp_path / "imgs", 4)
     (folder / "bad.png").write_bytes(b"not an image at all")
-    src = M.DatasetSource(str(folder), 32)
-    feats = M.compute_features(src, M.build_feature_extractor("random"), batch=2, show_progress=False)
+    src = DatasetSource(str(folder), 32)
+    feats = stats.compute_features(src, build_feature_extractor("random"), batch=2, show_progress=False)
     assert feats.shape[0] == 4 and len(src.skipped) == 1 and "bad.png" in src.skipped[0]
 
 
@@ -151,14 +160,13 @@ def test_unreadable_images_are_skipped_and_listed(tmp_path):
 
 
 def test_generator_samples_are_fixed_batch_independent_and_leave_the_global_rng_alone():
-    torch.manual_seed(0)
-    G = Generator(32, style_dim=16, n_mlp=2, channel_max=16, channel_base=128).eval()
+    G = tiny_generator(32).eval()
     state = torch.get_rng_state()
-    src = M.GeneratorSource(G, n=20, seed=3)
+    src = GeneratorSource(G, n=20, seed=3)
     with torch.inference_mode():
         a = torch.cat(list(src.batches(8, torch.device("cpu"))))
         b = torch.cat(list(src.batches(16, torch.device("cpu"))))
-        c = torch.cat(list(M.GeneratorSource(G, n=20, seed=4).batches(8, torch.device("cpu"))))
+        c = torch.cat(list(GeneratorSource(G, n=20, seed=4).batches(8, torch.device("cpu"))))
     assert torch.equal(torch.get_rng_state(), state)
     assert a.dtype == torch.uint8 and a.shape == (20, 3, 32, 32)
     assert torch.equal(a, b) and not torch.equal(a, c)
@@ -166,43 +174,43 @@ def test_generator_samples_are_fixed_batch_independent_and_leave_the_global_rng_
 
 
 def test_translator_source_applies_the_hook_to_the_dataset(tmp_path):
-    data = M.DatasetSource(str(write_folder(tmp_path / "imgs", 5)), 32)
+    data = DatasetSource(str(write_folder(tmp_path / "imgs", 5)), 32)
     cpu = torch.device("cpu")
-    src = M.TranslatorSource(data, lambda x: -x)  # a "translator" that inverts colours
+    src = TranslatorSource(data, lambda x: -x)  # a "translator" that inverts colours
     with torch.inference_mode():
         plain = torch.cat(list(data.batches(2, cpu)))
         out = torch.cat(list(src.batches(2, cpu)))
     assert out.shape == (5, 3, 32, 32) and torch.equal(out.int(), 255 - plain.int())
     assert src.fingerprint() is None  # no translator id: never cached
-    assert M.TranslatorSource(data, lambda x: x, translator_id="abc").fingerprint()["translator"] == "abc"
+    assert TranslatorSource(data, lambda x: x, translator_id="abc").fingerprint()["translator"] == "abc"
 
 
 # ---------------------------------------------------------------------------- CLI
 
 
 def test_missing_inception_weights_is_a_one_line_error():
-    r = CliRunner().invoke(M.main, ["fid", "synthetic:photo:8", "synthetic:webtoon:8", "--size", "32"])
+    r = CliRunner().invoke(metrics_cli.main, ["fid", "synthetic:photo:8", "synthetic:webtoon:8", "--size", "32"])
     assert r.exit_code == 2, r.output
     lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:") and M.INCEPTION_FILE in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and INCEPTION_FILE in lines[0]
     assert "hub" in lines[0] and "--inception-weights" in lines[0]
     with pytest.raises(WeightsNotFound, match="nope.pth"):
-        M.build_feature_extractor("inception", weights="nope.pth")
+        build_feature_extractor("inception", weights="nope.pth")
 
 
 def test_cli_fid_with_random_features_end_to_end(tmp_path):
     args = ["fid", "synthetic:photo:24", "synthetic:webtoon:24", "--features", "random", "--size", "32",
             "--workers", "0", "--kid", "--json", str(tmp_path / "r.json")]
-    r = CliRunner().invoke(M.main, args)
+    r = CliRunner().invoke(metrics_cli.main, args)
     assert r.exit_code == 0, r.output
     fid = float(re.search(r"^FID: ([0-9.]+)$", r.output, re.M).group(1))
     assert np.isfinite(fid) and fid > 0
     assert re.search(r"^KID: -?[0-9.]+ ± [0-9.]+ \(100 subsets of 24\)$", r.output, re.M)
     assert "RANDOM" in r.output and "resize:" in r.output
     assert json.loads((tmp_path / "r.json").read_text())["fid"] == pytest.approx(fid, abs=1e-4)
-    again = CliRunner().invoke(M.main, args)
+    again = CliRunner().invoke(metrics_cli.main, args)
     assert again.output.count("cached (") == 2 and f"FID: {fid:.4f}" in again.output
-    same = CliRunner().invoke(M.main, ["fid", "synthetic:photo:24", "synthetic:photo:24", "--features", "random",
+    same = CliRunner().invoke(metrics_cli.main, ["fid", "synthetic:photo:24", "synthetic:photo:24", "--features", "random",
                                        "--size", "32", "--workers", "0"])
     assert float(re.search(r"^FID: (-?[0-9.]+)$", same.output, re.M).group(1)) == pytest.approx(0, abs=1e-3)
 
@@ -213,7 +221,7 @@ def test_cli_bad_inputs_exit_2_without_traceback(tmp_path):
                  ["fid", "synthetic:photo:8", "synthetic:photo:8", "--features", "random", "--size", "16"],
                  ["fid", "synthetic:photo:8", "synthetic:photo:8", "--features", "random",
                   "--inception-weights", "x.pth"]):
-        r = runner.invoke(M.main, args)
+        r = runner.invoke(metrics_cli.main, args)
         assert r.exit_code == 2 and "Traceback" not in r.output and r.output.startswith("Error:"), r.output
 
 
@@ -222,27 +230,27 @@ def test_cli_bad_inputs_exit_2_without_traceback(tmp_path):
 
 @pytest.fixture(scope="module")
 def lpips_random():
-    return M.build_lpips("alex", random=True)  # alex: the cheapest trunk to build
+    return build_lpips("alex", random=True)  # alex: the cheapest trunk to build
 
 
 def test_lpips_diversity_zero_for_identical_outputs(lpips_random):
     img = torch.from_numpy(render(sample_params(0), "webtoon", 32)).permute(2, 0, 1).float() / 127.5 - 1
     same = img.expand(2, 4, 3, 32, 32).clone()
-    assert M.lpips_diversity(same, lpips_random) == 0.0
+    assert lpips_diversity(same, lpips_random) == 0.0
     varied = same.clone()
     varied[:, 1:] += 0.3 * torch.randn(2, 3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    d = M.lpips_diversity(varied.clamp(-1, 1), lpips_random, batch=5)
+    d = lpips_diversity(varied.clamp(-1, 1), lpips_random, batch=5)
     assert d > 0
     with pytest.raises(ValueError):
-        M.lpips_diversity(same[:, :1], lpips_random)
+        lpips_diversity(same[:, :1], lpips_random)
 
 
 def test_reconstruction_metrics_and_lpips_as_a_differentiable_loss(lpips_random):
     t = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    perfect = M.reconstruction_metrics(t, t.clone(), lpips_random)
+    perfect = reconstruction_metrics(t, t.clone(), lpips_random)
     assert perfect["mse"] == 0 and perfect["lpips"] == 0
     r = (t + 0.2).clamp(-1, 1)
-    m = M.reconstruction_metrics(t, r, lpips_random)
+    m = reconstruction_metrics(t, r, lpips_random)
     expected_mse = float((((t + 1) / 2 - (r + 1) / 2) ** 2).mean())
     assert m["mse"] == pytest.approx(expected_mse, rel=1e-5) and m["lpips"] > 0 and 5 < m["psnr"] < 60
     x = r.clone().requires_grad_(True)
@@ -257,10 +265,10 @@ def test_lpips_trunk_weights_load_from_a_file_and_missing_ones_are_one_line(tmp_
     import torchvision
 
     with pytest.raises(WeightsNotFound, match="vgg16-397923af.pth"):
-        M.build_lpips("vgg")
+        build_lpips("vgg")
     sd = torchvision.models.alexnet(weights=None).state_dict()
     torch.save(sd, tmp_path / "alexnet.pth")
-    fn = M.build_lpips("alex", weights=tmp_path / "alexnet.pth")
+    fn = build_lpips("alex", weights=tmp_path / "alexnet.pth")
     torch.testing.assert_close(getattr(fn.model.net.slice5, "10").weight, sd["features.10.weight"], rtol=0, atol=0)
     torch.testing.assert_close(fn.model.net.slice1[0].weight, sd["features.0.weight"], rtol=0, atol=0)
     assert "alexnet.pth" in fn.description
@@ -270,21 +278,23 @@ def test_lpips_trunk_weights_load_from_a_file_and_missing_ones_are_one_line(tmp_
 
 
 def test_parse_metrics():
-    assert M.parse_metrics("fid10k, kid1k,fid500") == [("fid10k", "fid", 10000), ("kid1k", "kid", 1000),
+    assert parse_metrics("fid10k, kid1k,fid500") == [("fid10k", "fid", 10000), ("kid1k", "kid", 1000),
                                                        ("fid500", "fid", 500)]
-    with pytest.raises(M.UserInputError):
-        M.parse_metrics("is50k")
+    with pytest.raises(UserInputError):
+        parse_metrics("is50k")
 
 
 def test_training_with_metrics_writes_them_to_the_stats_file(tmp_path):
-    from stylegan2.train import main as train_main
+    from toonlab.cli import load_command
+
+    train_main = load_command("train")  # the trainer composed with the metrics options
 
     out = tmp_path / "run"
     r = CliRunner().invoke(train_main, [
         "synthetic:photo:32", "--out", str(out), "--size", "32", "--batch", "4", "--style-dim", "16",
         "--n-mlp", "2", "--channel-max", "16", "--channel-base", "128", "--workers", "0", "--device", "cpu",
-        "--iter", "2", "--sample-every", "0", "--metrics", "fid16", "--metrics-every", "2",
-        "--metrics-features", "random"])
+        "--iters", "2", "--sample-every", "0", "--metrics", "fid16", "--metrics-every", "2",
+        "--features", "random"])
     assert r.exit_code == 0, r.output
     lines = [json.loads(ln) for ln in (out / "stats.jsonl").read_text().splitlines()]
     entries = [ln for ln in lines if "metrics/fid16" in ln]

@@ -7,21 +7,12 @@ import torch
 
 from stylegan2.networks import Discriminator, Generator, channel_dict
 from tests import community_oracle as oracle
+from tests.conftest import tiny_generator
 
 
 def tiny_g(size: int = 16, **kw) -> Generator:
-    torch.manual_seed(0)
-    kw.setdefault("style_dim", 16)
-    kw.setdefault("n_mlp", 2)
-    kw.setdefault("channel_max", 16)
-    kw.setdefault("channel_base", 128)
-    G = Generator(size, **kw)
     # Non-zero noise strengths and biases so every term of the forward pass is exercised.
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            if name.endswith("noise.weight") or name.endswith("bias") and "modulation" not in name:
-                p.normal_(0, 0.3)
-    return G
+    return tiny_generator(size, perturb="biases", std=0.3, **kw)
 
 
 def expected_generator_keys(size: int, n_mlp: int = 8) -> set[str]:

@@ -83,11 +83,12 @@ def test_format_is_sniffed_by_content_not_name(tmp_path, expected):
     assert {"g_ema", "g", "d", "latent_avg"} <= set(ckpt)
     assert (_render(load_generator(renamed), expected["z"]) - expected["img_psi1"]).abs().max() < TOL
     # ...and a community torch file named .pkl is still a torch file.
-    from stylegan2.checkpoint import save_atomic, snapshot
+    from stylegan2.checkpoint import snapshot
     from stylegan2.networks import Generator
+    from toonlab.atomic import torch_save_atomic
 
     torch.manual_seed(0)
-    path = save_atomic(snapshot(Generator(16, style_dim=16, n_mlp=2, channel_max=16, channel_base=128)),
+    path = torch_save_atomic(snapshot(Generator(16, style_dim=16, n_mlp=2, channel_max=16, channel_base=128)),
                        tmp_path / "community.pkl")
     assert load_generator(path).size == 16
 
@@ -117,7 +118,7 @@ def test_os_system_pickle_runs_nothing_and_exits_2(tmp_path):
     with open(evil, "wb") as f:
         pickle.dump({"G_ema": _System(f"touch {marker}")}, f)
     p = subprocess.run([sys.executable, str(REPO / "stylegan2/generate.py"), "--ckpt", str(evil), "--seeds", "0",
-                        "--outdir", str(tmp_path / "o")], capture_output=True, text=True, cwd=tmp_path)
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
     assert "system" in p.stderr and "nothing in it was run" in p.stderr
@@ -230,11 +231,11 @@ def test_cli_exit_codes(tmp_path):
     with open(tmp_path / "wrong.pkl", "wb") as f:
         pickle.dump({"state_dict": {"a": 1}}, f)
     for ckpt in (path, sg3, tmp_path / "trunc.pkl", tmp_path / "wrong.pkl", tmp_path / "none.pkl"):
-        r = CliRunner().invoke(generate_main, ["--ckpt", str(ckpt), "--outdir", str(tmp_path / "o")])
+        r = CliRunner().invoke(generate_main, ["--ckpt", str(ckpt), "--out", str(tmp_path / "o")])
         assert r.exit_code == 2, r.output
         assert r.output.startswith("Error:") and r.output.strip().count("\n") == 0, r.output
     r = CliRunner().invoke(generate_main, ["--ckpt", str(nv.FIXTURE), "--seeds", "0-3", "--truncation", "0.7",
-                                           "--outdir", str(tmp_path / "ok")])
+                                           "--out", str(tmp_path / "ok")])
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "ok").glob("seed*.png"))) == 4
 
@@ -244,7 +245,7 @@ def test_export_to_community_pt_and_safetensors(tmp_path, expected):
     from stylegan2.networks import Discriminator, Generator
 
     for name in ("ffhq.pt", "ffhq.safetensors"):
-        r = CliRunner().invoke(export_main, [str(nv.FIXTURE), str(tmp_path / name)])
+        r = CliRunner().invoke(export_main, ["--ckpt", str(nv.FIXTURE), "--out", str(tmp_path / name)])
         assert r.exit_code == 0, r.output
         assert "--n_mlp 2" in r.output
         G = load_generator(tmp_path / name)
@@ -260,7 +261,7 @@ def test_export_to_community_pt_and_safetensors(tmp_path, expected):
     Generator(**cfg).load_state_dict(ckpt["g_ema"], strict=True)
     Discriminator(**ckpt["toonlab"]["d_config"]).load_state_dict(ckpt["d"], strict=True)
     torch.testing.assert_close(ckpt["latent_avg"], expected["w_avg"], rtol=0, atol=0)
-    r = CliRunner().invoke(export_main, [str(tmp_path / "missing.pkl"), str(tmp_path / "x.pt")])
+    r = CliRunner().invoke(export_main, ["--ckpt", str(tmp_path / "missing.pkl"), "--out", str(tmp_path / "x.pt")])
     assert r.exit_code == 2 and "checkpoint not found" in r.output
 
 

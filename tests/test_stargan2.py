@@ -14,21 +14,19 @@ from click.testing import CliRunner
 from PIL import Image
 
 from losses.stargan import cycle_loss, diversity_loss, diversity_weight, style_reconstruction_loss
-from translation.stargan2 import (
-    StarGAN2Config,
-    StarGAN2Trainer,
-    build_networks,
-    count_params,
-    load_stargan2,
-    main,
-    open_multidomain,
-)
+from toonlab.cli import load_command
+from translation.stargan2_data import open_multidomain
+from translation.stargan2_inference import load_stargan2
+from translation.stargan2_networks import build_networks, count_params
+from translation.stargan2_trainer import StarGAN2Config, StarGAN2Trainer
+
+main = load_command("stargan2")  # the composed group: train, sample and eval (metrics/stargan2.py)
 
 TINY_ARCH = dict(img_size=32, num_domains=3, style_dim=16, latent_dim=8, max_conv_dim=32, dim_in=8, mapping_hidden=32)
 TINY_CFG = dict(img_size=32, batch=2, iters=2, dim_in=8, max_conv_dim=32, mapping_hidden=32, style_dim=16, latent_dim=8,
                 workers=0, tensorboard=False, log_every=1, sample_every=0, snapshot_every=0, synthetic_length=8,
                 n_samples=1)
-CLI_TINY = ["--img-size", "32", "--dim-in", "8", "--max-conv-dim", "32", "--mapping-hidden", "32", "--batch", "2",
+CLI_TINY = ["--size", "32", "--dim-in", "8", "--max-conv-dim", "32", "--mapping-hidden", "32", "--batch", "2",
             "--workers", "0", "--device", "cpu", "--no-tensorboard", "--log-every", "1", "--synthetic-length", "8"]
 
 
@@ -167,7 +165,7 @@ def test_resume_is_exact(tmp_path, data):
     cfg = StarGAN2Config(out=str(tmp_path / "b"), **{**TINY_CFG, "iters": 1})
     StarGAN2Trainer(cfg, data, "cpu").train()
     resumed = StarGAN2Trainer(StarGAN2Config(out=str(tmp_path / "b"), **TINY_CFG), data, "cpu")
-    assert "resumed" in resumed.maybe_resume() and resumed.step == 1
+    assert "resumed" in resumed.resume() and resumed.step == 1
     resumed.train()
     for k in ("G", "F", "E", "D", "G_ema"):
         assert torch.equal(flat(getattr(straight, k)), flat(getattr(resumed, k))), k
@@ -189,7 +187,7 @@ def test_checkpoint_loads(tiny_ckpt):
 
 
 def test_sample_command(tiny_ckpt, tmp_path):
-    res = CliRunner().invoke(main, ["sample", str(tiny_ckpt), "--out", str(tmp_path), "--n", "2", "--frames", "2",
+    res = CliRunner().invoke(main, ["sample", "--ckpt", str(tiny_ckpt), "--out", str(tmp_path), "--n", "2", "--frames", "2",
                                     "--device", "cpu"])
     assert res.exit_code == 0, res.output
     lat = Image.open(tmp_path / "latent.png")
@@ -204,9 +202,9 @@ def test_sample_command(tiny_ckpt, tmp_path):
 
 def test_eval_command(tiny_ckpt, tmp_path):
     out = tmp_path / "eval.json"
-    res = CliRunner().invoke(main, ["eval", str(tiny_ckpt), "--features", "random", "--lpips", "random",
+    res = CliRunner().invoke(main, ["eval", "--ckpt", str(tiny_ckpt), "--features", "random",
                                     "--n-test", "2", "--n-outputs", "3", "--n-real", "8", "--device", "cpu",
-                                    "--json-out", str(out)])
+                                    "--json", str(out)])
     assert res.exit_code == 0, res.output
     assert "latent-guided: FID" in res.output and "reference-guided: FID" in res.output
     r = json.loads(out.read_text())
@@ -234,5 +232,5 @@ def test_class_subfolders_and_bad_input(tmp_path):
     assert res.exit_code == 2 and "at least 2" in res.output and "Traceback" not in res.output
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"junk")
-    res = CliRunner().invoke(main, ["eval", str(bad), "--features", "random", "--lpips", "random", "--device", "cpu"])
+    res = CliRunner().invoke(main, ["eval", "--ckpt", str(bad), "--features", "random", "--device", "cpu"])
     assert res.exit_code == 2 and res.output.count("\n") == 1

@@ -6,9 +6,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from finetune.swap import blend_factor, blend_generators, feature_swap, main, swap_grid
-from stylegan2.checkpoint import load_generator, save_atomic, snapshot
+from finetune.swap import main
+from stylegan2.blend import blend_factor, blend_generators, feature_swap, swap_grid
+from stylegan2.checkpoint import load_generator, snapshot
 from stylegan2.networks import Generator
+from toonlab.atomic import torch_save_atomic
 
 
 def pair():
@@ -52,9 +54,9 @@ def test_logistic_blend_factors():
 
 def test_cli_writes_loadable_checkpoint_and_grid(tmp_path):
     A, B = pair()
-    pa = save_atomic(snapshot(A), tmp_path / "a.pt")
-    pb = save_atomic(snapshot(B), tmp_path / "b.pt")
-    r = CliRunner().invoke(main, ["--source", str(pa), "--target", str(pb), "--swap", "2", "--blend-width", "0.5",
+    pa = torch_save_atomic(snapshot(A), tmp_path / "a.pt")
+    pb = torch_save_atomic(snapshot(B), tmp_path / "b.pt")
+    r = CliRunner().invoke(main, ["--source", str(pa), "--cartoon", str(pb), "--swap", "2", "--blend-width", "0.5",
                                   "--out", str(tmp_path / "blend.pt"), "--grid", str(tmp_path / "grid.png"),
                                   "--seeds", "0-1"])
     assert r.exit_code == 0, r.output
@@ -62,7 +64,7 @@ def test_cli_writes_loadable_checkpoint_and_grid(tmp_path):
     assert G.size == 32
     w, h = Image.open(tmp_path / "grid.png").size
     assert w > 32 * (2 + 2 * 3) and h > 32 * 2
-    r = CliRunner().invoke(main, ["--source", str(pa), "--target", str(pb), "--swap", "9", "--out", str(tmp_path / "x.pt")])
+    r = CliRunner().invoke(main, ["--source", str(pa), "--cartoon", str(pb), "--swap", "9", "--out", str(tmp_path / "x.pt")])
     assert r.exit_code == 2 and "blocks 1..4" in r.output
 
 

@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 from stylegan2.checkpoint import load_checkpoint, load_generator
 from stylegan2.training import StyleGAN2Trainer, TrainConfig
-from toonlab.run import NonFiniteLoss
+from toonlab.training import NonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(size=16, batch=4, style_dim=16, n_mlp=2, channel_max=16, channel_base=128, d_reg_every=2,
@@ -63,7 +63,7 @@ def test_resume_is_exact(tmp_path):
     first = trainer(tmp_path / "b", iters=3, snapshot_every=3, sample_every=0, ada_p=0.2)
     first.train(iter(data[:3]))
     second = trainer(tmp_path / "b", iters=6, snapshot_every=0, sample_every=0, ada_p=0.2)
-    assert "resumed" in second.maybe_resume() and second.step == 3
+    assert "resumed" in second.resume() and second.step == 3
     # Optimiser state came back identical to what was saved.
     saved = load_checkpoint(tmp_path / "b/checkpoints/000003.pt")["g_optim"]["state"]
     for k, v in second.g_optim.state_dict()["state"].items():
@@ -88,7 +88,7 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
 def test_kill_9_then_rerun_resumes(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, str(REPO / "stylegan2/train.py"), "synthetic:photo", *TINY_FLAGS, "--out", str(out),
-           "--iter", "400", "--snapshot-every", "3", "--sample-every", "0", "--keep", "2"]
+           "--iters", "400", "--snapshot-every", "3", "--sample-every", "0", "--keep", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
     ckpts = out / "checkpoints"
     deadline = time.time() + 120
@@ -102,7 +102,7 @@ def test_kill_9_then_rerun_resumes(tmp_path):
     (ckpts / ".000999.pt.abc.tmp").write_bytes(b"partial")
     latest = max(int(p.stem) for p in ckpts.glob("0*.pt"))
     load_checkpoint(ckpts / f"{latest:06d}.pt")
-    rerun = subprocess.run(cmd[:-8] + ["--iter", str(latest + 2), "--snapshot-every", "0", "--sample-every", "0"],
+    rerun = subprocess.run(cmd[:-8] + ["--iters", str(latest + 2), "--snapshot-every", "0", "--sample-every", "0"],
                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"resumed from {ckpts / f'{latest:06d}.pt'} at step {latest}" in rerun.stdout

@@ -12,19 +12,20 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw
 from torch import nn
 
+from toonlab.images import rgb_to_yuv
+from toonlab.video import count_frames, has_audio, probe, transform_video
 from translation import infer
-from translation.infer import (
+from translation.inference import (
     Translator,
     crop_padding,
-    export_onnx,
     pad_to_multiple,
-    rgb_to_yuv,
+    size_multiple,
     tile_spans,
     tile_weights,
     translate_image,
     translate_tiled,
 )
-from translation.video import count_frames, has_audio, probe, transform_video
+from translation.onnx_export import export_onnx
 
 
 class TinyNet(nn.Module):
@@ -113,7 +114,7 @@ def test_port_generator_runs_at_any_size_like_the_port():
     sd = port_state_dict(2)
     G = AnimeGANv2Generator().eval()
     G.load_state_dict(sd, strict=True)
-    assert infer.size_multiple(G) == 1
+    assert size_multiple(G) == 1
     img = _img(250, 333, seed=5)
     x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1)
     with torch.no_grad():
@@ -135,14 +136,14 @@ def test_port_generator_runs_at_any_size_like_the_port():
 def test_models_that_need_a_multiple_are_still_padded():
     from translation.animegan import AnimeGANv1Generator, AnimeGANv2Generator
     from translation.cartoongan import CartoonGANGenerator
-    from translation.cyclegan import CycleGANGenerator
+    from translation.cyclegan_networks import CycleGANGenerator
 
-    assert infer.size_multiple(AnimeGANv1Generator()) == 1
+    assert size_multiple(AnimeGANv1Generator()) == 1
     v2 = AnimeGANv2Generator(lite=True)
     v2.align_corners = False  # the ×2 decoder of the port's test.py
-    assert infer.size_multiple(v2) == 4
-    assert infer.size_multiple(CartoonGANGenerator()) == infer.size_multiple(CycleGANGenerator(ngf=8, n_blocks=1)) == 4
-    assert infer.size_multiple(TinyNet()) == 32  # unknown modules: as before
+    assert size_multiple(v2) == 4
+    assert size_multiple(CartoonGANGenerator()) == size_multiple(CycleGANGenerator(ngf=8, n_blocks=1)) == 4
+    assert size_multiple(TinyNet()) == 32  # unknown modules: as before
     for G in (v2, CycleGANGenerator(ngf=8, n_blocks=1)):
         out = translate_image(_cpu(G.eval()), _img(50, 67, seed=1))
         assert out.shape == (50, 67, 3)
@@ -154,7 +155,7 @@ def test_fused_inference_modules_match_the_network():
     import copy
 
     from translation.animegan import AnimeGANv2Generator
-    from translation.infer import fuse_for_inference
+    from translation.fused import fuse_for_inference
 
     torch.manual_seed(0)
     G = AnimeGANv2Generator(lite=True).eval()
@@ -225,7 +226,7 @@ def test_retain_color_keeps_input_chroma_and_output_luma():
     kept = translate_image(tr, img, retain=True)
 
     def yuv(a):
-        return rgb_to_yuv(torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double() / 255)[0]
+        return rgb_to_yuv(torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double() / 127.5 - 1)[0]
 
     yi, yp, yk = yuv(img), yuv(plain), yuv(kept)
     assert (yk[1:] - yi[1:]).abs().max() < 3 / 255  # chroma from the photo
@@ -297,7 +298,7 @@ def test_video_audio_track_is_kept(tmp_path):
 
 
 def _assert_same_first_frame(a: Path, b: Path) -> None:
-    from translation.video import iter_batches
+    from toonlab.video import iter_batches
 
     fa, fb = next(iter_batches(a, 1))[0].astype(int), next(iter_batches(b, 1))[0].astype(int)
     assert np.abs(fa - fb).mean() < 8
@@ -441,7 +442,7 @@ def test_cuda_video_pipeline_matches_per_frame(tmp_path):
     tr = Translator(TinyNet(), "cuda", "fp32")
     res = transform_video(src, tmp_path / "o.mp4", lambda f: tr.translate_uint8(f), batch=3, show_progress=False)
     assert res.frames == 7 == count_frames(res.path)
-    from translation.video import iter_batches
+    from toonlab.video import iter_batches
 
     frames = next(iter_batches(src, 7))
     frames = np.concatenate([frames, frames[::-1]])  # 14 frames: batches of 3 reuse every pinned slot

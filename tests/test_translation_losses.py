@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from losses.features import (
-    FeatureExtractor,
+    FeatureNetwork,
     _vgg19_layer_index,
     resnet_features,
     vgg19_features,
@@ -23,11 +23,11 @@ from losses.translation import (
     grayscale,
     lsgan_d_loss,
     lsgan_g_loss,
-    rgb_to_yuv,
     style_loss,
     tv_loss,
 )
 from toonlab.errors import UserInputError
+from toonlab.images import rgb_to_yuv
 from toonlab.weights import WeightsNotFound
 from translation.data import edge_smooth
 
@@ -170,7 +170,7 @@ def test_feature_weights_from_disk_only(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFound) as e:
         vgg19_features()
     msg = str(e.value)
-    assert "vgg19-dcbb9e9d.pth" in msg and "--vgg-weights" in msg and "--vgg random" in msg and "\n" not in msg
+    assert "vgg19-dcbb9e9d.pth" in msg and "--features-weights" in msg and "--features random" in msg and "\n" not in msg
     with pytest.raises(WeightsNotFound, match="resnet50-0676ba61.pth"):
         resnet_features()
     # A file in torchvision's layout (features.N.* plus a classifier we ignore) loads into the trunk.
@@ -190,7 +190,7 @@ def test_feature_weights_from_disk_only(tmp_path, monkeypatch):
 
 def test_resnet_features_shape():
     f = resnet_features(random=True)
-    assert isinstance(f, FeatureExtractor)
+    assert isinstance(f, FeatureNetwork)
     y = f(torch.rand(1, 3, 64, 64) * 2 - 1)
     assert y.shape == (1, 512, 8, 8)  # layer2: stride 8, 512 channels like VGG19 conv4_4
     with pytest.raises(UserInputError):

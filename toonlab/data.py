@@ -18,7 +18,6 @@ ASCII int), so LMDBs built by either tool are interchangeable.
 
 from __future__ import annotations
 
-import io
 import operator
 import os
 import warnings
@@ -27,16 +26,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from PIL import Image
+from torch.utils.data import Dataset
 
 from toonlab.errors import UserInputError
+from toonlab.images import IMAGE_EXTENSIONS, ImageError, load_image, one_line, resize_center_crop, to_tensor
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DatasetError",
+    "MissingSizeError",
     "ImageError",
     "ImageFolder",
     "LMDBImages",
@@ -49,198 +49,22 @@ __all__ = [
     "to_tensor",
 ]
 
-#: File extensions (lower case, with dot) treated as images by the folder and zip readers.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-)
 
-
-# Both are UserInputError (a ValueError): CLIs turn them into one-line exit-2 errors.
-class ImageError(UserInputError):
-    """A single file could not be decoded as an image (one-line message: ``NAME: reason``)."""
-
-
+# A UserInputError (a ValueError): CLIs turn it into a one-line exit-2 error.
 class DatasetError(UserInputError):
     """A dataset as a whole is unusable: missing, empty, unreadable or of unknown format."""
 
 
+class MissingSizeError(DatasetError):
+    """An LMDB lacks the asked resolution; ``sizes`` lists the ones it holds."""
+
+    def __init__(self, message: str, sizes: list[int]) -> None:
+        super().__init__(message)
+        self.sizes = list(sizes)
+
+
 class UnreadableImageWarning(UserWarning):
     """Issued once per item that a dataset skipped because it could not be decoded."""
-
-
-# --------------------------------------------------------------------------- images
-
-
-def _one_line(text: object) -> str:
-    """Collapse an exception message to one line so errors stay greppable in logs."""
-    return " ".join(str(text).split()) or "unknown error"
-
-
-def _sixteen_bit_to_rgb(img: Image.Image) -> Image.Image:
-    """Scale a 16/32-bit single-channel image to 8-bit RGB.
-
-    ``Image.convert("L")`` *clips* values above 255, which turns every normal
-    16-bit photo into a white sheet; we rescale the full range instead.
-    """
-    arr = np.asarray(img)
-    if arr.dtype.kind == "f":
-        # Float images ("F" mode) conventionally hold [0, 1]; anything else is clipped.
-        hi = 1.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 255.0
-        arr8 = np.clip(np.nan_to_num(arr) / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    else:
-        arr = arr.astype(np.int64)
-        # "I" is 32-bit, but Pillow uses it for 16-bit sources (PNG, TIFF, I;16
-        # conversions), so assume a 16-bit range unless the data says otherwise.
-        hi = max(65535, int(arr.max(initial=0)))
-        arr8 = ((np.clip(arr, 0, None) * 255 + hi // 2) // hi).astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(arr8)).convert("RGB")
-
-
-def _alpha_onto_white(img: Image.Image) -> Image.Image:
-    """Composite an RGBA image onto white.
-
-    Transparent pixels often carry arbitrary (commonly black) colour values;
-    simply dropping alpha would give cartoon cut-outs black halos or black
-    backgrounds. White matches the typical sticker/illustration background.
-    """
-    background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-    return Image.alpha_composite(background, img).convert("RGB")
-
-
-def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
-    """Convert CMYK using its embedded ICC profile when present (print-oriented
-    CMYK files look badly off with the naive formula), else Pillow's naive conversion."""
-    icc = img.info.get("icc_profile")
-    if icc:
-        try:
-            from PIL import ImageCms
-
-            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            dst = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(img, src, dst, outputMode="RGB")
-        except Exception:  # broken/unsupported profile: fall back rather than drop the image
-            pass
-    return img.convert("RGB")
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Normalise any Pillow mode to 8-bit RGB (see :func:`load_image`)."""
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode == "P":
-        # Palette images may declare a transparent index (GIF/PNG); go through RGBA
-        # so those pixels become white instead of whatever colour the index holds.
-        if "transparency" in img.info:
-            return _alpha_onto_white(img.convert("RGBA"))
-        return img.convert("RGB")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        return _alpha_onto_white(img.convert("RGBA"))
-    if mode == "CMYK":
-        return _cmyk_to_rgb(img)
-    if mode in ("1", "L", "YCbCr", "HSV", "RGBX"):
-        return img.convert("RGB")
-    if mode.startswith("I") or mode == "F":
-        return _sixteen_bit_to_rgb(img)
-    if mode == "LAB":
-        # Pillow has no direct LAB->RGB conversion; go through an ICC transform.
-        from PIL import ImageCms
-
-        transform = ImageCms.buildTransformFromOpenProfiles(
-            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
-        )
-        return ImageCms.applyTransform(img, transform)
-    return img.convert("RGB")  # anything else Pillow knows how to convert
-
-
-def load_image(src: str | os.PathLike[str] | bytes, name: str | None = None) -> Image.Image:
-    """Decode an image file (path or raw bytes) into an 8-bit RGB ``PIL.Image``.
-
-    Applies the EXIF orientation tag (phone photos are stored sideways), and
-    converts grayscale, palette (with transparency), RGBA/LA (composited onto
-    white), CMYK, 16-bit (rescaled, not clipped), YCbCr and other modes.
-
-    Args:
-        src: a file path, or the encoded bytes of an image.
-        name: how to refer to the image in error messages (defaults to the path,
-            or ``"<bytes>"``).
-
-    Raises:
-        ImageError: zero-byte, missing, truncated, corrupt or non-image input.
-            The message is one line naming the file and the reason, so callers
-            can skip the file and log it.
-    """
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        label = name or "<bytes>"
-        data = bytes(src)
-        if not data:
-            raise ImageError(f"{label}: zero-byte file")
-        fp: Any = io.BytesIO(data)
-    else:
-        label = name or os.fspath(src)
-        try:
-            if os.path.getsize(src) == 0:
-                raise ImageError(f"{label}: zero-byte file")
-        except OSError as exc:
-            raise ImageError(f"{label}: {_one_line(exc.strerror or exc)}") from exc
-        fp = src
-    try:
-        with Image.open(fp) as img:
-            # Decode now, inside the try: Image.open is lazy and truncation or
-            # corruption would otherwise surface later, far from the file name.
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
-            rgb.load()
-    except ImageError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image (unrecognised format)") from None
-    except Exception as exc:  # noqa: BLE001
-        # Pillow's decoders raise a zoo of exception types on bad data (OSError,
-        # SyntaxError, EOFError, struct.error, IndexError, DecompressionBombError,
-        # ...). For the caller all of them mean "skip this file".
-        reason = _one_line(exc)
-        if "truncated" in reason.lower():
-            reason = f"truncated file ({reason})"
-        raise ImageError(f"{label}: {reason}") from exc
-    if rgb.mode != "RGB":  # defensive: a conversion path we did not anticipate
-        raise ImageError(f"{label}: unsupported image mode {img.mode}")
-    return rgb
-
-
-def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
-    """Resize so the short side equals ``size`` (LANCZOS), then centre-crop to ``size``×``size``.
-
-    Matches torchvision's ``Resize(size) + CenterCrop(size)`` used by the
-    community ``prepare_data.py`` (so our LMDBs contain the same crops).
-    """
-    if size < 1:
-        raise ValueError(f"size must be positive, got {size}")
-    w, h = img.size
-    if (w, h) == (size, size):
-        return img
-    short, long = min(w, h), max(w, h)
-    if short != size:
-        # torchvision's rule: the short side becomes `size`, the long side is truncated.
-        new_long = max(size, int(size * long / short))
-        new = (size, new_long) if w <= h else (new_long, size)
-        img = img.resize(new, Image.Resampling.LANCZOS)
-        w, h = img.size
-    # torchvision's CenterCrop rounds the offset (not floor) -- keep identical crops.
-    left = int(round((w - size) / 2.0))
-    top = int(round((h - size) / 2.0))
-    return img.crop((left, top, left + size, top + size))
-
-
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL image -> ``float32`` tensor ``[3, H, W]`` scaled to ``[-1, 1]``."""
-    if img.mode != "RGB":
-        img = _to_rgb(img)
-    arr = np.asarray(img, dtype=np.uint8)
-    # copy(): np.asarray of a PIL image may be read-only, which torch warns about.
-    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
-    return t.to(torch.float32).div_(127.5).sub_(1.0)
 
 
 # --------------------------------------------------------------------------- scanning
@@ -256,7 +80,7 @@ def _is_hidden(parts: tuple[str, ...]) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
-def _scan_folder(root: Path) -> tuple[list[Path], list[Path], int]:
+def scan_folder(root: Path) -> tuple[list[Path], list[Path], int]:
     """Return (images, zero-byte images, number of ignored non-image files), sorted.
 
     Follows symlinked directories (datasets are often symlinked in from other
@@ -292,13 +116,13 @@ def _scan_folder(root: Path) -> tuple[list[Path], list[Path], int]:
     return images, empty, ignored
 
 
-def _scan_zip(path: Path) -> tuple[list[str], list[str], int]:
+def scan_zip(path: Path) -> tuple[list[str], list[str], int]:
     """Return (image members, zero-byte image members, ignored members) of a zip, sorted."""
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(f"not a readable zip file: {path} ({_one_line(exc)})") from None
+        raise DatasetError(f"not a readable zip file: {path} ({one_line(exc)})") from None
     images: list[str] = []
     empty: list[str] = []
     ignored = 0
@@ -341,21 +165,36 @@ class _ImageDataset(Dataset):
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _read(self, index: int) -> Image.Image:  # pragma: no cover - abstract
+    def read_image(self, index: int) -> Image.Image:  # pragma: no cover - abstract
         """Decode item ``index`` to RGB; raise ImageError if it cannot be read."""
         raise NotImplementedError
 
     def _name(self, index: int) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    #: Where skipped items are appended (one ``name\treason`` line each) so the process that owns a
+    #: run can summarise what its loader workers skipped (``skip_summary``); None: not recorded.
+    skip_log: Path | None = None
+
     def _skip(self, name: str, reason: str | None = None) -> None:
-        """Record and warn about one unreadable item (called once per item)."""
+        """Record and warn about one unreadable item (called once per item and process)."""
         self.skipped.append(name)
         msg = reason if reason and reason.startswith(name) else f"{name}: {reason or 'unreadable'}"
+        if self.skip_log is not None:
+            try:
+                with open(self.skip_log, "a") as f:  # one short append: atomic between processes
+                    f.write(f"{name}\t{one_line(msg)}\n")
+            except OSError:
+                pass
         warnings.warn(f"skipping unreadable image {msg}", UnreadableImageWarning, stacklevel=3)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        index = operator.index(index)  # accept numpy/torch integer indices from samplers
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        from toonlab.samplers import item_key
+
+        if isinstance(key, (tuple, list)):
+            index, item_seed = item_key(key)
+        else:
+            index, item_seed = operator.index(key), None  # accept numpy/torch integer indices from samplers
         n = len(self)
         if n == 0:
             raise DatasetError(f"no images found in {self.location}")
@@ -369,13 +208,15 @@ class _ImageDataset(Dataset):
             if i in self._bad:
                 continue
             try:
-                img = self._read(i)
+                img = self.read_image(i)
             except ImageError as exc:
                 self._bad.add(i)
                 self._skip(self._name(i), str(exc))
                 continue
             t = to_tensor(resize_center_crop(img, self.size))
-            if self.flip and torch.rand(()) < 0.5:
+            # A sampler's key carries the flip (its seed's low bit); plain indexing draws it from torch.
+            flip = bool(item_seed & 1) if item_seed is not None else bool(torch.rand(()) < 0.5)
+            if self.flip and flip:
                 t = t.flip(2)
             return t
         raise DatasetError(f"no readable images in {self.location} ({n} items, all unreadable)")
@@ -406,7 +247,7 @@ class ImageFolder(_ImageDataset):
         if not root.is_dir():
             raise DatasetError(f"not a directory: {root}")
         self.root = root
-        files, empty, self.ignored = _scan_folder(root)
+        files, empty, self.ignored = scan_folder(root)
         for p in empty:
             self._skip(str(p), "zero-byte file")
         if not files:
@@ -419,7 +260,7 @@ class ImageFolder(_ImageDataset):
     def _name(self, index: int) -> str:
         return str(self.files[index])
 
-    def _read(self, index: int) -> Image.Image:
+    def read_image(self, index: int) -> Image.Image:
         return load_image(self.files[index])
 
 
@@ -441,7 +282,7 @@ class ZipImages(_ImageDataset):
         if not path.is_file():
             raise DatasetError(f"not a zip file: {path}")
         self.path = path
-        names, empty, self.ignored = _scan_zip(path)
+        names, empty, self.ignored = scan_zip(path)
         for n in empty:
             self._skip(f"{path}:{n}", "zero-byte file")
         if not names:
@@ -463,13 +304,13 @@ class ZipImages(_ImageDataset):
             self._zip_pid = os.getpid()
         return self._zip
 
-    def _read(self, index: int) -> Image.Image:
+    def read_image(self, index: int) -> Image.Image:
         name = self._name(index)
         try:
             data = self._handle().read(self.names[index])
         except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, KeyError) as exc:
             # Bad CRC, encrypted member, unsupported compression, truncated archive.
-            raise ImageError(f"{name}: {_one_line(exc)}") from None
+            raise ImageError(f"{name}: {one_line(exc)}") from None
         return load_image(data, name=name)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -533,6 +374,18 @@ def _lmdb_env(path: Path) -> Any:
     return env
 
 
+def lmdb_sizes(path: str | os.PathLike[str]) -> list[int]:
+    """Resolutions stored in the LMDB at ``path`` (a ``DatasetError`` when it cannot be opened)."""
+    path = Path(path).expanduser()
+    try:
+        with _lmdb_env(path).begin(write=False) as txn:
+            return _lmdb_sizes(txn)
+    except DatasetError:
+        raise
+    except Exception as e:  # lmdb.Error / OSError: not an LMDB, permissions, ...
+        raise DatasetError(f"cannot open LMDB {path}: {one_line(e)}") from None
+
+
 def _lmdb_sizes(txn: Any) -> list[int]:
     """Sizes present in an LMDB, found by seeking past each ``"{size}-"`` key run.
 
@@ -574,7 +427,7 @@ class LMDBImages(_ImageDataset):
         try:
             env = _lmdb_env(path)
         except Exception as exc:  # lmdb.Error / OSError: not an LMDB, permissions, ...
-            raise DatasetError(f"cannot open LMDB {path}: {_one_line(exc)}") from None
+            raise DatasetError(f"cannot open LMDB {path}: {one_line(exc)}") from None
         with env.begin(write=False) as txn:
             raw = txn.get(b"length")
             if raw is None:
@@ -588,7 +441,7 @@ class LMDBImages(_ImageDataset):
             if txn.get(self._key(0)) is None:
                 present = _lmdb_sizes(txn)
                 have = ", ".join(map(str, present)) if present else "none"
-                raise DatasetError(f"size {self.size} not in LMDB {path} (sizes present: {have})")
+                raise MissingSizeError(f"size {self.size} not in LMDB {path} (sizes present: {have})", present)
             self.sizes_present: list[int] = _lmdb_sizes(txn)
         self.length = length
         self._env: Any = env
@@ -603,7 +456,7 @@ class LMDBImages(_ImageDataset):
     def _name(self, index: int) -> str:
         return f"{self.path}:{self._key(index).decode()}"
 
-    def _read(self, index: int) -> Image.Image:
+    def read_image(self, index: int) -> Image.Image:
         if self._env is None or self._env_pid != os.getpid():
             # Lazily, per process: DataLoader workers each get their own environment.
             self._env = _lmdb_env(self.path)
@@ -681,63 +534,45 @@ def open_dataset(spec: str, size: int, flip: bool = True, **kw: Any) -> Dataset:
     )
 
 
-def infinite_loader(
-    dataset: Dataset,
-    batch_size: int,
-    workers: int,
-    seed: int,
-    distributed: bool = False,
-) -> Iterator[torch.Tensor]:
-    """Yield batches from ``dataset`` forever, reshuffling every pass.
+def skip_summary(log: str | Path, limit: int = 5) -> str | None:
+    """One line listing the items a run skipped (from a dataset's ``skip_log``), or None."""
+    try:
+        rows = Path(log).read_text().splitlines()
+    except OSError:
+        return None
+    names = list(dict.fromkeys(r.split("\t", 1)[0] for r in rows if r.strip()))
+    if not names:
+        return None
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return f"skipped {len(names)} unreadable image{'s' if len(names) != 1 else ''}: {', '.join(names[:limit])}{more}" \
+           f" (all listed in {log})"
 
-    Uses ``drop_last`` so every batch has exactly ``batch_size`` items (the
-    training step and its statistics assume a fixed batch), persistent workers
-    (re-forking workers and re-opening files each epoch is slow on small
-    datasets) and pinned memory when CUDA is available. With ``distributed``
-    a ``DistributedSampler`` splits the data across ranks and its epoch is
-    advanced each pass so every pass uses a new permutation.
 
-    Raises:
-        DatasetError: the dataset (or this rank's share) is smaller than one batch,
-            which would otherwise loop forever without yielding.
+def infinite_loader(dataset: Dataset, batch_size: int, workers: int, seed: int, start: int = 0, rank: int = 0,
+                    world: int = 1, distributed: bool = False) -> Iterator[torch.Tensor]:
+    """Endless batches of ``dataset`` (``toonlab.samplers.step_loader``): the order and every flip are
+    a function of (seed, step), so a run resumed at ``start`` sees what a straight run sees.
+
+    ``distributed`` takes rank and world size from ``torch.distributed``; every rank gets its own
+    ``batch_size`` items of each global batch. Raises ``DatasetError`` when the dataset is smaller
+    than one global batch (a batch would repeat images).
     """
+    from toonlab.samplers import step_loader
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    workers = max(0, int(workers))
-    sampler: DistributedSampler | None = None
-    generator: torch.Generator | None = None
     if distributed:
-        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
-        per_rank = len(sampler)
-    else:
-        generator = torch.Generator()
-        generator.manual_seed(seed)
-        per_rank = len(dataset)  # type: ignore[arg-type]
-    if per_rank < batch_size:
-        where = "per rank " if distributed else ""
-        raise DatasetError(
-            f"dataset has {per_rank:,} images {where}but batch size is {batch_size}: "
-            "not enough for one batch"
-        )
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=generator,  # seeds the shuffle and each worker's torch RNG (flips)
-        num_workers=workers,
-        drop_last=True,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=workers > 0,
-    )
-    epoch = 0
-    while True:
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        yielded = False
-        for batch in loader:
-            yielded = True
-            yield batch
-        if not yielded:  # defensive: never spin forever on an empty loader
-            raise DatasetError("data loader produced no batches")
-        epoch += 1
+        import torch.distributed as dist
+
+        rank, world = dist.get_rank(), dist.get_world_size()
+    n = len(dataset)  # type: ignore[arg-type]
+    if n < batch_size * world:
+        where = f" for {world} ranks" if world > 1 else ""
+        raise DatasetError(f"dataset has {n:,} images but the batch size is {batch_size}{where}: "
+                           "not enough for one batch")
+    loader = step_loader(dataset, batch_size, seed, start, workers, rank=rank, world=world)
+
+    def batches() -> Iterator[torch.Tensor]:  # a generator: ``close()`` shuts the workers down
+        yield from loader
+
+    return batches()

@@ -17,20 +17,22 @@ import sys
 import time
 from pathlib import Path
 
+from toonlab.images import to_tensor
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
-import numpy as np
 import torch
 from PIL import Image
 
 from stylegan2.checkpoint import load_generator
-from stylegan2.generate import generate
 from stylegan2.networks import Generator
+from stylegan2.sampling import generate
+from toonlab.atomic import save_image_atomic, write_text_atomic
 from toonlab.errors import user_errors
-from toonlab.images import make_grid, save_atomic, to_pil
-from toonlab.runtime import bundled_generator, pick_device
+from toonlab.images import make_grid, to_pil
+from toonlab.runtime import bundled_generator, pick_device, resolve_precision
 
 
 def demo_generator(device: torch.device) -> tuple[Generator, str]:
@@ -56,7 +58,7 @@ def run_demo(outdir: Path, device: str = "auto", seeds: int = 16, finetune_iters
     click.echo(f"demo: rendering {seeds} faces with the {what} on {dev}")
     images = [to_pil(img) for _, img in generate(G, list(range(seeds)), truncation=0.7, noise_mode="const")]
     grid = make_grid(images, cols=8)
-    save_atomic(upscale(grid, 2) if G.size < 128 else grid, outdir / "samples.png")
+    save_image_atomic(upscale(grid, 2) if G.size < 128 else grid, outdir / "samples.png")
     sections = [("Samples from the source generator", "samples.png",
                  f"{html.escape(what)}, seeds 0–{seeds - 1}, truncation 0.7, constant noise.")]
     source = bundled_generator()
@@ -68,7 +70,7 @@ def run_demo(outdir: Path, device: str = "auto", seeds: int = 16, finetune_iters
     body = "\n".join(
         f"<section><h2>{t}</h2><img src='{src}' alt='{t}'><p>{cap}</p></section>" for t, src, cap in sections
     )
-    page.write_text(
+    write_text_atomic(page,
         "<!doctype html><meta charset='utf-8'><title>toonlab demo</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%;"
         "image-rendering:pixelated}</style>"
@@ -79,8 +81,8 @@ def run_demo(outdir: Path, device: str = "auto", seeds: int = 16, finetune_iters
 
 def finetune_and_swap(A: Generator, source: Path, outdir: Path, dev: torch.device, iters: int | None) -> tuple[list[tuple[str, str, str]], Path]:
     """Short FreezeSG + structure-loss fine-tune to synthetic webtoon faces, then layer swapping."""
-    from finetune.swap import swap_grid
     from finetune.train import finetune, resolve_config
+    from stylegan2.blend import swap_grid
 
     iters = iters or (400 if dev.type == "cuda" else 60)
     cfg, note = resolve_config(source=str(source), target="webtoon", freeze=2, structure_loss=3, iters=iters,
@@ -90,7 +92,7 @@ def finetune_and_swap(A: Generator, source: Path, outdir: Path, dev: torch.devic
     last = finetune(cfg, note)
     B = load_generator(last, device=dev)
     img = swap_grid(A, B, list(range(4)), list(range(1, A.n_blocks)))
-    save_atomic(upscale(img, 2) if A.size < 128 else img, outdir / "swap.png")
+    save_image_atomic(upscale(img, 2) if A.size < 128 else img, outdir / "swap.png")
     return [
         ("Fine-tuned to the built-in webtoon faces, with layer swapping", "swap.png",
          f"Columns: source, fine-tuned target ({iters} steps of FreezeSG 2 + structure loss 3, batch 8), "
@@ -104,10 +106,11 @@ def face_to_cartoon(G: Generator, cartoon: Path, outdir: Path, dev: torch.device
     """Align the astronaut photo, project it, render it as a cartoon, and edit it with SeFa."""
     from skimage import data
 
-    from finetune.swap import blend_generators
     from inversion.align import align_face, detect_faces
-    from inversion.project import ProjectConfig, build_perceptual, project, render
+    from inversion.project import ProjectConfig, build_perceptual, project
     from inversion.sefa import edit_grid, factorize
+    from stylegan2.blend import blend_generators
+    from stylegan2.sampling import render
     from toonlab.errors import UserInputError
 
     steps = steps or (1000 if dev.type == "cuda" else 400)
@@ -115,7 +118,7 @@ def face_to_cartoon(G: Generator, cartoon: Path, outdir: Path, dev: torch.device
     faces = detect_faces(photo)
     B = load_generator(cartoon, device=dev)
     aligned = align_face(photo, faces[0], 256)
-    save_atomic(aligned, outdir / "aligned.png")
+    save_image_atomic(aligned, outdir / "aligned.png")
     percept_random = False
     try:
         percept, pnote = build_perceptual("lpips", None, dev), "LPIPS-VGG"
@@ -124,11 +127,10 @@ def face_to_cartoon(G: Generator, cartoon: Path, outdir: Path, dev: torch.device
         pnote = ("LPIPS with a RANDOM VGG trunk (torchvision's vgg16-397923af.pth is not in the torch hub cache "
                  "here; with it the likeness is closer) + pixel MSE")
     click.echo(f"demo: projecting the astronaut photo ({steps} steps, {pnote.split(' (')[0]})")
-    target = torch.from_numpy(np.array(aligned.resize((G.size, G.size), Image.Resampling.LANCZOS)))
-    target = target.permute(2, 0, 1)[None].float() / 127.5 - 1
+    target = to_tensor(aligned.resize((G.size, G.size), Image.Resampling.LANCZOS))[None]
     # Without trained VGG weights LPIPS alone is a weak guide: add pixel MSE. On CPU keep the noise
     # maps fixed (half the time per step; at 64 px they add little).
-    cfg = ProjectConfig(steps=steps, precision="bf16" if dev.type == "cuda" else "fp32",
+    cfg = ProjectConfig(steps=steps, precision=resolve_precision("auto", dev),
                         mse=1.0 if percept_random else 0.0, optimize_noise=dev.type == "cuda")
     res = project(G, target, percept, cfg)
     # Blocks 1..k from the source: at 64 px (5 blocks) the face's layout lives up to block 3-4.
@@ -137,10 +139,10 @@ def face_to_cartoon(G: Generator, cartoon: Path, outdir: Path, dev: torch.device
              to_pil(render(B, res.latent, res.noise)[0])] + [to_pil(render(X, res.latent, res.noise)[0]) for _, X in blends]
     labels = ["photo", "projected", "cartoon"] + [n for n, _ in blends]
     grid = make_grid(tiles, cols=len(tiles), col_labels=labels)
-    save_atomic(upscale(grid, 3) if G.size < 128 else grid, outdir / "face_to_cartoon.png")
+    save_image_atomic(upscale(grid, 3) if G.size < 128 else grid, outdir / "face_to_cartoon.png")
     dirs, _ = factorize(G)
     edit = edit_grid([("source", G), ("cartoon", B)], res.latent, res.noise, dirs[0].to(dev), [-6, -3, 0, 3, 6])
-    save_atomic(upscale(edit, 2) if G.size < 128 else edit, outdir / "sefa.png")
+    save_image_atomic(upscale(edit, 2) if G.size < 128 else edit, outdir / "sefa.png")
     return [
         ("Face to cartoon", "face_to_cartoon.png",
          f"scikit-image's astronaut photo, aligned with dlib (FFHQ crop, <a href='aligned.png'>256 px</a>), "

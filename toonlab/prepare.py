@@ -31,16 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toonlab.data import (
-    DatasetError,
-    ImageError,
-    UnreadableImageWarning,
-    _scan_folder,
-    _scan_zip,
-    load_image,
-    resize_center_crop,
-)
+from toonlab.data import DatasetError, UnreadableImageWarning, scan_folder, scan_zip
 from toonlab.errors import UserInputError
+from toonlab.images import ImageError, load_image, resize_center_crop
 
 __all__ = ["PrepareError", "PrepareReport", "is_power_of_two", "prepare_lmdb"]
 
@@ -98,10 +91,10 @@ def _open_source(src: Path) -> _Source:
     if not src.exists():
         raise DatasetError(f"dataset not found: {src}")
     if src.is_dir():
-        files, empty, _ = _scan_folder(src)
+        files, empty, _ = scan_folder(src)
         source = _Source("folder", src, tuple(map(str, files)), tuple(map(str, empty)))
     elif src.suffix.lower() == ".zip" or zipfile.is_zipfile(src):
-        names, empty_names, _ = _scan_zip(src)
+        names, empty_names, _ = scan_zip(src)
         source = _Source("zip", src, tuple(names), tuple(empty_names))
     else:
         raise DatasetError(f"unknown dataset format: {src} (expected a folder or .zip of images)")

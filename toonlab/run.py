@@ -1,50 +1,101 @@
-"""Run folders: resolved config, the one stats sink (JSONL + TensorBoard), checkpoint rotation.
+"""Run folders: their lock, resolved config, the one stats sink (JSONL + TensorBoard), checkpoint
+writing and rotation, RNG state.
 
-Every trainer (StyleGAN2 pretraining, fine-tuning, the translators) writes through this module so
-their folders look the same and resume the same way: re-running the same command finds the
-newest complete checkpoint and continues from it.
+Every trainer (StyleGAN2 pretraining, fine-tuning, the translators) writes through this module
+(driven by the skeleton in ``toonlab/training.py``) so their folders look the same and resume the
+same way: re-running the same command finds the newest complete checkpoint and continues from it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from toonlab.errors import UserInputError
+from toonlab.atomic import remove_stale_temporaries, torch_save_atomic, write_json_atomic
+from toonlab.errors import UserInputError, environment_message
+from toonlab.lock import FolderLock
 
 CKPT_RE = re.compile(r"^(\d{6,})\.pt$")
 
 
+class CheckpointWriteError(UserInputError):
+    """A checkpoint could not be written (full disk, read-only folder); the previous one is kept."""
+
+
 class RunDir:
-    """A training run's folder: ``config.json``, ``stats.jsonl``, ``checkpoints/NNNNNN.pt``, ``samples/``."""
+    """A training run's folder: ``config.json``, ``stats.jsonl``, ``checkpoints/NNNNNN.pt``, ``samples/``.
+
+    One process owns it at a time (``acquire``: the lock file ``.lock``, see ``toonlab.lock``); the
+    owner then removes the temporaries a killed write left behind. A folder that cannot be created
+    or written (read-only file system, no permission) is one line naming the path and the cause.
+    """
 
     def __init__(self, root: str | Path, rank: int = 0) -> None:
         self.root = Path(root)
         self.rank = rank
         self.ckpt_dir = self.root / "checkpoints"
         self.samples = self.root / "samples"
+        self._lock: FolderLock | None = None
         if rank == 0:
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            self.samples.mkdir(parents=True, exist_ok=True)
+            try:
+                self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+                self.samples.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UserInputError(f"cannot create the run folder {self.root}: "
+                                     f"{environment_message(e)}") from None
+
+    # ---- ownership ------------------------------------------------------------------------------
+
+    @property
+    def locked(self) -> bool:
+        return self._lock is not None and self._lock.held
+
+    def acquire(self) -> str | None:
+        """Lock the folder for this process; returns a note about a stale lock or stale files removed."""
+        if self.rank != 0 or self.locked:
+            return None
+        lock = FolderLock(self.root, what="run folder")
+        try:
+            lock.acquire()
+        except OSError as e:
+            raise UserInputError(f"cannot write to the run folder {self.root}: {environment_message(e)}") from None
+        self._lock = lock
+        notes = [lock.took_over] if lock.took_over else []
+        stale = [p for d in (self.root, self.ckpt_dir, self.samples) for p in remove_stale_temporaries(d)]
+        if stale:
+            names = ", ".join(p.name for p in stale[:3]) + (f" (+{len(stale) - 3} more)" if len(stale) > 3 else "")
+            notes.append(f"removed {len(stale)} temporary file{'s' if len(stale) != 1 else ''} of an interrupted "
+                         f"write ({names})")
+        return "; ".join(notes) or None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # ---- files ----------------------------------------------------------------------------------
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         if self.rank == 0:
-            tmp = self.root / ".config.json.tmp"
-            tmp.write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
-            os.replace(tmp, self.root / "config.json")
+            write_json_atomic(self.root / "config.json", config, sort_keys=True)
 
     def read_config(self) -> dict[str, Any] | None:
         p = self.root / "config.json"
         return json.loads(p.read_text()) if p.exists() else None
+
+    def record_changes(self, step: int, changes: Sequence[str]) -> None:
+        """Append settings changed on resume to ``config_changes.jsonl`` (``config.json`` holds the new ones)."""
+        if self.rank == 0 and changes:
+            with open(self.root / "config_changes.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "time": time.time(), "changed": list(changes)}) + "\n")
 
     def checkpoints(self) -> list[Path]:
         """Complete checkpoints, oldest first (temporary files of a killed save are ignored)."""
@@ -60,13 +111,27 @@ class RunDir:
     def checkpoint_path(self, step: int) -> Path:
         return self.ckpt_dir / f"{step:06d}.pt"
 
-    def save_checkpoint(self, state: Mapping[str, Any], step: int, keep: int = 0) -> Path:
-        """Write ``state`` atomically as this run's checkpoint for ``step``, then prune to ``keep``."""
-        from toonlab.atomic import atomic_path
+    def write_checkpoint(self, state: Mapping[str, Any], step: int, keep: int = 0) -> Path:
+        """Write ``state`` atomically as the checkpoint of ``step``, then prune to ``keep``.
 
+        A failed write (full disk, read-only folder, torch's "unexpected pos" when the disk fills
+        during the zip) leaves the previous complete checkpoint untouched and raises
+        ``CheckpointWriteError`` with one line saying so.
+        """
         path = self.checkpoint_path(step)
-        with atomic_path(path) as tmp:
-            torch.save(dict(state), tmp)
+        previous = self.latest()
+        try:
+            torch_save_atomic(dict(state), path)
+        except (OSError, RuntimeError) as e:
+            if isinstance(e, OSError):
+                cause = environment_message(e).split(": ", 1)[-1] if e.filename else (e.strerror or str(e))
+            else:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                full = "unexpected pos" in first or "PytorchStreamWriter" in first or "write" in first.lower()
+                cause = ("the file could not be written (is the disk full?): " if full else "") + first[:160]
+            kept = f"the previous checkpoint {previous} is kept" if previous else "no earlier checkpoint exists"
+            raise CheckpointWriteError(f"could not write checkpoint {path}: {cause}; {kept}; stopping (fix the "
+                                       "problem and re-run the same command to resume)") from None
         self.prune(keep)
         return path
 
@@ -90,18 +155,25 @@ class Stats:
 
     def __init__(self, run: RunDir | None, tensorboard: bool = True) -> None:
         self.run = run
+        self.tensorboard = tensorboard
         self._acc: dict[str, list[float]] = {}
         self._tb = None
         self._fh = None
-        if run is not None and run.rank == 0:
-            self._fh = open(run.root / "stats.jsonl", "a", buffering=1)
-            if tensorboard:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
+        self._opened = False
 
-                    self._tb = SummaryWriter(str(run.root / "tb"))
-                except Exception:  # tensorboard is optional at run time
-                    self._tb = None
+    def _open(self) -> None:
+        """Open the files on the first flush: a run refused by the folder's lock never touches them."""
+        self._opened = True
+        if self.run is None or self.run.rank != 0:
+            return
+        self._fh = open(self.run.root / "stats.jsonl", "a", buffering=1)
+        if self.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.run.root / "tb"))
+            except Exception:  # tensorboard is optional at run time
+                self._tb = None
 
     def report(self, name: str, value: float | torch.Tensor) -> None:
         if isinstance(value, torch.Tensor):
@@ -112,6 +184,8 @@ class Stats:
         means = {k: sum(v) / len(v) for k, v in self._acc.items() if v}
         means.update(extra)
         self._acc.clear()
+        if not self._opened:
+            self._open()
         if self._fh is not None:
             self._fh.write(json.dumps({"step": step, "time": time.time(), **means}) + "\n")
         if self._tb is not None:
@@ -125,17 +199,8 @@ class Stats:
             self._fh.close()
         if self._tb is not None:
             self._tb.close()
-
-
-class NonFiniteLoss(UserInputError):
-    """A loss became NaN/Inf; the run stops, keeping its last good checkpoint."""
-
-
-def check_finite(step: int, **losses: torch.Tensor) -> None:
-    for name, v in losses.items():
-        if not torch.isfinite(v.detach()).all():
-            raise NonFiniteLoss(f"{name} is {float(v.detach().float().mean())} at step {step}; stopping "
-                                f"(the last good checkpoint is kept)")
+        self._fh = self._tb = None
+        self._opened = False
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -154,64 +219,3 @@ def set_rng_state(rng: Mapping[str, Any], device: torch.device) -> None:
     random.setstate((v, tuple(state), gauss))
     if "cuda" in rng and device.type == "cuda":
         torch.cuda.set_rng_state(rng["cuda"], device)
-
-
-def read_checkpoint(path: str | Path, model: str | None = None, what: str = "checkpoint") -> dict[str, Any]:
-    """Load a toonlab training checkpoint (``weights_only``); one-line ``UserInputError`` otherwise.
-
-    With ``model``, its ``toonlab`` metadata must name that model (``what`` names it in the error).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors come in many types; all mean "not a torch file we can read"
-        raise UserInputError(f"{path} is not a loadable torch file: {(str(e).splitlines() or [''])[0][:160]}") from None
-    meta = ckpt.get("toonlab") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict):
-        raise UserInputError(f"{path} is not a toonlab {what}")
-    if model is not None and meta.get("model") != model:
-        held = meta.get("model")
-        raise UserInputError(f"{path} is not a {what}" + (f" (it holds a {held} model)" if held else ""))
-    return ckpt
-
-
-def run_training_loop(trainer: Any, batches: Iterator[Any], total: int, *, log_every: int, sample_every: int,
-                      snapshot_every: int, desc: str, show: Sequence[str] = (),
-                      on_batch: Callable[[Any], None] | None = None) -> Path:
-    """The schedule the translation trainers share: step, log, sample, snapshot, final checkpoint.
-
-    ``trainer`` provides ``step``, ``train_step(batch)``, ``stats`` (a ``Stats``), ``run`` (a
-    ``RunDir``), ``save()`` and ``save_samples()``; ``show`` names the stats for the progress bar.
-    Returns the newest checkpoint (written now unless the last step already has one).
-    """
-    from toonlab.runtime import progress
-
-    bar = progress(total=total, initial=trainer.step, desc=desc, unit="it")
-    t_last, step_last = time.time(), trainer.step
-    try:
-        while trainer.step < total:
-            batch = next(batches)
-            if on_batch is not None:
-                on_batch(batch)
-            trainer.train_step(batch)
-            trainer.step += 1
-            bar.update(1)
-            if trainer.step % log_every == 0 or trainer.step == total:
-                dt = time.time() - t_last
-                s = trainer.stats.flush(trainer.step, sec_per_it=dt / max(trainer.step - step_last, 1))
-                t_last, step_last = time.time(), trainer.step
-                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in s.items() if k in show})
-            if sample_every and trainer.step % sample_every == 0:
-                trainer.save_samples()
-            if snapshot_every and trainer.step % snapshot_every == 0:
-                trainer.save()
-        latest = trainer.run.latest()
-        if latest is None or int(latest.stem) != trainer.step:
-            latest = trainer.save()
-            trainer.save_samples()
-    finally:
-        bar.close()
-        trainer.stats.close()
-    return latest

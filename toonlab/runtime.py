@@ -29,6 +29,23 @@ def pick_device(name: str = "auto") -> torch.device:
         raise UserInputError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_precision(precision: str, device: torch.device | str, *, allowed: tuple[str, ...] = ("fp32", "bf16"),
+                      gpu_default: str = "bf16") -> str:
+    """The one "auto" precision resolver: ``auto`` → ``gpu_default`` on CUDA, fp32 elsewhere.
+
+    ``allowed`` lists what the command supports besides ``auto`` (a one-line error otherwise).
+    """
+    device = torch.device(device)
+    if precision == "auto":
+        return gpu_default if device.type == "cuda" else "fp32"
+    if precision not in allowed:
+        raise UserInputError(f"unknown precision {precision!r} (use auto, {', '.join(allowed)})")
+    return precision
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast on request; fp32 runs with TF32 matmuls/convs on GPUs (same as the reference code)."""
     if precision == "fp32":

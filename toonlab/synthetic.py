@@ -36,6 +36,8 @@ from PIL import Image, ImageDraw
 try:  # the renderer is usable without torch; only the Dataset classes need it
     import torch
     from torch.utils.data import Dataset as _TorchDataset
+
+    from toonlab.images import uint8_to_tensor
 except ImportError:  # pragma: no cover - torch is a project dependency
     torch = None  # type: ignore[assignment]
     _TorchDataset = object  # type: ignore[assignment,misc]
@@ -1090,11 +1092,6 @@ def render(params: FaceParams, domain: str, size: int, *, noise_seed: int | None
     return _render_sketch(params, size, seed)
 
 
-def _to_tensor(img: np.ndarray) -> "torch.Tensor":
-    t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-    return t.to(torch.float32).div_(127.5).sub_(1.0)
-
-
 class SyntheticFaces(_TorchDataset):
     """``length`` procedural faces of one domain as float32 ``[3, size, size]`` tensors in [-1, 1].
 
@@ -1125,14 +1122,18 @@ class SyntheticFaces(_TorchDataset):
             raise IndexError(f"index {i} out of range for {self.length} synthetic faces")
         return sample_params(i % self.length, self.seed)
 
-    def __getitem__(self, i: int):  # noqa: ANN204 - tensor or (tensor, tensor)
-        i = int(i)
+    def __getitem__(self, key):  # noqa: ANN001, ANN204 - index or (index, item_seed); tensor or (tensor, tensor)
+        from toonlab.samplers import item_key
+
+        i, item_seed = item_key(key)
         p = self.params(i)
-        if self.flip and bool(torch.rand(()) < 0.5):
+        # A sampler's key carries the flip (its seed's low bit); plain indexing draws it from torch.
+        flip = bool(item_seed & 1) if item_seed is not None else bool(torch.rand(()) < 0.5)
+        if self.flip and flip:
             # Render the mirrored params rather than flipping pixels: the item is
             # then exactly render(returned params), which paired/regression uses rely on.
             p = p.flipped()
-        img = _to_tensor(render(p, self.domain, self.size))
+        img = uint8_to_tensor(render(p, self.domain, self.size))
         if self.return_params:
             return img, torch.from_numpy(p.to_vector())
         return img
@@ -1161,8 +1162,8 @@ class SyntheticPairs(_TorchDataset):
         p = self.a.params(int(i))
         if self.flip and bool(torch.rand(()) < 0.5):
             p = p.flipped()
-        a = _to_tensor(render(p, self.a.domain, self.a.size))
-        b = _to_tensor(render(p, self.b.domain, self.b.size))
+        a = uint8_to_tensor(render(p, self.a.domain, self.a.size))
+        b = uint8_to_tensor(render(p, self.b.domain, self.b.size))
         if self.return_params:
             return a, b, torch.from_numpy(p.to_vector())
         return a, b
@@ -1220,7 +1221,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if a.n < 1:
         ap.error("--n must be >= 1")
     img = make_grid_image(domains, a.n, a.size, a.seed)
-    img.save(a.grid, optimize=True)
+    from toonlab.atomic import save_image_atomic
+
+    save_image_atomic(img, a.grid, optimize=True)
     print(f"wrote {a.grid} ({img.width}x{img.height})")
 
 

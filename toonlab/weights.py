@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from toonlab.checkpoint import load_torch_file
 from toonlab.errors import UserInputError
 
 
@@ -57,10 +58,7 @@ def locate_weights(
 
 def load_state(path: Path) -> dict:
     """Load a weights file saved as a plain state dict (tensors only)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which one
-        raise UserInputError(f"cannot load weights from {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
+    state = load_torch_file(path, "weights file")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -6,15 +6,14 @@ crop (short side resized, centre crop), then randomly cropped to ``size`` and fl
 also yield their grayscale version and their edge-smoothed version — read from a pre-made SMOOTH_DIR
 (``python translation/edges.py STYLE_DIR --out SMOOTH_DIR``) when given, else computed on the fly.
 
-Batches are a pure function of (seed, stream, step): each epoch's order is a seeded permutation and
-each item's crop/flip comes from its own seeded generator, so a run resumed at step k sees exactly
-the batches a straight run sees from step k on, whatever the number of loader workers.
+Batches are a pure function of (seed, stream, step) (``toonlab.samplers``): each epoch's order is a
+seeded permutation and each item's crop/flip comes from its own seeded generator, so a run resumed at
+step k sees exactly the batches a straight run sees from step k on, whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,20 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from losses.translation import grayscale
-from toonlab.data import (
-    DatasetError,
-    ImageError,
-    ImageFolder,
-    UnreadableImageWarning,
-    load_image,
-    open_dataset,
-    resize_center_crop,
-    to_tensor,
-)
+from toonlab.data import DatasetError, ImageFolder, MissingSizeError, UnreadableImageWarning, open_dataset
 from toonlab.errors import UserInputError
+from toonlab.images import ImageError, load_image, resize_center_crop, to_tensor, to_uint8, uint8_to_tensor
+from toonlab.samplers import item_key, step_loader
 
 __all__ = ["edge_smooth", "PhotoCrops", "StyleCrops", "TranslationData", "open_translation_data",
            "SYNTHETIC_PHOTOS", "SYNTHETIC_STYLE"]
@@ -72,14 +64,6 @@ def edge_smooth(img_uint8_hwc: np.ndarray) -> np.ndarray:
     return out[..., None] if squeeze else out
 
 
-def _to_uint8(t: Tensor) -> np.ndarray:
-    return t.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def _from_uint8(a: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
 def _crop_flip(rng: np.random.Generator, size: int, *ts: Tensor) -> list[Tensor]:
     """The same random ``size`` crop and left/right flip applied to every tensor."""
     h, w = ts[0].shape[-2:]
@@ -93,13 +77,6 @@ def _crop_flip(rng: np.random.Generator, size: int, *ts: Tensor) -> list[Tensor]
     return out
 
 
-def _key(key: Any) -> tuple[int, int | None]:
-    """Items are addressed as ``(index, item_seed)``; a bare index means a centred, unflipped crop."""
-    if isinstance(key, (tuple, list)):
-        return int(key[0]), int(key[1])
-    return int(key), None
-
-
 def _open_reader(spec: str, load_size: int, min_size: int, synthetic_seed: int = 0) -> Dataset:
     """A toonlab reader at ``load_size`` (flips off: we flip with our own seeded generator)."""
     spec = str(spec)
@@ -107,11 +84,9 @@ def _open_reader(spec: str, load_size: int, min_size: int, synthetic_seed: int =
         return open_dataset(spec, min(load_size, _SYNTHETIC_MAX), flip=False, seed=synthetic_seed)
     try:
         return open_dataset(spec, load_size, flip=False)
-    except DatasetError as e:
+    except MissingSizeError as e:
         # An LMDB holds fixed sizes and says which; use the smallest one the crop fits in.
-        m = re.search(r"sizes present: ([\d, ]+)\)", str(e))
-        sizes = sorted(int(v) for v in m.group(1).split(",") if v.strip()) if m else []
-        fits = [v for v in sizes if v >= min_size]
+        fits = sorted(v for v in e.sizes if v >= min_size)
         if not fits:
             raise
         return open_dataset(spec, fits[0], flip=False)
@@ -148,7 +123,7 @@ class PhotoCrops(_Crops):
     """Photos as ``[3, size, size]`` tensors in [-1, 1]."""
 
     def __getitem__(self, key: Any) -> Tensor:
-        i, seed = _key(key)
+        i, seed = item_key(key)
         return self._crop(seed, self.reader[i])[0]
 
 
@@ -221,7 +196,7 @@ class StyleCrops(_Crops):
         raise DatasetError(f"no readable images in {self.spec}")
 
     def __getitem__(self, key: Any) -> tuple[Tensor, Tensor, Tensor]:
-        i, seed = _key(key)
+        i, seed = item_key(key)
         if self.smooth_files is not None:
             style, smooth = self._read_pair(i)
         else:
@@ -230,33 +205,8 @@ class StyleCrops(_Crops):
             style, smooth = self._crop(seed, style, smooth)
         else:
             (style,) = self._crop(seed, style)
-            smooth = _from_uint8(edge_smooth(_to_uint8(style)))
+            smooth = uint8_to_tensor(edge_smooth(to_uint8(style)))
         return style, grayscale(style[None])[0], smooth
-
-
-class _StepBatches:
-    """Infinite batch sampler: batch ``s`` of a stream is a pure function of (seed, stream, s)."""
-
-    def __init__(self, n: int, batch: int, seed: int, stream: int, start_step: int = 0) -> None:
-        self.n, self.batch, self.seed, self.stream, self.start = n, batch, seed, stream, start_step
-
-    def _perm(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.stream, epoch]).generate_state(1)[0]))
-        return torch.randperm(self.n, generator=g).tolist()
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        step, cached = self.start, (-1, [])
-        while True:
-            items = []
-            for j in range(self.batch):
-                pos = step * self.batch + j
-                epoch, k = divmod(pos, self.n)
-                if cached[0] != epoch:
-                    cached = (epoch, self._perm(epoch))
-                item_seed = int(np.random.SeedSequence([self.seed, self.stream, pos, 1]).generate_state(1)[0])
-                items.append((cached[1][k], item_seed))
-            yield items
-            step += 1
 
 
 @dataclass
@@ -275,17 +225,23 @@ class TranslationData:
         """One pass over the larger of the two sets (AnimeGAN's epoch)."""
         return max(1, math.ceil(max(len(self.photos), len(self.style)) / batch))
 
-    def batches(self, batch: int, seed: int = 0, start_step: int = 0, workers: int = 0) -> Iterator[tuple[Tensor, ...]]:
-        """Infinite ``(photo, style, style_gray, style_smooth)`` batches from step ``start_step`` on."""
-        def loader(ds: Dataset, stream: int, n_workers: int) -> Iterator:
-            sampler = _StepBatches(len(ds), batch, seed, stream, start_step)
-            return iter(DataLoader(ds, batch_sampler=sampler, num_workers=n_workers,
-                                   pin_memory=torch.cuda.is_available(), persistent_workers=n_workers > 0))
+    def skip_log(self, path: Path) -> None:
+        """Record unreadable items of both domains in ``path`` (the run's ``skipped.txt``)."""
+        for crops in (self.photos, self.style):
+            if hasattr(crops.reader, "skip_log"):
+                crops.reader.skip_log = path
 
+    def batches(self, batch: int, seed: int = 0, start_step: int = 0, workers: int = 0) -> Iterator[tuple[Tensor, ...]]:
+        """Infinite ``(photo, style, style_gray, style_smooth)`` batches from step ``start_step`` on.
+
+        Photos are stream 0 and style images stream 1 of ``toonlab.samplers``: every batch, crop and
+        flip is a function of (seed, stream, step), whatever the number of workers.
+        """
         # The two streams share the worker budget (each stream needs at least one to run in the background).
         pw = max(1, workers // 2) if workers > 0 else 0
         sw = max(1, workers - pw) if workers > 0 else 0
-        photos, style = loader(self.photos, 0, pw), loader(self.style, 1, sw)
+        photos = step_loader(self.photos, batch, seed, start_step, pw, stream=0)
+        style = step_loader(self.style, batch, seed, start_step, sw, stream=1)
         while True:
             p = next(photos)
             s, g, e = next(style)

@@ -23,9 +23,10 @@ import click
 import numpy as np
 from PIL import Image
 
-from toonlab.data import IMAGE_EXTENSIONS, ImageError, load_image
+from toonlab.atomic import save_image_atomic
 from toonlab.errors import ToonlabError, UserInputError, user_errors
-from toonlab.images import save_atomic
+from toonlab.images import IMAGE_EXTENSIONS, ImageError, load_image
+from toonlab.options import ToonCommand
 from toonlab.runtime import progress
 
 __all__ = ["smooth_file", "smooth_folder", "main"]
@@ -56,7 +57,7 @@ def smooth_file(src: str | os.PathLike, dst: str | os.PathLike, quality: int = 9
     arr = edge_smooth(np.asarray(load_image(src, name=str(src))))
     dst = Path(dst)
     kw = {"quality": quality} if dst.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
-    return save_atomic(Image.fromarray(arr), dst, **kw)
+    return save_image_atomic(Image.fromarray(arr), dst, **kw)
 
 
 def _work(task: tuple[str, str, int]) -> tuple[str, str | None]:
@@ -108,7 +109,8 @@ def smooth_folder(
     bar = progress(total=len(tasks), desc="edge-smooth", unit="img", disable=not show_progress)
     # Refer to the worker through the package, also when this file runs as a script, so that
     # child processes import it by name rather than re-running __main__.
-    from translation.edges import _init_worker as init, _work as work
+    from translation.edges import _init_worker as init
+    from translation.edges import _work as work
 
     if workers == 1:
         results = map(work, tasks)
@@ -140,7 +142,7 @@ def smooth_folder(
     return written, skipped
 
 
-@click.command(name="edges", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="edges", cls=ToonCommand)
 @click.argument("style_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the smoothed copies (same relative paths).")
@@ -164,4 +166,6 @@ def main(style_dir: Path, out_dir: Path, workers: int | None, quality: int, skip
 
 
 if __name__ == "__main__":
-    main()
+    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
+
+    run_script("edges")

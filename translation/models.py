@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from toonlab.checkpoint import load_torch_file, read_checkpoint
 from toonlab.errors import UserInputError
 from translation.animegan import (
     AnimeGANDiscriminator,
@@ -25,10 +26,11 @@ from translation.animegan import (
     AnimeGANv2Generator,
 )
 from translation.cartoongan import CartoonGANDiscriminator, CartoonGANGenerator
-from translation.cyclegan import CycleGANGenerator, PatchGANDiscriminator
+from translation.cyclegan_networks import MODEL_NAME as CYCLEGAN
+from translation.cyclegan_networks import CycleGANGenerator, PatchGANDiscriminator
 
 __all__ = ["MODELS", "DISCRIMINATORS", "family", "build_generator", "build_discriminator", "load_generator",
-           "infer_model"]
+           "infer_model", "load_cyclegan"]
 
 MODELS: dict[str, Callable[[], nn.Module]] = {
     "animegan": AnimeGANv1Generator,
@@ -130,20 +132,6 @@ def _load_checked(G: nn.Module, model: str, sd: dict[str, Any], path: Path) -> N
     G.load_state_dict(sd, strict=True)
 
 
-def _read(path: Path) -> Any:
-    if not path.exists():
-        raise UserInputError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise UserInputError(f"checkpoint path is a folder, not a file: {path}")
-    if path.stat().st_size == 0:
-        raise UserInputError(f"{path} is empty (0 bytes), not a checkpoint")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors come in many types; all mean "not a torch file we can read"
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserInputError(f"{path} is not a loadable torch file: {reason[:160]}") from None
-
-
 def load_generator(
     path: str | Path, device: str | torch.device = "cpu", which: str = "auto"
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -156,7 +144,7 @@ def load_generator(
     if which not in ("auto", "g", "g_ema"):
         raise UserInputError(f"unknown generator choice {which!r} (use auto, g or g_ema)")
     path = Path(path)
-    obj = _read(path)
+    obj = load_torch_file(path, "checkpoint")
     if not isinstance(obj, dict):
         raise UserInputError(f"{path} is not a generator checkpoint (found a {type(obj).__name__}, expected a dict)")
     meta_in = obj.get("toonlab") if isinstance(obj.get("toonlab"), dict) else {}
@@ -184,3 +172,21 @@ def load_generator(
     if "step" not in meta and "step" in obj and isinstance(obj["step"], int):
         meta["step"] = obj["step"]
     return G, meta
+
+
+def load_cyclegan(path: str | Path, direction: str = "a2b", device: str | torch.device = "cpu"
+                  ) -> tuple[CycleGANGenerator, dict[str, Any]]:
+    """One generator of a CycleGAN checkpoint: ``a2b`` (photo → style, key ``g``) or ``b2a`` (``g_b``)."""
+    if direction not in ("a2b", "b2a"):
+        raise UserInputError(f"unknown direction {direction!r} (use a2b or b2a)")
+    path = Path(path)
+    ckpt = read_checkpoint(path, CYCLEGAN, "CycleGAN checkpoint")
+    meta = ckpt["toonlab"]
+    arch = meta.get("arch", {})
+    G = CycleGANGenerator(arch.get("ngf", 64), arch.get("n_blocks", 9))
+    try:
+        G.load_state_dict(ckpt["g" if direction == "a2b" else "g_b"])
+    except (RuntimeError, KeyError) as e:
+        raise UserInputError(f"{path}: {str(e).splitlines()[0][:200]}") from None
+    return G.to(device).eval().requires_grad_(False), {"model": CYCLEGAN, "path": str(path), "step": meta.get("step"),
+                                                        "direction": direction, "arch": arch}

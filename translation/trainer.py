@@ -1,10 +1,10 @@
-"""The translation trainer (AnimeGAN v1/v2, CartoonGAN): scheduling only.
+"""The translation trainer (AnimeGAN v1/v2, CartoonGAN) on the training skeleton (``toonlab/training.py``).
 
 Two phases, counted in iterations: an initialisation phase that trains G with the content loss
 alone (it learns to reconstruct photos before it learns a style), then the adversarial phase
-(one D step, one G step per iteration). The maths lives in ``losses/translation.py``,
-``losses/features.py`` and the networks; this file owns phases, optimisers, presets, samples,
-checkpoints (exact resume by re-running the same command), stats and the NaN stop.
+(one D step, one G step per iteration) — phases the skeleton's loop walks. The maths lives in
+``losses/translation.py``, ``losses/features.py`` and the networks; this file owns the phases,
+optimisers and presets; the loop, resume, checkpoints, stats and the NaN stop are the skeleton's.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from losses import g_nonsaturating
-from losses.features import FeatureExtractor, resnet_features, vgg19_features
+from losses.features import FeatureNetwork, resnet_features, vgg19_features
 from losses.translation import (
     color_loss,
     content_loss,
@@ -32,19 +32,11 @@ from losses.translation import (
     style_loss,
     tv_loss,
 )
+from toonlab.atomic import save_image_atomic
 from toonlab.errors import UserInputError
 from toonlab.images import make_grid
-from toonlab.images import save_atomic as save_image
-from toonlab.run import (
-    RunDir,
-    Stats,
-    check_finite,
-    read_checkpoint,
-    rng_state,
-    run_training_loop,
-    set_rng_state,
-)
-from toonlab.runtime import autocast, seed_everything
+from toonlab.runtime import autocast, resolve_precision, seed_everything
+from toonlab.training import Phase, Trainer, check_finite, ema_update
 from translation.models import (
     MODELS,
     build_discriminator,
@@ -179,25 +171,32 @@ def resolve_config(cfg: TranslateConfig, iters_per_epoch: int | None) -> Transla
     return c
 
 
-class TranslationTrainer:
-    """Owns the schedule of one translation run.
+class TranslationTrainer(Trainer):
+    """AnimeGAN / CartoonGAN on the training skeleton.
 
     ``data`` (a ``translation.data.TranslationData``) supplies batches and the sample photos; it may
     be None when ``train`` is given an iterator of ``(photo, style, style_gray, style_smooth)``
     batches, in which case ``cfg`` must carry ``iters`` and ``init_iters``.
     """
 
+    desc = "translate-train"
+    what = "translation training checkpoint"
+    top_level_step_rng = True
+    show = ("loss/init_con", "loss/d", "loss/g", "loss/con", "sec_per_it")
+    flags = {"resume": "--ckpt", "vgg": "--features", "features": "--feature-net", "vgg_weights": "--features-weights"}
+
     def __init__(self, cfg: TranslateConfig, data=None, device: torch.device | str = "cpu",
-                 features: FeatureExtractor | None = None) -> None:
-        self.data = data
-        self.cfg = resolve_config(cfg, data.iters_per_epoch(cfg.batch) if data is not None else None)
-        c = self.cfg
-        self.device = torch.device(device)
-        self.precision = ("bf16" if self.device.type == "cuda" else "fp32") if c.precision == "auto" else c.precision
-        self.family = family(c.model)
+                 features: FeatureNetwork | None = None) -> None:
+        c = resolve_config(cfg, data.iters_per_epoch(cfg.batch) if data is not None else None)
+        device = torch.device(device)
         # Features first: missing weights must fail before a run folder is created.
-        self.F = (features or self._build_features()).to(self.device)
-        self.run = RunDir(c.out)
+        F = (features or self._build_features(c)).to(device)
+        super().__init__(c, device, tensorboard=c.tensorboard)
+        self.data = data
+        self.model_name = c.model
+        self.precision = resolve_precision(c.precision, self.device)
+        self.family = family(c.model)
+        self.F = F
         seed_everything(c.seed)
         self.G = build_generator(c.model).to(self.device)
         self.D = build_discriminator(c.model).to(self.device)
@@ -206,22 +205,28 @@ class TranslationTrainer:
         self.g_init_optim = torch.optim.Adam(self.G.parameters(), lr=c.init_lr, betas=betas)
         self.g_optim = torch.optim.Adam(self.G.parameters(), lr=c.g_lr, betas=betas)
         self.d_optim = torch.optim.Adam(self.D.parameters(), lr=c.d_lr, betas=betas)
-        self.step = 0
-        self.stats = Stats(self.run, tensorboard=c.tensorboard)
+        self.modules = {"g": self.G, "d": self.D}
+        if self.G_ema is not None:
+            self.modules["g_ema"] = self.G_ema
+        self.optimizers = {"g_optim": self.g_optim, "d_optim": self.d_optim, "g_init_optim": self.g_init_optim}
         self.sample_photos: Tensor | None = data.fixed_photos(c.n_samples) if data is not None else None
 
     # ---- setup ---------------------------------------------------------------------------------
 
-    def _build_features(self) -> FeatureExtractor:
-        c = self.cfg
+    @staticmethod
+    def _build_features(c: TranslateConfig) -> FeatureNetwork:
         rnd = c.vgg == "random"
         if c.features == "resnet50":
             return resnet_features(c.vgg_weights, random=rnd)
         return vgg19_features(c.vgg_weights, random=rnd)
 
     @property
-    def total_iters(self) -> int:
+    def total_steps(self) -> int:
         return int(self.cfg.init_iters) + int(self.cfg.iters)
+
+    @property
+    def total_iters(self) -> int:
+        return self.total_steps
 
     @property
     def phase(self) -> str:
@@ -229,73 +234,56 @@ class TranslationTrainer:
 
     def metadata(self) -> dict[str, Any]:
         c = self.cfg
-        return {"model": c.model, "preset": c.preset, "weights": c.weights(), "step": self.step,
-                "phase": self.phase, "precision": self.precision, "features": f"{self.F.name}:{self.F.source}",
-                "config": c.to_dict()}
+        return {"model": c.model, "preset": c.preset, "weights": c.weights(), "phase": self.phase,
+                "precision": self.precision, "features": f"{self.F.name}:{self.F.source}"}
 
-    # ---- checkpoints ---------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        rng = rng_state(self.device)
-        out = {
-            "g": self.G.state_dict(), "d": self.D.state_dict(),
-            "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
-            "g_init_optim": self.g_init_optim.state_dict(),
-            "step": self.step, "rng": rng, "toonlab": self.metadata(),
-        }
-        if self.G_ema is not None:
-            out["g_ema"] = self.G_ema.state_dict()
-        return out
-
-    def save(self) -> Path:
-        return self.run.save_checkpoint(self.state_dict(), self.step, self.cfg.keep)
-
-    def load(self, path: Path) -> None:
-        """Resume exactly from one of our checkpoints (weights, optimisers, step, RNG)."""
-        ckpt = read_checkpoint(path, what="translation training checkpoint")
-        meta = ckpt["toonlab"]
-        if "g" not in ckpt:
+    def check_compatible(self, ckpt: Mapping[str, Any], path: Path) -> None:
+        meta = ckpt.get("toonlab")
+        if not isinstance(meta, dict) or "g" not in ckpt:
             raise UserInputError(f"{path} is not a toonlab translation training checkpoint")
         if meta.get("model") != self.cfg.model:
             raise UserInputError(f"{path} was trained as {meta.get('model')!r}, not {self.cfg.model!r}; "
                                  f"use another --out or the same --model")
-        try:
-            self.G.load_state_dict(ckpt["g"])
-            self.D.load_state_dict(ckpt["d"])
-            if self.G_ema is not None:
-                self.G_ema.load_state_dict(ckpt.get("g_ema", ckpt["g"]))
-            self.g_optim.load_state_dict(ckpt["g_optim"])
-            self.d_optim.load_state_dict(ckpt["d_optim"])
-            if "g_init_optim" in ckpt:
-                self.g_init_optim.load_state_dict(ckpt["g_init_optim"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise UserInputError(f"{path}: cannot resume from it: {str(e).splitlines()[0][:200]}") from None
-        self.step = int(ckpt.get("step", meta.get("step", 0)))
-        rng = ckpt.get("rng")
-        if rng:
-            set_rng_state(rng, self.device)
 
-    def maybe_resume(self) -> str:
-        """The run folder's newest checkpoint wins; else ``resume`` seeds the weights (G only for a port file)."""
-        latest = self.run.latest()
-        if latest is not None:
-            self.load(latest)
-            return f"resumed from {latest} at step {self.step}"
-        if self.cfg.resume:
-            path = Path(self.cfg.resume)
-            G, meta = load_generator(path, which="g")  # ours: the trainable copy; a port file has one G
-            if meta["model"] != self.cfg.model:
-                raise UserInputError(f"--resume {path} holds a {meta['model']} generator, not {self.cfg.model}")
-            self.G.load_state_dict(G.state_dict())
-            if self.G_ema is not None:
-                self.G_ema.load_state_dict(G.state_dict())
-            return f"generator initialised from {path} ({meta['source']} file)"
-        return "starting a new run"
+    def start_fresh(self) -> str:
+        """``--resume FILE`` seeds the weights of a new run (G only for a port file)."""
+        if not self.cfg.resume:
+            return "starting a new run"
+        path = Path(self.cfg.resume)
+        G, meta = load_generator(path, which="g")  # ours: the trainable copy; a port file has one G
+        if meta["model"] != self.cfg.model:
+            raise UserInputError(f"--resume {path} holds a {meta['model']} generator, not {self.cfg.model}")
+        self.G.load_state_dict(G.state_dict())
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(G.state_dict())
+        return f"generator initialised from {path} ({meta['source']} file)"
 
-    # ---- one step ------------------------------------------------------------------------------
+    def batches(self) -> Iterator[tuple[Tensor, ...]]:
+        if self.data is None:
+            raise UserInputError("no data: pass a batch iterator or a TranslationData")
+        c = self.cfg
+        self.data.skip_log(self.run.root / "skipped.txt")
+        return self.data.batches(c.batch, seed=c.seed, start_step=self.step, workers=c.workers)
 
-    def _features(self, x: Tensor) -> Tensor:
-        return self.F(x)
+    # ---- the phases of one iteration ---------------------------------------------------------------
+
+    def phases(self) -> list[Phase]:
+        init = int(self.cfg.init_iters)
+        return [
+            Phase("init: content only", self.init_step, when=lambda step: step < init),
+            Phase("D", self.d_step, when=lambda step: step >= init),
+            Phase("G", self.g_step, when=lambda step: step >= init),
+            Phase("EMA", self.ema),
+        ]
+
+    def before_step(self, batch: tuple[Tensor, ...] | list[Tensor]) -> dict[str, Tensor]:
+        c = self.cfg
+        if self.sample_photos is None:
+            self.sample_photos = batch[0][: c.n_samples].clone()
+        photo, style, gray, smooth = (t.to(self.device, non_blocking=True) for t in batch)
+        with torch.no_grad(), autocast(self.device, self.precision):
+            f_photo = self.F(photo)
+        return {"photo": photo, "style": style, "gray": gray, "smooth": smooth, "f_photo": f_photo}
 
     def _d_inputs(self, style: Tensor, gray: Tensor, smooth: Tensor, fake: Tensor) -> list[Tensor]:
         if self.family == "cartoongan":  # edge-smoothed colour cartoons are CartoonGAN's extra fakes
@@ -321,31 +309,27 @@ class TranslationTrainer:
             return g_nonsaturating(logits)
         return lsgan_g_loss(logits)
 
-    def train_step(self, batch: tuple[Tensor, ...] | list[Tensor]) -> None:
-        c, st = self.cfg, self.stats
-        photo, style, gray, smooth = (t.to(self.device, non_blocking=True) for t in batch)
-        prec = autocast(self.device, self.precision)
-        with torch.no_grad(), prec:
-            f_photo = self._features(photo)
-        if self.phase == "init":
-            with prec:
-                fake = self.G(photo)
-                con = content_loss(self._features(fake), f_photo)
-            check_finite(self.step, init_content=con)
-            self.g_init_optim.zero_grad(set_to_none=True)
-            (c.w_con * con).backward()
-            self.g_init_optim.step()
-            st.report("loss/init_con", con)
-            st.report("phase", 0.0)
-            self._ema()
-            return
-        # -- D: one forward over real, fake and the extra fakes (norms are per sample, so no mixing;
-        #    spectral norm then does one power iteration per step, as with a single D call)
+    def init_step(self, b: dict[str, Tensor]) -> None:
+        """Initialisation: G learns to reconstruct photos (content loss only)."""
+        with autocast(self.device, self.precision):
+            fake = self.G(b["photo"])
+            con = content_loss(self.F(fake), b["f_photo"])
+        check_finite(self.step, init_content=con)
+        self.g_init_optim.zero_grad(set_to_none=True)
+        (self.cfg.w_con * con).backward()
+        self.g_init_optim.step()
+        self.stats.report("loss/init_con", con)
+        self.stats.report("phase", 0.0)
+
+    def d_step(self, b: dict[str, Tensor]) -> None:
+        """One D forward over real, fake and the extra fakes (norms are per sample, so no mixing;
+        spectral norm then does one power iteration per step, as with a single D call)."""
+        st, prec = self.stats, autocast(self.device, self.precision)
         self.D.requires_grad_(True)
         with torch.no_grad(), prec:
-            fake = self.G(photo)
+            fake = self.G(b["photo"])
         with prec:
-            parts = self._d_inputs(style, gray, smooth, fake)
+            parts = self._d_inputs(b["style"], b["gray"], b["smooth"], fake)
             logits = self.D(torch.cat(parts)).float().chunk(len(parts))
             d_loss = self._d_loss(list(logits))
         check_finite(self.step, d_loss=d_loss)
@@ -355,19 +339,21 @@ class TranslationTrainer:
         st.report("loss/d", d_loss)
         st.report("d/real", logits[0].mean())
         st.report("d/fake", logits[1].mean())
-        # -- G
+
+    def g_step(self, b: dict[str, Tensor]) -> None:
+        c, st = self.cfg, self.stats
         self.D.requires_grad_(False)
-        with prec:
-            fake = self.G(photo)
+        with autocast(self.device, self.precision):
+            fake = self.G(b["photo"])
             adv = self._g_adv(self.D(fake).float())
-            f_fake = self._features(fake)
-            terms = {"g_adv": c.w_adv * adv, "con": c.w_con * content_loss(f_fake, f_photo)}
+            f_fake = self.F(fake)
+            terms = {"g_adv": c.w_adv * adv, "con": c.w_con * content_loss(f_fake, b["f_photo"])}
             if c.w_sty:
                 with torch.no_grad():
-                    f_gray = self._features(gray)
+                    f_gray = self.F(b["gray"])
                 terms["sty"] = c.w_sty * style_loss(f_fake, f_gray)
             if c.w_col:
-                terms["col"] = c.w_col * color_loss(fake, photo)
+                terms["col"] = c.w_col * color_loss(fake, b["photo"])
             if c.w_tv:
                 terms["tv"] = c.w_tv * tv_loss(fake)
         g_loss = sum(terms.values())
@@ -380,16 +366,14 @@ class TranslationTrainer:
         for k, v in terms.items():
             st.report(f"loss/{k}", v)
         st.report("phase", 1.0)
-        self._ema()
 
-    @torch.no_grad()
-    def _ema(self) -> None:
-        if self.G_ema is None:
-            return
-        for pe, pm in zip(self.G_ema.parameters(), self.G.parameters()):
-            pe.lerp_(pm.detach(), 1.0 - self.cfg.ema)
-        for be, bm in zip(self.G_ema.buffers(), self.G.buffers()):
-            be.copy_(bm)
+    def ema(self, b: dict[str, Tensor]) -> None:
+        if self.G_ema is not None:
+            ema_update(self.G_ema, self.G, self.cfg.ema)
+
+    def train_mode(self) -> None:
+        self.G.train()
+        self.D.train()
 
     @torch.no_grad()
     def save_samples(self) -> Path | None:
@@ -408,25 +392,4 @@ class TranslationTrainer:
                 labels.append("G_ema")
         self.G.train(was)
         grid = make_grid(torch.cat(rows).cpu(), cols=len(x), row_labels=labels)
-        return save_image(grid, self.run.samples / f"{self.step:06d}.png")
-
-    # ---- the loop ------------------------------------------------------------------------------
-
-    def train(self, batches: Iterator[tuple[Tensor, ...]] | None = None) -> Path | None:
-        """Run until ``init_iters + iters`` steps; returns the last checkpoint written."""
-        c = self.cfg
-        self.run.write_config(c.to_dict())
-        if batches is None:
-            if self.data is None:
-                raise UserInputError("no data: pass a batch iterator or a TranslationData")
-            batches = self.data.batches(c.batch, seed=c.seed, start_step=self.step, workers=c.workers)
-        self.G.train()
-        self.D.train()
-        def keep_samples(batch: tuple[Tensor, ...]) -> None:
-            if self.sample_photos is None:
-                self.sample_photos = batch[0][: c.n_samples].clone()
-
-        return run_training_loop(self, batches, self.total_iters, log_every=c.log_every, sample_every=c.sample_every,
-                                 snapshot_every=c.snapshot_every, desc="translate-train", on_batch=keep_samples,
-                                 show=("loss/init_con", "loss/d", "loss/g", "loss/con", "sec_per_it"))
-
+        return save_image_atomic(grid, self.run.samples / f"{self.step:06d}.png")

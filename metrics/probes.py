@@ -1,7 +1,7 @@
 """Small scorers for comparing fine-tuning methods, trained on the built-in synthetic domains.
 
-    python finetune/probes.py train [--out toonlab/assets/probes64.pt] [--target webtoon]
-    python finetune/probes.py show [toonlab/assets/probes64.pt]
+    python -m metrics.probes train [--out toonlab/assets/probes64.pt] [--target webtoon]
+    python -m metrics.probes show [toonlab/assets/probes64.pt]
 
 Two probes, both tiny CNNs reading 64×64 RGB in [-1, 1] (other sizes are resized with
 antialiasing):
@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from toonlab.images import uint8_to_tensor
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylegan2.networks import Generator
+from toonlab.checkpoint import load_torch_file
 from toonlab.errors import UserInputError, user_errors
 from toonlab.runtime import ASSETS
 from toonlab.synthetic import DOMAINS, GEOMETRY_FIELDS, render, sample_params
@@ -174,7 +177,7 @@ class ProbeBundle:
 
     def save(self, path: str | Path) -> Path:
         """Write plain tensors, strings and numbers only, so :meth:`load` works with ``weights_only``."""
-        from stylegan2.checkpoint import save_atomic
+        from toonlab.atomic import torch_save_atomic
 
         obj = {
             "format": FORMAT,
@@ -183,20 +186,16 @@ class ProbeBundle:
             "config": self.config,
             "metrics": self.metrics,
         }
-        return save_atomic(obj, path)
+        return torch_save_atomic(obj, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "ProbeBundle":
         """Load a bundle written by :meth:`save`; bad files raise a one-line ``UserInputError``."""
         path = Path(path)
         if not path.is_file():
-            raise UserInputError(f"probe bundle not found: {path} (train it with: python finetune/probes.py train "
+            raise UserInputError(f"probe bundle not found: {path} (train it with: python -m metrics.probes train "
                                  f"--out {path})")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle errors come in many types; all mean "not loadable"
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise UserInputError(f"{path} is not a loadable probe bundle: {reason[:200]}") from None
+        obj = load_torch_file(path, "probe bundle")
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise UserInputError(f"{path} is not a toonlab probe bundle (expected format {FORMAT})")
         cfg = dict(obj["config"])
@@ -256,9 +255,9 @@ def render_domain(domain: str, indices: Sequence[int], size: int, seed: int) -> 
 
 
 def _to_float(batch_u8: np.ndarray | Tensor) -> Tensor:
-    x = torch.as_tensor(batch_u8)
-    # contiguous(): a permuted (channels-last) batch sends CPU convolutions down a far slower path
-    return x.permute(0, 3, 1, 2).contiguous().float().div_(127.5).sub_(1.0)
+    # uint8_to_tensor returns a contiguous batch: a permuted (channels-last) one sends CPU convolutions
+    # down a far slower path
+    return uint8_to_tensor(torch.as_tensor(batch_u8))
 
 
 def degrade(x: Tensor, g: torch.Generator, p: float = 0.3) -> Tensor:
