@@ -93,7 +93,8 @@ def _keep_clamp(out: Generator, G: Generator) -> Generator:
     """A source converted from an NVIDIA pickle clamps its activations (``conv_clamp``); its copies must too."""
     clamp = getattr(G, "conv_clamp", None)
     if clamp is not None:
-        
+        from stylegan2.nvidia import apply_conv_clamp  # only NVIDIA-converted sources need the pickle reader
+
         apply_conv_clamp(out, clamp)
     return out
 
