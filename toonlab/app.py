@@ -116,6 +116,10 @@ def png_data_url(img: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def human_size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} KB"
+
+
 def one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
@@ -440,7 +444,7 @@ class Handler(BaseHTTPRequestHandler):
             raise UserInputError("bad Content-Length") from None
         if n > MAX_UPLOAD_BYTES:
             self.close_connection = True  # the body is not read: this connection cannot be reused
-            raise UserInputError(f"the file is {n / 2**20:.0f} MB; the app takes up to {MAX_UPLOAD_BYTES // 2**20} MB")
+            raise UserInputError(f"the file is {human_size(n)}; the app takes files up to {human_size(MAX_UPLOAD_BYTES)}")
         if n == 0:
             raise UserInputError("empty upload: choose a file first")
         return self.rfile.read(n)

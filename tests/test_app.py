@@ -1,0 +1,259 @@
+"""The face pipeline (inversion/pipeline.py) and the app's HTTP server (toonlab/app.py), without a browser.
+
+Tiny generators (tests/conftest.py) stand in for the real ones; the astronaut photo exercises dlib.
+The browser itself is driven in tests/test_app_browser.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inversion.pipeline import Edit, FacePipeline, Inversion, downscale, generator_name
+from stylegan2.checkpoint import load_generator
+from stylegan2.latents import load_latent
+from stylegan2.sampling import render
+from tests.conftest import tiny_checkpoint, tiny_generator
+from toonlab.errors import UserInputError
+from toonlab.images import to_pil
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> tuple[Path, Path]:
+    src = tiny_checkpoint(tmp_path / "G.pt", 16, seed=0, perturb="biases")
+    toon = tiny_checkpoint(tmp_path / "toon.pt", 16, seed=1, perturb="biases")
+    return src, toon
+
+
+@pytest.fixture
+def pipe(models) -> FacePipeline:
+    return FacePipeline.load(models[0], [models[1]], device="cpu", use_encoder=False)
+
+
+def _inversion(pipe: FacePipeline, seed: int = 0) -> Inversion:
+    g = torch.Generator().manual_seed(seed)
+    w = pipe.G.style(torch.randn(1, pipe.G.style_dim, generator=g))
+    return Inversion(pipe.G.broadcast(w).clone(), None, "test", 0.0)
+
+
+def _arr(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.float32)
+
+
+def test_swap_ends_are_the_cartoon_and_the_source(pipe):
+    inv = _inversion(pipe)
+    T = pipe.cartoons[0][1]
+    plain = pipe.render(inv, Edit(swap=0))
+    assert set(plain) == {"source", "toon"} and all(im.size == (16, 16) for im in plain.values())
+    # swap 0: the cartoon generator alone; swap = all blocks: the source's picture.
+    assert np.abs(_arr(plain["toon"]) - _arr(to_pil(render(T, inv.latent)[0]))).max() <= 1
+    full = pipe.render(inv, Edit(swap=pipe.n_blocks))
+    assert np.abs(_arr(full["toon"]) - _arr(full["source"])).max() <= 1
+    mid = pipe.render(inv, Edit(swap=1))
+    assert np.abs(_arr(mid["toon"]) - _arr(plain["toon"])).mean() > 1  # the slider changes the cartoon
+    with pytest.raises(UserInputError, match="blocks 1..3"):
+        pipe.render(inv, Edit(swap=pipe.n_blocks + 1))
+
+
+def test_truncation_and_sefa_apply_to_source_and_cartoon_alike(pipe):
+    a, b = _inversion(pipe, 0), _inversion(pipe, 1)
+    # ψ = 0: every face becomes the mean face, on both sides.
+    ra, rb = pipe.render(a, Edit(truncation=0.0)), pipe.render(b, Edit(truncation=0.0))
+    for k in ra:
+        assert np.abs(_arr(ra[k]) - _arr(rb[k])).max() <= 1
+    assert np.abs(_arr(pipe.render(a)["source"]) - _arr(pipe.render(b)["source"])).mean() > 1
+    lat = pipe.edited_latent(a, Edit(sefa=(4.0, 0.0, 0.0)))
+    moved = lat - a.latent
+    assert torch.allclose(moved, 4.0 * pipe.directions[0].expand_as(moved), atol=1e-5)
+    e = pipe.render(a, Edit(sefa=(4.0,)))
+    for k in e:
+        assert np.abs(_arr(e[k]) - _arr(pipe.render(a)[k])).mean() > 0.5
+    with pytest.raises(UserInputError, match="directions"):
+        pipe.edited_latent(a, Edit(sefa=(1.0,) * 9))
+
+
+def test_saved_latent_renders_the_edited_face(pipe, tmp_path):
+    inv = _inversion(pipe)
+    edit = Edit(truncation=0.5, sefa=(2.0, -1.0, 0.0))
+    path = pipe.save_latent(tmp_path / "latent.pt", inv, edit, source="face")
+    obj = load_latent(path)
+    G = load_generator(pipe.source_path)
+    img = render(G, obj["latent"], obj["noise"])[0]
+    want = render(pipe.G, pipe.edited_latent(inv, edit))[0]
+    assert torch.allclose(img, want, atol=1e-5)
+    assert obj["settings"]["truncation"] == 0.5 and obj["source"] == "face"
+
+
+def test_projection_fallback_reports_progress_and_lowers_the_error(pipe):
+    target = render(pipe.G, _inversion(pipe, 3).latent)[0]
+    photo = Image.fromarray(((target.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy())
+    seen: list[float] = []
+    inv = pipe.invert(photo, 0, lambda f, m: seen.append(f), projection_steps=30)
+    assert "projection (30 steps)" in inv.method
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+    x = pipe.target(photo)
+    start = render(pipe.G, pipe.w_avg[:, None].expand(1, pipe.G.n_latent, -1))
+    after = render(pipe.G, inv.latent, inv.noise)
+    assert (after - x).square().mean() < 0.7 * (start - x).square().mean()
+
+
+def test_mismatched_cartoon_and_names(tmp_path, models):
+    big = tiny_checkpoint(tmp_path / "big.pt", 32, channel_base=256)
+    with pytest.raises(UserInputError, match="does not fit"):
+        FacePipeline.load(models[0], [big], use_encoder=False)
+    assert generator_name("runs/toon/checkpoints/000800.pt") == "toon-000800"
+    assert generator_name("a/webtoon.pt") == "webtoon"
+
+
+def test_downscale_keeps_small_photos_and_says_when_it_shrinks():
+    small = Image.new("RGB", (300, 200))
+    assert downscale(small)[0] is small and downscale(small)[1] is None
+    img, note = downscale(Image.new("RGB", (5000, 2500)), 2048)
+    assert img.size == (2048, 1024) and "5000×2500" in note
+
+
+def test_align_picks_the_largest_face_and_says_so(pipe):
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut())
+    two = Image.new("RGB", (1024, 512), "white")  # the astronaut, and a half-size copy beside her
+    two.paste(photo, (0, 0))
+    two.paste(photo.resize((256, 256)), (600, 100))
+    face = pipe.align(two)
+    assert face.n_faces >= 2 and any("using the largest" in n for n in face.notes)
+    assert face.box[2] <= 512  # the full-size astronaut on the left
+    assert face.image.size == (256, 256)
+
+
+# ---- the HTTP server, in this process -------------------------------------------------------------
+
+
+@pytest.fixture
+def server(models, tmp_path):
+    from toonlab.app import App, AppConfig, make_server
+
+    app = App(AppConfig(ckpt=str(models[0]), cartoons=[str(models[1])], device="cpu", demo_cartoon=False,
+                        projection_steps=5, workdir=str(tmp_path / "work")))
+    srv = make_server(app, "127.0.0.1", 0)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    yield app, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _call(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def _wait(base: str, job: dict) -> dict:
+    import time
+
+    for _ in range(600):
+        if job["state"] in ("done", "error"):
+            return job
+        time.sleep(0.1)
+        job = _call(f"{base}/api/job/{job['id']}")[1]
+    raise AssertionError("job did not finish")
+
+
+def test_bad_inputs_are_one_line_messages_and_the_server_keeps_serving(server, tmp_path):
+    app, base = server
+    status, info = _call(f"{base}/api/info")
+    assert status == 200 and info["size"] == 16 and info["blocks"] == 3 and info["cartoons"][0]["name"] == "toon"
+    status, body = _call(f"{base}/api/face?name=notes.txt", b"hello, not a picture")
+    assert status == 400 and body["error"] == "notes.txt: not an image (unrecognised format)"
+    status, body = _call(f"{base}/api/face?name=x.png", b"")
+    assert status == 400 and "empty upload" in body["error"]
+    status, body = _call(f"{base}/api/render?session=nope")
+    assert status == 400 and "expired" in body["error"]
+    status, body = _call(f"{base}/api/translate?name=a.png", b"\x89PNG")
+    assert status == 400 and "--translator" in body["error"]
+    status, body = _call(f"{base}/api/nothing")
+    assert status == 404
+    # A flat grey photo: no face, said on the page.
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(buf, "PNG")
+    status, job = _call(f"{base}/api/face?name=grey.png", buf.getvalue())
+    assert status == 200
+    job = _wait(base, job)
+    assert job["state"] == "error" and job["error"].startswith("no face found")
+    # An unexpected failure is one line too, and the next request is served.
+    app.pipeline.render = None  # type: ignore[assignment] - a broken pipeline
+    app.sessions["s"] = app.sessions.get("s") or type("S", (), {"inversion": None, "aligned": None, "name": "s"})()
+    status, body = _call(f"{base}/api/render?session=s")
+    assert status == 500 and body["error"].startswith("internal error (TypeError") and "\n" not in body["error"]
+    assert _call(f"{base}/api/info")[0] == 200
+
+
+def test_upload_over_the_limit_is_refused_before_reading(server, monkeypatch):
+    import toonlab.app as appmod
+
+    _, base = server
+    monkeypatch.setattr(appmod, "MAX_UPLOAD_BYTES", 1000)
+    status, body = _call(f"{base}/api/face?name=big.png", b"x" * 5000)
+    assert status == 400 and body["error"] == "the file is 4.9 KB; the app takes files up to 1.0 KB"
+
+
+def test_face_job_renders_and_latent_downloads(server, tmp_path):
+    from skimage import data
+
+    _, base = server
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, "JPEG")
+    status, job = _call(f"{base}/api/face?name=astronaut.jpg&steps=3", buf.getvalue())
+    job = _wait(base, job)
+    assert job["state"] == "done", job
+    res = job["result"]
+    assert res["order"] == ["source", "toon"] and "projection (3 steps)" in res["method"]
+    sid = res["session"]
+    s0 = _call(f"{base}/api/render?session={sid}&swap=0")[1]["images"]["toon"]
+    s2 = _call(f"{base}/api/render?session={sid}&swap=2")[1]["images"]["toon"]
+    assert s0 != s2
+    assert _call(f"{base}/api/render?session={sid}&psi=abc")[0] == 400
+    with urllib.request.urlopen(f"{base}/api/latent?session={sid}&psi=0.7&sefa=1,0,0") as r:
+        assert "attachment" in r.headers["Content-Disposition"]
+        (tmp_path / "l.pt").write_bytes(r.read())
+    assert load_latent(tmp_path / "l.pt")["latent"].shape == (1, 6, 16)  # 16 px: 6 style entries
+
+
+def test_translate_image_and_video_limits(models, tmp_path):
+    from toonlab.app import App, AppConfig
+    from translation.models import build_generator
+
+    torch.manual_seed(0)
+    tpath = tmp_path / "anime.pt"
+    torch.save(build_generator("animegan2").state_dict(), tpath)
+    app = App(AppConfig(ckpt=str(models[0]), translator=str(tpath), demo_cartoon=False, device="cpu",
+                        max_video_seconds=1.0, workdir=str(tmp_path / "w")))
+    buf = io.BytesIO()
+    Image.fromarray((np.random.RandomState(0).rand(40, 56, 3) * 255).astype(np.uint8)).save(buf, "PNG")
+    job = app.start_translate(buf.getvalue(), "p.png", retain=True)
+    for _ in range(600):
+        if job.state in ("done", "error"):
+            break
+        threading.Event().wait(0.1)
+    assert job.state == "done", job.error
+    assert (job.result["width"], job.result["height"]) == (56, 40)
+    # A 2-second clip against a 1-second limit: refused, naming the limit.
+    from toonlab.video import write_video
+
+    clip = write_video([np.full((32, 32, 3), i * 5, np.uint8) for i in range(20)], tmp_path / "clip.mp4", fps=10)
+    with pytest.raises(UserInputError, match="up to 1 s"):
+        app.start_translate(clip.read_bytes(), "clip.mp4", retain=False)
+    with pytest.raises(UserInputError, match="cannot open|no video"):
+        app.start_translate(b"not a video at all", "broken.mp4", retain=False)
