@@ -101,7 +101,7 @@ def shoot(base: str, out: Path, info: dict) -> None:
 
     photo = Path("/tmp/toonlab_app_astronaut.png")
     Image.fromarray(data.astronaut()).save(photo)
-    d = browser(1280, 900)
+    d = browser(1280, 1010)  # tall enough for the whole Face tab (headless ignores later resizes)
     try:
         d.get(base + "/")
         WebDriverWait(d, 30).until(lambda d: d.execute_script("return INFO !== null"))
@@ -113,8 +113,6 @@ def shoot(base: str, out: Path, info: dict) -> None:
             set('swap', 2); set('psi', 0.9); set('sefa0', 2);""")
         WebDriverWait(d, 60).until(lambda d: int(d.execute_script("return document.body.dataset.renders")) >= 2)
         time.sleep(0.5)
-        h = d.execute_script("return document.body.scrollHeight")
-        d.set_window_size(1280, h + 20)
         out.parent.mkdir(parents=True, exist_ok=True)
         d.save_screenshot(str(out))
         print(f"screenshot: {out}")
