@@ -224,15 +224,16 @@ class FacePipeline:
         percept, no_lpips = self._perceptual_loss()
         if no_lpips:
             method += ", pixel MSE (LPIPS needs torchvision's VGG16 weights on disk)"
-        # From an encoder's W+ a gentle, noiseless refinement: the full schedule (lr 0.1 with latent
-        # noise) would first throw the good starting point away. Noise maps stay fixed on CPUs
-        # (half the time per step; at 64 px they add little).
-        cfg = ProjectConfig(steps=steps, optimize_noise=self.device.type == "cuda",
-                            lr=0.1 if init is None else 0.01, latent_noise=0.05 if init is None else 0.0,
-                            n_mean_latent=4096)
+        # Noise maps stay fixed on CPUs (half the time per step; at 64 px they add little). From an
+        # encoder's W+, project() starts at it with the const noise maps and no latent noise
+        # (inversion/project.py, ``init``).
+        cfg = ProjectConfig(steps=steps, optimize_noise=self.device.type == "cuda", n_mean_latent=4096)
         report(0.0, method)
-        res = project(self.G, x, percept, cfg, show_progress=False,
-                      on_step=lambda s, rec: report((s + 1) / steps, method), init_latent=init)
+        step_report = lambda s, rec: report((s + 1) / steps, method)  # noqa: E731
+        if init is None:
+            res = project(self.G, x, percept, cfg, show_progress=False, on_step=step_report)
+        else:
+            res = project(self.G, x, percept, cfg, show_progress=False, on_step=step_report, init=init)
         report(1.0, method)
         return Inversion(res.latent.detach(), [t.detach() for t in res.noise], method, time.perf_counter() - t0)
 

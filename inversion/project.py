@@ -182,13 +182,10 @@ def project(
     cfg: ProjectConfig,
     show_progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
-    init_latent: Tensor | None = None,
 ) -> Projection:
     """Optimise latents (and noise) so that ``G`` reproduces ``targets`` [N, 3, H, W] in [-1, 1].
 
     ``perceptual`` is an ``lpips.LPIPS`` module or None (then the loss is MSE, weight >= 1).
-    ``init_latent`` [N, n_latent, D] (e.g. an encoder's W+; space w+ only) replaces the mean w as
-    the starting point.
     """
     dev = G.w_avg.device
     n = targets.shape[0]
@@ -200,13 +197,7 @@ def project(
 
     w_mean, w_std = w_statistics(G, cfg.n_mean_latent, cfg.seed)
     shape = (n, G.n_latent, G.style_dim) if cfg.space == "w+" else (n, G.style_dim)
-    if init_latent is not None:
-        if cfg.space != "w+" or tuple(init_latent.shape) != shape:
-            raise UserInputError(f"the starting latent must be W+ {list(shape)}, got {list(init_latent.shape)} "
-                                 f"(space {cfg.space})")
-        latent = init_latent.detach().to(dev, torch.float32).clone().requires_grad_(True)
-    else:
-        latent = w_mean.expand(shape).clone().requires_grad_(True)
+    latent = w_mean.expand(shape).clone().requires_grad_(True)
     g = torch.Generator(device="cpu").manual_seed(cfg.seed)
     noises = [torch.randn(n, 1, r, r, generator=g).to(dev) for r in G.noise_shapes()]
     params = [latent]

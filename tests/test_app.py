@@ -257,3 +257,123 @@ def test_translate_image_and_video_limits(models, tmp_path):
         app.start_translate(clip.read_bytes(), "clip.mp4", retain=False)
     with pytest.raises(UserInputError, match="cannot open|no video"):
         app.start_translate(b"not a video at all", "broken.mp4", retain=False)
+
+
+# ---- the encoder path, through a stand-in module with the encoder branch's interface ------------
+
+
+@pytest.fixture
+def fake_encoder(monkeypatch, tmp_path):
+    """``inversion.encoder`` as the web app sees it: load_encoder, encode, bundled_encoder_path.
+    The stand-in "encodes" every image to one fixed W+ so the test can tell where a latent came from."""
+    import sys
+    import types
+
+    mod = types.ModuleType("inversion.encoder")
+    calls: list[tuple] = []
+    bundled = tmp_path / "encoder_synthetic64.pt"
+    bundled.write_bytes(b"stand-in")
+
+    class Enc:
+        def __init__(self, w):
+            self.w = w
+
+    def load_encoder(path=None, device="cpu"):
+        calls.append(("load", path))
+        return Enc(None)
+
+    def encode(enc, G, images):
+        calls.append(("encode", tuple(images.shape)))
+        g = torch.Generator().manual_seed(7)
+        return G.broadcast(G.style(torch.randn(images.shape[0], G.style_dim, generator=g)))
+
+    mod.load_encoder, mod.encode, mod.bundled_encoder_path = load_encoder, encode, lambda: bundled
+    monkeypatch.setitem(sys.modules, "inversion.encoder", mod)
+    return calls
+
+
+def test_encoder_is_used_when_present_and_its_absence_falls_back(models, fake_encoder):
+    pipe = FacePipeline.load(models[0], [models[1]], device="cpu")
+    assert pipe.encoder is not None and fake_encoder[0] == ("load", None)
+    photo = Image.new("RGB", (64, 64), (90, 120, 150))
+    inv = pipe.invert(photo, 0)
+    assert inv.method == "encoder" and inv.noise is None
+    assert fake_encoder[-1] == ("encode", (1, 3, 16, 16))  # the crop at the generator's size
+    g = torch.Generator().manual_seed(7)
+    assert torch.allclose(inv.latent, pipe.G.broadcast(pipe.G.style(torch.randn(1, pipe.G.style_dim, generator=g))))
+    assert set(pipe.render(inv)) == {"source", "toon"}
+    none = FacePipeline.load(models[0], [models[1]], device="cpu", use_encoder=False)
+    assert none.encoder is None and "optimisation" in none.encoder_note
+
+
+def test_refinement_starts_from_the_encoder(models, fake_encoder):
+    import inspect
+
+    from inversion.project import project
+
+    if "init" not in inspect.signature(project).parameters:
+        pytest.skip("project(init=...) comes with the encoder branch (inversion/encoder.py)")
+    pipe = FacePipeline.load(models[0], [models[1]], device="cpu")
+    target = render(pipe.G, _inversion(pipe, 3).latent)[0]
+    photo = to_pil(target)
+    start = pipe.invert(photo, 0)
+    refined = pipe.invert(photo, 20)
+    assert refined.method.startswith("encoder + 20 refinement steps")
+    x = pipe.target(photo)
+    err = lambda inv: (render(pipe.G, inv.latent, inv.noise) - x).square().mean()  # noqa: E731
+    assert err(refined) < err(start)
+
+
+# ---- the demo cartoon: fine-tuned once in the background, then loaded from the cache ---------------
+
+
+def test_demo_cartoon_trains_in_the_background_then_comes_from_the_cache(tmp_path, monkeypatch):
+    import time
+
+    from toonlab.app import App, AppConfig
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    app = App(AppConfig(device="cpu", demo_iters=2, workdir=str(tmp_path / "w")))
+    assert app.info()["cartoons"] == [] and "background" in app.info()["demo_status"]
+    for _ in range(1200):
+        if app.demo_status is None:
+            break
+        time.sleep(0.1)
+    info = app.info()
+    assert info["demo_status"] is None, info
+    assert info["cartoons"] == [{"name": "webtoon-demo", "label": "webtoon (demo: 2-step fine-tune)"}]
+    assert (tmp_path / "cache" / "toonlab" / "app").is_dir()
+    again = App(AppConfig(device="cpu", demo_iters=2, workdir=str(tmp_path / "w2")))
+    assert again.demo_status is None and [c["name"] for c in again.info()["cartoons"]] == ["webtoon-demo"]
+    # with --cartoon or another --ckpt there is no demo
+    assert App(AppConfig(device="cpu", demo_cartoon=False)).info()["cartoons"] == []
+
+
+def test_translate_video_keeps_audio(models, tmp_path):
+    import subprocess
+
+    from toonlab.app import App, AppConfig
+    from toonlab.video import ffmpeg_exe
+    from translation.models import build_generator
+
+    exe = ffmpeg_exe()
+    if exe is None:
+        pytest.skip("no ffmpeg (imageio-ffmpeg) to make a clip with sound")
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([exe, "-y", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=red:s=32x32:d=0.5:r=10",
+                    "-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", "-shortest", "-pix_fmt", "yuv420p",
+                    str(clip)], check=True)
+    torch.manual_seed(0)
+    tpath = tmp_path / "anime.pt"
+    torch.save(build_generator("animegan2").state_dict(), tpath)
+    app = App(AppConfig(ckpt=str(models[0]), translator=str(tpath), demo_cartoon=False, device="cpu",
+                        workdir=str(tmp_path / "w")))
+    job = app.start_translate(clip.read_bytes(), "clip.mp4", retain=False)
+    for _ in range(1200):
+        if job.state in ("done", "error"):
+            break
+        threading.Event().wait(0.1)
+    assert job.state == "done", job.error
+    r = job.result
+    assert r["audio"] is True and r["frames"] == 5 and (r["width"], r["height"]) == (32, 32)
+    assert app.file(r["video"].rsplit("/", 1)[-1]).stat().st_size > 0
