@@ -249,6 +249,18 @@ def test_translate_image_and_video_limits(models, tmp_path):
         threading.Event().wait(0.1)
     assert job.state == "done", job.error
     assert (job.result["width"], job.result["height"]) == (56, 40)
+    # A photo longer than the translator's limit: downscaled, and said so.
+    import toonlab.app as appmod
+
+    buf = io.BytesIO()
+    Image.new("RGB", (appmod.MAX_TRANSLATE_SIDE + 264, 30), (200, 60, 60)).save(buf, "PNG")
+    job = app.start_translate(buf.getvalue(), "wide.png", retain=False)
+    for _ in range(600):
+        if job.state in ("done", "error"):
+            break
+        threading.Event().wait(0.1)
+    assert job.state == "done", job.error
+    assert job.result["width"] == appmod.MAX_TRANSLATE_SIDE and "downscaled" in job.result["notes"][0]
     # A 2-second clip against a 1-second limit: refused, naming the limit.
     from toonlab.video import write_video
 
@@ -377,3 +389,37 @@ def test_translate_video_keeps_audio(models, tmp_path):
     r = job.result
     assert r["audio"] is True and r["frames"] == 5 and (r["width"], r["height"]) == (32, 32)
     assert app.file(r["video"].rsplit("/", 1)[-1]).stat().st_size > 0
+
+
+# ---- the command ------------------------------------------------------------------------------------
+
+
+def test_app_command_flags_and_one_line_errors(models, tmp_path, monkeypatch):
+    import socket
+
+    from click.testing import CliRunner
+
+    import toonlab.app as appmod
+    from toonlab.cli import load_command
+
+    cmd = load_command("app")
+    seen = {}
+    monkeypatch.setattr(appmod, "serve", lambda cfg: seen.setdefault("cfg", cfg))
+    other = tiny_checkpoint(tmp_path / "other.pt", 16, seed=2)
+    r = CliRunner().invoke(cmd, ["--ckpt", str(models[0]), "--cartoon", str(models[1]), str(other), "--port", "0"])
+    assert r.exit_code == 0, r.output
+    assert list(seen["cfg"].cartoons) == [str(models[1]), str(other)]  # --cartoon A.pt B.pt
+    r = CliRunner().invoke(cmd, [str(other)])
+    assert r.exit_code == 2 and "follow --cartoon" in r.output
+    r = CliRunner().invoke(cmd, ["--cartoon", str(tmp_path / "missing.pt")])
+    assert r.exit_code == 2 and "file not found" in r.output and "Traceback" not in r.output
+    monkeypatch.undo()
+    big = tiny_checkpoint(tmp_path / "big.pt", 32, channel_base=256)
+    r = CliRunner().invoke(cmd, ["--ckpt", str(models[0]), "--cartoon", str(big)])
+    assert r.exit_code == 2 and "does not fit" in r.output
+    with socket.socket() as s:  # a port in use: one line, exit 2
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = CliRunner().invoke(cmd, ["--ckpt", str(models[0]), "--port", str(port), "--no-demo-cartoon"])
+    assert r.exit_code == 2 and f"--port {port}: cannot listen" in r.output

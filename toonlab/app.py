@@ -30,6 +30,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -497,6 +498,8 @@ def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> None:
     try:
         server = make_server(app, cfg.host, cfg.port)
     except OSError as e:
+        if cfg.workdir is None:
+            shutil.rmtree(app.workdir, ignore_errors=True)
         raise UserInputError(f"--port {cfg.port}: cannot listen on {cfg.host}:{cfg.port} ({e.strerror or e})") from None
     host, port = server.server_address[:2]
     url = f"http://{host}:{port}/"
@@ -516,6 +519,8 @@ def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> None:
         click.echo("toonlab app: stopped")
     finally:
         server.server_close()
+        if cfg.workdir is None:  # our own temporary folder: uploads, videos, latent downloads
+            shutil.rmtree(app.workdir, ignore_errors=True)
 
 
 @click.command(name="app", cls=ToonCommand)
