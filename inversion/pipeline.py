@@ -95,22 +95,33 @@ class Edit:
     sefa: tuple[float, ...] = ()
 
 
-def load_face_encoder(path: str | os.PathLike | None, device: torch.device) -> tuple[object | None, str]:
-    """The image → W+ encoder and a note; ``(None, why)`` when there is none to use.
+def load_face_encoder(path: str | os.PathLike | None, G: Generator, bundled_source: bool = True
+                      ) -> tuple[object | None, str]:
+    """The image → W+ encoder for ``G`` and a note; ``(None, why)`` when there is none to use.
 
-    An explicit ``path`` that cannot be used is an error; the bundled encoder or the encoder
-    module itself missing only means falling back to optimisation.
+    An explicit ``path`` that cannot be used (missing module, unreadable file, made for another
+    generator shape: a trial encode tells) is an error; the bundled encoder is only for the
+    bundled source (``bundled_source``), and its absence only means falling back to optimisation.
     """
     try:
-        from inversion.encoder import bundled_encoder_path, load_encoder
+        from inversion.encoder import bundled_encoder_path, encode, load_encoder
     except ImportError:
         if path is not None:
             raise UserInputError(f"--encoder {path}: this installation has no encoder module (inversion/encoder.py)") from None
         return None, "no encoder module: faces are inverted by optimisation"
-    if path is None and not Path(bundled_encoder_path()).exists():
-        return None, f"no bundled encoder ({Path(bundled_encoder_path()).name}): faces are inverted by optimisation"
+    if path is None:
+        if not bundled_source:
+            return None, "no --encoder for this generator (the bundled one is for the bundled source): inverting by optimisation"
+        if not Path(bundled_encoder_path()).exists():
+            return None, f"no bundled encoder ({Path(bundled_encoder_path()).name}): faces are inverted by optimisation"
+    device = G.w_avg.device
     enc = load_encoder(path=path, device=device)
-    return enc, f"encoder {Path(path).name if path is not None else Path(bundled_encoder_path()).name}"
+    name = Path(path).name if path is not None else Path(bundled_encoder_path()).name
+    try:  # fail now, at start, rather than on every photo
+        encode(enc, G, torch.zeros(1, 3, G.size, G.size, device=device))
+    except UserInputError as e:
+        raise UserInputError(f"--encoder {name}: {str(e).splitlines()[0]}") from None
+    return enc, f"encoder {name}"
 
 
 def generator_name(path: str | os.PathLike) -> str:
@@ -155,7 +166,9 @@ class FacePipeline:
         path = Path(ckpt) if ckpt is not None else bundled_generator()
         G = load_generator(path, device=dev)
         toons = [(generator_name(c), load_generator(c, device=dev)) for c in cartoons]
-        enc, note = load_face_encoder(encoder, dev) if use_encoder else (None, "encoder disabled: inverting by optimisation")
+        bundled = ckpt is None or path.resolve() == bundled_generator().resolve()
+        enc, note = (load_face_encoder(encoder, G, bundled) if use_encoder
+                     else (None, "encoder disabled: inverting by optimisation"))
         return cls(G, path, toons, enc, n_directions, landmarks, note)
 
     # ---- the steps ------------------------------------------------------------------------------

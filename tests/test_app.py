@@ -304,13 +304,21 @@ def fake_encoder(monkeypatch, tmp_path):
     return calls
 
 
-def test_encoder_is_used_when_present_and_its_absence_falls_back(models, fake_encoder):
+def test_encoder_is_used_when_present_and_its_absence_falls_back(models, fake_encoder, monkeypatch):
+    import inversion.pipeline as pl
+
+    # The bundled encoder belongs to the bundled source: another --ckpt without --encoder projects.
+    other = FacePipeline.load(models[0], [models[1]], device="cpu")
+    assert other.encoder is None and "bundled one is for the bundled source" in other.encoder_note
+    monkeypatch.setattr(pl, "bundled_generator", lambda: Path(models[0]))  # pretend the tiny G is bundled
     pipe = FacePipeline.load(models[0], [models[1]], device="cpu")
     assert pipe.encoder is not None and fake_encoder[0] == ("load", None)
+    assert pipe.encoder_note == "encoder encoder_synthetic64.pt"
     photo = Image.new("RGB", (64, 64), (90, 120, 150))
     inv = pipe.invert(photo, 0)
     assert inv.method == "encoder" and inv.noise is None
     assert fake_encoder[-1] == ("encode", (1, 3, 16, 16))  # the crop at the generator's size
+    assert fake_encoder[1] == ("encode", (1, 3, 16, 16))  # the trial encode at load time
     g = torch.Generator().manual_seed(7)
     assert torch.allclose(inv.latent, pipe.G.broadcast(pipe.G.style(torch.randn(1, pipe.G.style_dim, generator=g))))
     assert set(pipe.render(inv)) == {"source", "toon"}
@@ -325,7 +333,7 @@ def test_refinement_starts_from_the_encoder(models, fake_encoder):
 
     if "init" not in inspect.signature(project).parameters:
         pytest.skip("project(init=...) comes with the encoder branch (inversion/encoder.py)")
-    pipe = FacePipeline.load(models[0], [models[1]], device="cpu")
+    pipe = FacePipeline.load(models[0], [models[1]], device="cpu", encoder="enc.pt")
     target = render(pipe.G, _inversion(pipe, 3).latent)[0]
     photo = to_pil(target)
     start = pipe.invert(photo, 0)

@@ -146,7 +146,7 @@ class App:
             from translation.models import load_generator as load_translator
 
             T, meta = load_translator(cfg.translator, device=self.pipeline.device)
-            self.translator = Translator(T, self.pipeline.device, "fp32")
+            self.translator = Translator(T, self.pipeline.device, "auto")  # fp16 on GPUs, fp32 on CPUs
             self.translator_name = f"{Path(cfg.translator).stem} ({meta['model']})"
         self.workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="toonlab-app-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
