@@ -396,7 +396,14 @@ def test_translate_video_keeps_audio(models, tmp_path):
     assert job.state == "done", job.error
     r = job.result
     assert r["audio"] is True and r["frames"] == 5 and (r["width"], r["height"]) == (32, 32)
-    assert app.file(r["video"].rsplit("/", 1)[-1]).stat().st_size > 0
+    out = app.file(r["video"].rsplit("/", 1)[-1])
+    import cv2
+
+    cap = cv2.VideoCapture(str(out))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("ascii", "replace")
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert fourcc.lower() in ("avc1", "h264") and n == 5  # H.264: what a <video> element plays
 
 
 # ---- the command ------------------------------------------------------------------------------------

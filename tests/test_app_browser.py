@@ -215,5 +215,29 @@ def test_photo_tab_and_bad_files_in_a_real_browser(app_url, tmp_path):
         d.find_element(By.ID, "photo-go").click()
         wait_for(d, lambda d: d.find_element(By.ID, "photo-message").text, 60, "the message")
         assert "not an image" in d.find_element(By.ID, "photo-message").text
+
+        # A short clip with sound: translated, and the page's <video> can play it (H.264).
+        from toonlab.video import ffmpeg_exe
+
+        exe = ffmpeg_exe()
+        if exe is None:
+            return
+        clip = tmp_path / "clip.mp4"
+        subprocess.run([exe, "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=s=48x32:d=1:r=8",
+                        "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-shortest", "-pix_fmt", "yuv420p",
+                        str(clip)], check=True)
+        d.find_element(By.ID, "photo-file").send_keys(str(clip))
+        d.find_element(By.ID, "photo-go").click()
+        wait_for(d, lambda d: d.find_elements(By.CSS_SELECTOR, "video#photo-out")
+                 or d.find_element(By.ID, "photo-message").text, 120, "the video")
+        assert d.find_element(By.ID, "photo-message").text == ""
+        assert "audio kept" in d.find_element(By.ID, "photo-notes").text
+        wait_for(d, lambda d: d.execute_script("const v = document.getElementById('photo-out');"
+                                               "return v.readyState >= 1 || (v.error && v.error.code)"), 30,
+                 "the video's metadata")
+        v = d.execute_script("const v = document.getElementById('photo-out');"
+                             "return [v.error ? v.error.code : 0, v.videoWidth, v.videoHeight, v.duration]")
+        assert v[0] == 0 and v[1:3] == [48, 32] and v[3] > 0.5, v
+        d.save_screenshot(str(tmp_path / "video.png"))
     finally:
         d.quit()

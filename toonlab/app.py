@@ -132,6 +132,36 @@ def user_cache_dir() -> Path:
     return Path(root) / "toonlab"
 
 
+def browser_playable(path: Path) -> bool:
+    """Re-encode ``path`` in place as H.264 + faststart (audio copied), what a ``<video>`` plays.
+
+    ``transform_video`` writes OpenCV's ``mp4v`` (MPEG-4 part 2), which browsers do not decode.
+    Without ffmpeg, or if it fails, the file stays as it is (still a download) and False is returned.
+    """
+    import subprocess
+
+    from toonlab.atomic import atomic_path
+    from toonlab.video import ffmpeg_exe
+
+    exe = ffmpeg_exe()
+    if exe is None:
+        return False
+    class Failed(Exception):
+        pass
+
+    try:
+        with atomic_path(path) as tmp:  # a failure leaves the original under its name
+            r = subprocess.run([exe, "-y", "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
+                                "-map", "0:a?", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+                                "-pix_fmt", "yuv420p", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:a", "copy",
+                                "-movflags", "+faststart", "-f", "mp4", str(tmp)], capture_output=True)
+            if r.returncode != 0 or tmp.stat().st_size == 0:
+                raise Failed
+    except Failed:
+        return False
+    return True
+
+
 class App:
     """Models, sessions and jobs; every request handler goes through one of its methods."""
 
@@ -370,6 +400,8 @@ class App:
             dst = self.workdir / f"{Path(name).stem}_cartoon_{job.id}.mp4"
             res = transform_video(src, dst, frames_fn, batch=4, show_progress=False)
             src.unlink(missing_ok=True)
+            job.message = "encoding for the browser"
+            browser_playable(dst)
             return {"video": f"/api/file/{dst.name}", "frames": res.frames, "fps": res.fps, "audio": res.audio,
                     "width": res.width, "height": res.height, "name": f"{Path(name).stem}_cartoon.mp4"}
 
