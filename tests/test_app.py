@@ -22,7 +22,7 @@ from inversion.pipeline import Edit, FacePipeline, Inversion, downscale, generat
 from stylegan2.checkpoint import load_generator
 from stylegan2.latents import load_latent
 from stylegan2.sampling import render
-from tests.conftest import tiny_checkpoint, tiny_generator
+from tests.conftest import tiny_checkpoint
 from toonlab.errors import UserInputError
 from toonlab.images import to_pil
 

@@ -38,8 +38,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ if __package__ in (None, ""):
 
 import click
 
-from toonlab.errors import ToonlabError, UserInputError, user_errors
+from toonlab.errors import ToonlabError, UserInputError, one_line_warnings, user_errors
 from toonlab.options import ToonCommand
 
 PAGE = Path(__file__).resolve().parent / "assets" / "app.html"
@@ -146,6 +145,7 @@ def browser_playable(path: Path) -> bool:
     exe = ffmpeg_exe()
     if exe is None:
         return False
+
     class Failed(Exception):
         pass
 
@@ -591,6 +591,7 @@ def main(more_cartoons: tuple[str, ...], ckpt: str | None, cartoons: tuple[str, 
     cfg = AppConfig(ckpt=ckpt, cartoons=toons, translator=translator, encoder=encoder, device=device, host=host,
                     port=port, refine_steps=refine_steps, projection_steps=projection_iters,
                     max_video_seconds=max_video_seconds, demo_cartoon=demo_cartoon)
+    one_line_warnings()
     with user_errors():
         serve(cfg)
 
