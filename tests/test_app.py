@@ -200,11 +200,9 @@ def test_bad_inputs_are_one_line_messages_and_the_server_keeps_serving(server, t
     assert _call(f"{base}/api/info")[0] == 200
 
 
-def test_upload_over_the_limit_is_refused_before_reading(server, monkeypatch):
-    import toonlab.app as appmod
-
-    _, base = server
-    monkeypatch.setattr(appmod, "MAX_UPLOAD_BYTES", 1000)
+def test_upload_over_the_limit_is_refused_before_reading(server):
+    app, base = server
+    app.cfg.max_upload_mb = 1000 / 2**20
     status, body = _call(f"{base}/api/face?name=big.png", b"x" * 5000)
     assert status == 400 and body["error"] == "the file is 4.9 KB; the app takes files up to 1.0 KB"
 

@@ -99,7 +99,7 @@ def app_url(tmp_path):
     tr = tmp_path / "anime.pt"
     torch.save(build_generator("animegan2").state_dict(), tr)
     proc, url, seconds = start_app(["--ckpt", str(src), "--cartoon", str(toon), "--translator", str(tr),
-                                    "--projection-iters", "10", "--no-demo-cartoon"])
+                                    "--projection-iters", "10", "--no-demo-cartoon", "--max-upload-mb", "1"])
     try:
         yield url, seconds
     finally:
@@ -201,6 +201,12 @@ def test_photo_tab_and_bad_files_in_a_real_browser(app_url, tmp_path):
         wait_for(d, lambda d: d.find_element(By.ID, "face-message").text, 60, "the message")
         msg = d.find_element(By.ID, "face-message").text
         assert msg == "notes.png: not an image (unrecognised format)"
+        # Over --max-upload-mb 1: refused with the sizes, before uploading.
+        big = tmp_path / "big.png"
+        Image.fromarray((np.random.RandomState(0).rand(800, 800, 3) * 255).astype(np.uint8)).save(big)
+        d.find_element(By.ID, "face-file").send_keys(str(big))
+        wait_for(d, lambda d: "MB" in d.find_element(By.ID, "face-message").text, 30, "the size message")
+        assert d.find_element(By.ID, "face-message").text.endswith("the app takes files up to 1.0 MB")
         d.find_element(By.ID, "tab-photo-btn").click()
         d.find_element(By.ID, "photo-file").send_keys(str(photo))
         d.find_element(By.ID, "retain").click()

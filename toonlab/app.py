@@ -53,8 +53,8 @@ from toonlab.errors import ToonlabError, UserInputError, one_line_warnings, user
 from toonlab.options import ToonCommand
 
 PAGE = Path(__file__).resolve().parent / "assets" / "app.html"
-#: Uploads larger than this are refused before they are read (a photo is a few MB; videos are short).
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+#: Uploads larger than this (MB, ``--max-upload-mb``) are refused before they are read.
+MAX_UPLOAD_MB = 200
 #: The translator's input is downscaled to this longer side (CPU time and memory grow with pixels).
 MAX_TRANSLATE_SIDE = 1536
 DEMO_ITERS = 120
@@ -103,6 +103,7 @@ class AppConfig:
     refine_steps: int = 0
     projection_steps: int = 100
     max_video_seconds: float = 20.0
+    max_upload_mb: float = MAX_UPLOAD_MB
     directions: int = 3
     demo_cartoon: bool = True
     demo_iters: int = DEMO_ITERS
@@ -244,7 +245,7 @@ class App:
             "encoder": p.encoder is not None, "refine_steps": self.cfg.refine_steps,
             "projection_steps": self.cfg.projection_steps,
             "translator": self.translator_name, "max_video_seconds": self.cfg.max_video_seconds,
-            "max_upload_mb": MAX_UPLOAD_BYTES // (1024 * 1024), "notes": [n for n in self.notes if n],
+            "max_upload_mb": self.cfg.max_upload_mb, "notes": [n for n in self.notes if n],
             "demo_status": self.demo_status,
         }
 
@@ -475,9 +476,10 @@ class Handler(BaseHTTPRequestHandler):
             n = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             raise UserInputError("bad Content-Length") from None
-        if n > MAX_UPLOAD_BYTES:
+        limit = int(self.app.cfg.max_upload_mb * 2**20)
+        if n > limit:
             self.close_connection = True  # the body is not read: this connection cannot be reused
-            raise UserInputError(f"the file is {human_size(n)}; the app takes files up to {human_size(MAX_UPLOAD_BYTES)}")
+            raise UserInputError(f"the file is {human_size(n)}; the app takes files up to {human_size(limit)}")
         if n == 0:
             raise UserInputError("empty upload: choose a file first")
         return self.rfile.read(n)
@@ -574,12 +576,14 @@ def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> None:
               help="Optimisation steps when there is no encoder.")
 @click.option("--max-video-seconds", type=click.FloatRange(1), default=20.0, show_default=True,
               help="Longest video the Photo/video tab takes.")
+@click.option("--max-upload-mb", type=click.FloatRange(0.001), default=MAX_UPLOAD_MB, show_default=True,
+              help="Largest file the page takes (photos and videos).")
 @click.option("--demo-cartoon/--no-demo-cartoon", default=True, show_default=True,
               help="With the bundled source and no --cartoon: use (or fine-tune once, in the background, and "
                    "cache) a short demo fine-tune to the built-in webtoon faces.")
 def main(more_cartoons: tuple[str, ...], ckpt: str | None, cartoons: tuple[str, ...], translator: str | None,
          encoder: str | None, port: int, host: str, device: str, refine_steps: int, projection_iters: int,
-         max_video_seconds: float, demo_cartoon: bool) -> None:
+         max_video_seconds: float, max_upload_mb: float, demo_cartoon: bool) -> None:
     """Serve the face-to-cartoon lab on localhost (one page, nothing fetched from the internet)."""
     toons = [c for item in cartoons for c in item.split(",") if c]
     if more_cartoons and not cartoons:
@@ -590,7 +594,7 @@ def main(more_cartoons: tuple[str, ...], ckpt: str | None, cartoons: tuple[str, 
             raise ToonlabError(f"file not found: {p}")
     cfg = AppConfig(ckpt=ckpt, cartoons=toons, translator=translator, encoder=encoder, device=device, host=host,
                     port=port, refine_steps=refine_steps, projection_steps=projection_iters,
-                    max_video_seconds=max_video_seconds, demo_cartoon=demo_cartoon)
+                    max_video_seconds=max_video_seconds, max_upload_mb=max_upload_mb, demo_cartoon=demo_cartoon)
     one_line_warnings()
     with user_errors():
         serve(cfg)
