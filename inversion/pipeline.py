@@ -142,12 +142,17 @@ class FacePipeline:
             if T.size != source.size or T.n_latent != source.n_latent or T.style_dim != source.style_dim:
                 raise UserInputError(f"--cartoon {name}: a {T.size}-px generator with {T.style_dim}-d styles does not "
                                      f"fit the {source.size}-px, {source.style_dim}-d source (fine-tune it from --ckpt)")
-        names = [n for n, _ in cartoons]
-        if len(set(names)) != len(names):
-            raise UserInputError(f"--cartoon: two generators are both called {names[0]!r}; rename one file")
         self.G = source.eval().requires_grad_(False)
         self.source_path = Path(source_path)
-        self.cartoons = [(n, T.eval().requires_grad_(False)) for n, T in cartoons]
+        # a/toon.pt and b/toon.pt: toon and toon-2 (the page needs one name per generator)
+        named: list[tuple[str, Generator]] = []
+        for n, T in cartoons:
+            taken = {m for m, _ in named}
+            name, k = n, 2
+            while name in taken or name == "source":
+                name, k = f"{n}-{k}", k + 1
+            named.append((name, T.eval().requires_grad_(False)))
+        self.cartoons = named
         self.encoder = encoder
         self.encoder_note = encoder_note
         self.landmarks = landmarks

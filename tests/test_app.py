@@ -110,6 +110,10 @@ def test_mismatched_cartoon_and_names(tmp_path, models):
     big = tiny_checkpoint(tmp_path / "big.pt", 32, channel_base=256)
     with pytest.raises(UserInputError, match="does not fit"):
         FacePipeline.load(models[0], [big], use_encoder=False)
+    (tmp_path / "b").mkdir()
+    again = tiny_checkpoint(tmp_path / "b" / "toon.pt", 16, seed=3)
+    both = FacePipeline.load(models[0], [models[1], again], use_encoder=False)
+    assert [n for n, _ in both.cartoons] == ["toon", "toon-2"]
     assert generator_name("runs/toon/checkpoints/000800.pt") == "toon-000800"
     assert generator_name("a/webtoon.pt") == "webtoon"
 
