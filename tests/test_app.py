@@ -440,3 +440,10 @@ def test_app_command_flags_and_one_line_errors(models, tmp_path, monkeypatch):
         port = s.getsockname()[1]
         r = CliRunner().invoke(cmd, ["--ckpt", str(models[0]), "--port", str(port), "--no-demo-cartoon"])
     assert r.exit_code == 2 and f"--port {port}: cannot listen" in r.output
+
+
+def test_upload_names_become_safe_file_names():
+    from toonlab.app import safe_stem
+
+    assert safe_stem('../x y"<b>.png') == "x_y__b"
+    assert safe_stem("фото.jpg") == "upload" and safe_stem("face-01_a.JPG") == "face-01_a"

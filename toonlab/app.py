@@ -117,6 +117,12 @@ def png_data_url(img: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def safe_stem(name: str) -> str:
+    """The upload's file stem, reduced to characters safe in a file name and a URL."""
+    stem = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in Path(name).stem)[:60]
+    return stem.strip("_") or "upload"
+
+
 def human_size(n: int) -> str:
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} KB"
 
@@ -302,7 +308,7 @@ class App:
             inv = self.pipeline.invert(face.image, steps, report, projection_steps=self.cfg.projection_steps)
             sid = secrets.token_hex(8)
             with self.lock:
-                self.sessions[sid] = Session(inv, face.image, Path(name).stem or "face")
+                self.sessions[sid] = Session(inv, face.image, safe_stem(name))
                 while len(self.sessions) > _KEEP_SESSIONS:
                     self.sessions.popitem(last=False)
             return {"session": sid, "aligned": png_data_url(face.image), "faces": face.n_faces, "notes": face.notes,
@@ -361,14 +367,14 @@ class App:
 
             out = Image.fromarray(translate_image(self.translator, img, retain=retain))
             return {"image": png_data_url(out), "width": out.width, "height": out.height,
-                    "notes": [note] if note else [], "name": f"{Path(name).stem}_cartoon.png"}
+                    "notes": [note] if note else [], "name": f"{safe_stem(name)}_cartoon.png"}
 
         return self._new_job("translate", work)
 
     def _translate_video(self, data: bytes, name: str, suffix: str, retain: bool) -> Job:
         from toonlab.video import probe, transform_video
 
-        src = self.workdir / f"in_{secrets.token_hex(6)}{suffix}"
+        src = self.workdir / f"in_{secrets.token_hex(6)}{suffix}"  # suffix: one of VIDEO_EXTENSIONS
         src.write_bytes(data)
         try:
             info = probe(src)
@@ -398,13 +404,13 @@ class App:
                 job.progress, job.message = min(done[0] / total, 0.99), f"frame {done[0]} of ~{total}"
                 return out
 
-            dst = self.workdir / f"{Path(name).stem}_cartoon_{job.id}.mp4"
+            dst = self.workdir / f"{safe_stem(name)}_cartoon_{job.id}.mp4"
             res = transform_video(src, dst, frames_fn, batch=4, show_progress=False)
             src.unlink(missing_ok=True)
             job.message = "encoding for the browser"
             browser_playable(dst)
             return {"video": f"/api/file/{dst.name}", "frames": res.frames, "fps": res.fps, "audio": res.audio,
-                    "width": res.width, "height": res.height, "name": f"{Path(name).stem}_cartoon.mp4"}
+                    "width": res.width, "height": res.height, "name": f"{safe_stem(name)}_cartoon.mp4"}
 
         return self._new_job("translate", work)
 
