@@ -447,3 +447,17 @@ def test_upload_names_become_safe_file_names():
 
     assert safe_stem('../x y"<b>.png') == "x_y__b"
     assert safe_stem("фото.jpg") == "upload" and safe_stem("face-01_a.JPG") == "face-01_a"
+
+
+def test_the_page_is_self_contained_and_ships_with_the_package():
+    import re
+
+    from toonlab.app import PAGE
+
+    page = PAGE.read_text(encoding="utf-8")
+    # Nothing from elsewhere: no absolute or protocol-relative URLs in src/href/url()/@import/fetch.
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert not re.search(r"""url\(\s*["']?(https?:)?//|@import|fetch\(\s*["'`]https?:""", page, re.I)
+    assert "<script src" not in page and "<link" not in page
+    setup = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    assert '"assets/*.html"' in setup and '"selenium"' in setup
