@@ -186,6 +186,14 @@ class FacePipeline:
     def n_blocks(self) -> int:
         return self.G.n_blocks
 
+    def warm_up(self) -> None:
+        """Load dlib's detector and 68-landmark model now (~2-5 s on two cores), not on the first photo.
+        A missing dlib or model is left for ``align`` to report."""
+        try:
+            detect_faces(Image.new("RGB", (32, 32)), self.landmarks)
+        except UserInputError:
+            pass
+
     def align(self, photo: Image.Image) -> AlignedFace:
         """Detect faces (dlib) and align the largest one; ``NoFaceError`` when there is none."""
         photo, note = downscale(photo)

@@ -461,3 +461,15 @@ def test_the_page_is_self_contained_and_ships_with_the_package():
     assert "<script src" not in page and "<link" not in page
     setup = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
     assert '"assets/*.html"' in setup and '"selenium"' in setup
+
+
+def test_warm_up_loads_dlib_before_the_first_photo(pipe):
+    import time
+
+    import inversion.align as al
+
+    pipe.warm_up()
+    t = time.perf_counter()
+    pipe.warm_up()  # cached: the second call does no loading
+    assert time.perf_counter() - t < 1.0
+    assert al.detect_faces(Image.new("RGB", (32, 32))) == []

@@ -553,6 +553,8 @@ def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> None:
     sys.stdout.flush()
     if ready is not None:
         ready(url)
+    # dlib's models load while the user picks a photo (after the start, which must stay short).
+    threading.Thread(target=app.pipeline.warm_up, name="warm-up", daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
