@@ -421,7 +421,9 @@ def test_app_command_flags_and_one_line_errors(models, tmp_path, monkeypatch):
 
     cmd = load_command("app")
     seen = {}
-    monkeypatch.setattr(appmod, "serve", lambda cfg: seen.setdefault("cfg", cfg))
+    import types
+
+    monkeypatch.setattr(appmod, "serve", lambda cfg: (seen.setdefault("cfg", cfg), types.SimpleNamespace(demo_thread=None))[1])
     other = tiny_checkpoint(tmp_path / "other.pt", 16, seed=2)
     r = CliRunner().invoke(cmd, ["--ckpt", str(models[0]), "--cartoon", str(models[1]), str(other), "--port", "0"])
     assert r.exit_code == 0, r.output
@@ -473,3 +475,36 @@ def test_warm_up_loads_dlib_before_the_first_photo(pipe):
     pipe.warm_up()  # cached: the second call does no loading
     assert time.perf_counter() - t < 1.0
     assert al.detect_faces(Image.new("RGB", (32, 32))) == []
+
+
+def test_ctrl_c_stops_the_server_in_one_line(models):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "toonlab.cli", "app", "--ckpt", str(models[0]), "--port", "0",
+                             "--device", "cpu", "--no-demo-cartoon"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, cwd=repo)
+    try:
+        out = []
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 120:
+            line = proc.stdout.readline()
+            out.append(line)
+            m = re.search(r"serving on (http://\S+/)", line)
+            if m or not line:
+                break
+        assert m, "".join(out)
+        with urllib.request.urlopen(m.group(1), timeout=30) as r:
+            assert b"<title>toonlab</title>" in r.read()
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "toonlab app: stopped" in rest and "Traceback" not in rest

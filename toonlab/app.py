@@ -194,6 +194,7 @@ class App:
         self.notes: list[str] = [self.pipeline.encoder_note]
         self.demo_status: str | None = None
         self.labels: dict[str, str] = {n: n for n, _ in self.pipeline.cartoons}
+        self.demo_thread: threading.Thread | None = None
         if cfg.demo_cartoon and not cfg.cartoons and cfg.ckpt is None:
             self._demo_cartoon()
 
@@ -212,7 +213,8 @@ class App:
             return
         self.demo_status = (f"fine-tuning a demo cartoon generator in the background ({self.cfg.demo_iters} steps "
                             f"of FreezeSG to the built-in webtoon faces; cached in {final.parent.parent} for next time)")
-        threading.Thread(target=self._train_demo, name="demo-cartoon", daemon=True).start()
+        self.demo_thread = threading.Thread(target=self._train_demo, name="demo-cartoon", daemon=True)
+        self.demo_thread.start()
 
     def _train_demo(self) -> None:
         try:
@@ -531,8 +533,8 @@ def make_server(app: App, host: str = "127.0.0.1", port: int = 7860) -> Threadin
     return server
 
 
-def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> None:
-    """Load the models, bind, print the address and serve until interrupted."""
+def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> App:
+    """Load the models, bind, print the address and serve until interrupted; returns the app."""
     t0 = time.perf_counter()
     app = App(cfg)
     try:
@@ -541,21 +543,22 @@ def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> None:
         if cfg.workdir is None:
             shutil.rmtree(app.workdir, ignore_errors=True)
         raise UserInputError(f"--port {cfg.port}: cannot listen on {cfg.host}:{cfg.port} ({e.strerror or e})") from None
-    host, port = server.server_address[:2]
-    url = f"http://{host}:{port}/"
-    info = app.info()
-    toons = ", ".join(c["name"] for c in info["cartoons"]) or "none"
-    click.echo(f"toonlab app: source {info['source']} ({info['size']} px), cartoons: {toons}, "
-               f"translator: {info['translator'] or 'none'}; {app.pipeline.encoder_note}")
-    if app.demo_status:
-        click.echo(f"toonlab app: {app.demo_status}")
-    click.echo(f"toonlab app: serving on {url} (ready in {time.perf_counter() - t0:.1f} s; Ctrl-C stops)", )
-    sys.stdout.flush()
-    if ready is not None:
-        ready(url)
     # dlib's models load while the user picks a photo (after the start, which must stay short).
-    threading.Thread(target=app.pipeline.warm_up, name="warm-up", daemon=True).start()
+    warm = threading.Thread(target=app.pipeline.warm_up, name="warm-up", daemon=True)
     try:
+        host, port = server.server_address[:2]
+        url = f"http://{host}:{port}/"
+        info = app.info()
+        toons = ", ".join(c["name"] for c in info["cartoons"]) or "none"
+        click.echo(f"toonlab app: source {info['source']} ({info['size']} px), cartoons: {toons}, "
+                   f"translator: {info['translator'] or 'none'}; {app.pipeline.encoder_note}")
+        if app.demo_status:
+            click.echo(f"toonlab app: {app.demo_status}")
+        click.echo(f"toonlab app: serving on {url} (ready in {time.perf_counter() - t0:.1f} s; Ctrl-C stops)")
+        sys.stdout.flush()
+        if ready is not None:
+            ready(url)
+        warm.start()
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         click.echo("toonlab app: stopped")
@@ -563,6 +566,10 @@ def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> None:
         server.server_close()
         if cfg.workdir is None:  # our own temporary folder: uploads, videos, latent downloads
             shutil.rmtree(app.workdir, ignore_errors=True)
+        # dlib's model loader is C++: the process aborts if the interpreter exits under it.
+        if warm.is_alive():
+            warm.join(60)
+    return app
 
 
 @click.command(name="app", cls=ToonCommand)
@@ -605,7 +612,14 @@ def main(more_cartoons: tuple[str, ...], ckpt: str | None, cartoons: tuple[str, 
                     max_video_seconds=max_video_seconds, max_upload_mb=max_upload_mb, demo_cartoon=demo_cartoon)
     one_line_warnings()
     with user_errors():
-        serve(cfg)
+        app = serve(cfg)
+    if app.demo_thread is not None and app.demo_thread.is_alive():
+        # Interpreter shutdown under a training thread can crash in native code; nothing of the
+        # unfinished run is needed (it has no snapshots): leave at once.
+        click.echo("toonlab app: the demo fine-tune stopped unfinished; the next start runs it again")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
