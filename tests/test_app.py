@@ -477,7 +477,8 @@ def test_warm_up_loads_dlib_before_the_first_photo(pipe):
     assert al.detect_faces(Image.new("RGB", (32, 32))) == []
 
 
-def test_ctrl_c_stops_the_server_in_one_line(models):
+@pytest.mark.parametrize("term", [False, True], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_the_server_in_one_line(models, term, tmp_path):
     import os
     import re
     import signal
@@ -486,7 +487,7 @@ def test_ctrl_c_stops_the_server_in_one_line(models):
     import time
 
     repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(repo), "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "toonlab.cli", "app", "--ckpt", str(models[0]), "--port", "0",
                              "--device", "cpu", "--no-demo-cartoon"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env, cwd=repo)
@@ -502,9 +503,10 @@ def test_ctrl_c_stops_the_server_in_one_line(models):
         assert m, "".join(out)
         with urllib.request.urlopen(m.group(1), timeout=30) as r:
             assert b"<title>toonlab</title>" in r.read()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT if not term else signal.SIGTERM)
         rest, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and "toonlab app: stopped" in rest and "Traceback" not in rest
+    assert not list(tmp_path.glob("toonlab-app-*"))  # its temporary folder is gone

@@ -31,6 +31,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -611,6 +612,11 @@ def main(more_cartoons: tuple[str, ...], ckpt: str | None, cartoons: tuple[str, 
                     port=port, refine_steps=refine_steps, projection_steps=projection_iters,
                     max_video_seconds=max_video_seconds, max_upload_mb=max_upload_mb, demo_cartoon=demo_cartoon)
     one_line_warnings()
+
+    def on_term(signum: int, frame: object) -> None:  # a service manager's stop: as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     with user_errors():
         app = serve(cfg)
     if app.demo_thread is not None and app.demo_thread.is_alive():
