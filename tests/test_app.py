@@ -368,7 +368,7 @@ def test_demo_cartoon_trains_in_the_background_then_comes_from_the_cache(tmp_pat
     again = App(AppConfig(device="cpu", demo_iters=2, workdir=str(tmp_path / "w2")))
     assert again.demo_status is None and [c["name"] for c in again.info()["cartoons"]] == ["webtoon-demo"]
     # with --cartoon or another --ckpt there is no demo
-    assert App(AppConfig(device="cpu", demo_cartoon=False)).info()["cartoons"] == []
+    assert App(AppConfig(device="cpu", demo_cartoon=False, workdir=str(tmp_path / "w3"))).info()["cartoons"] == []
 
 
 def test_translate_video_keeps_audio(models, tmp_path):
