@@ -367,7 +367,7 @@ def test_demo_cartoon_trains_in_the_background_then_comes_from_the_cache(tmp_pat
     assert (tmp_path / "cache" / "toonlab" / "app").is_dir()
     again = App(AppConfig(device="cpu", demo_iters=2, workdir=str(tmp_path / "w2")))
     assert again.demo_status is None and [c["name"] for c in again.info()["cartoons"]] == ["webtoon-demo"]
-    # with --cartoon or another --ckpt there is no demo
+    # --no-demo-cartoon: no demo cartoon, and no background fine-tune
     assert App(AppConfig(device="cpu", demo_cartoon=False, workdir=str(tmp_path / "w3"))).info()["cartoons"] == []
 
 
