@@ -227,6 +227,9 @@ def test_face_job_renders_and_latent_downloads(server, tmp_path):
     s2 = _call(f"{base}/api/render?session={sid}&swap=2")[1]["images"]["toon"]
     assert s0 != s2
     assert _call(f"{base}/api/render?session={sid}&psi=abc")[0] == 400
+    assert _call(f"{base}/api/render?session={sid}&psi=nan")[0] == 400
+    assert _call(f"{base}/api/render?session={sid}&sefa=inf,0")[1]["error"] == "SeFa degrees must lie in -100..100"
+    assert "blocks 1..3" in _call(f"{base}/api/render?session={sid}&swap=9")[1]["error"]
     with urllib.request.urlopen(f"{base}/api/latent?session={sid}&psi=0.7&sefa=1,0,0") as r:
         assert "attachment" in r.headers["Content-Disposition"]
         (tmp_path / "l.pt").write_bytes(r.read())

@@ -331,6 +331,8 @@ class App:
             raise UserInputError("swap, psi and sefa must be numbers") from None
         if not -1.0 <= psi <= 2.0:
             raise UserInputError(f"truncation {psi} out of range (-1..2)")
+        if not all(-100.0 <= v <= 100.0 for v in sefa):  # also refuses nan and inf
+            raise UserInputError("SeFa degrees must lie in -100..100")
         return Edit(swap=swap, truncation=psi, sefa=sefa)
 
     def render(self, sid: str, q: dict[str, str]) -> dict[str, Any]:
