@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.toonlab-installed
 
-.PHONY: demo test install bench clean-venv
+.PHONY: demo test install bench clean-venv app
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m toonlab.demo
+
+app: $(STAMP)
+	$(PY) -m toonlab.cli app
 
 test: $(STAMP)
 	$(PY) -m pytest -q

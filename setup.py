@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     # CUDA sources are compiled on first use (ops/_build.py), so they ship as package data.
-    package_data={"ops": ["*.cu", "*.cpp", "*.h", "*.cuh"], "toonlab": ["assets/*.pt", "assets/*.json"]},
+    package_data={"ops": ["*.cu", "*.cpp", "*.h", "*.cuh"], "toonlab": ["assets/*.pt", "assets/*.json", "assets/*.html"]},
     install_requires=[
         "torch>=2.1",
         "numpy",
@@ -41,7 +41,7 @@ setup(
         "safetensors",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "selenium"],
     },
     entry_points={"console_scripts": ["toonlab=toonlab.cli:main"]},
 )

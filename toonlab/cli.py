@@ -61,6 +61,7 @@ COMMANDS: dict[str, Command] = {
     "translate-compare": Command("metrics.translation_comparison", "main",
                                  "CartoonGAN vs CycleGAN (vs AnimeGANv2): FID and time per epoch."),
     "metrics": Command("metrics.cli", "main", "FID, KID and LPIPS diversity between image sources."),
+    "app": Command("toonlab.app", "main", "The face-to-cartoon lab in a browser, on localhost (no internet)."),
 }
 
 _LOADED: dict[str, click.Command] = {}
