@@ -48,6 +48,8 @@ COMMANDS: dict[str, Command] = {
     "align": Command("inversion.align", "main", "Align the face in a photo the FFHQ way (dlib 68 landmarks)."),
     "project": Command("inversion.project", "main",
                        "Project face photos into the generator and render them as cartoons."),
+    "encoder": Command("inversion.encoder", "main",
+                       "Image → W+ encoder: train it on a generator, apply it to photos (instant inversion)."),
     "sefa": Command("inversion.sefa", "main", "SeFa closed-form editing directions: factorize, apply."),
     "translate": Command("translation.infer", "main",
                          "Turn photos, folders and videos into cartoons (AnimeGAN/CartoonGAN)."),
