@@ -18,7 +18,7 @@ Training (``EncoderTrainer`` on the one skeleton, ``toonlab/training.py``: exact
   rendered with random noise — so the true W+ of each target is known. The draw is a function of
   (seed, step), so a resumed run sees the same targets as a straight one;
 * loss = ``w_loss`` · MSE to the true W+ (in units of W's spread) + ``pixel`` · MSE and
-  ``lpips`` · LPIPS between the target and the generator's rendering of the prediction (const
+  ``lpips`` · LPIPS (every ``lpips_every``-th step) between the target and the generator's rendering of the prediction (const
   noise: what a user of the encoder renders) + ``delta_reg`` · e4e's delta regulariser (each
   layer's offset minus the first layer's, squared), which keeps the W+ near W and editable;
 * with ``--real`` (a folder, zip, LMDB or ``synthetic:NAME`` of aligned faces) each step also
@@ -224,6 +224,7 @@ class EncoderConfig:
     w_loss: float = 1.0  # MSE to the known W+ (units of W's spread)
     pixel: float = 1.0  # pixel MSE through the generator
     lpips: float = 0.5  # LPIPS through the generator (0: off)
+    lpips_every: int = 8  # LPIPS on every k-th step only (on a CPU it costs ~8× the rest of a step)
     delta_reg: float = 2e-3  # e4e delta regulariser
     mix_prob: float = 0.5  # style mixing of the generator samples
     trunc_min: float = 0.5  # ψ ~ U(trunc_min, 1)
@@ -369,8 +370,9 @@ class EncoderTrainer(Trainer):
             real = real.to(self.device, torch.float32)
             if real.shape[-1] != self.G.size:
                 real = _resize(real, self.G.size)
-        if self.sample_images is None:
-            parts = [img[: self.cfg.n_samples]] + ([real[: self.cfg.n_samples]] if real is not None else [])
+        if self.sample_images is None:  # step 0's generator draw: the same grid rows after a resume
+            first = img if batch["step"] == 0 else self.draw_targets(0)[0]
+            parts = [first[: self.cfg.n_samples]] + ([real[: self.cfg.n_samples]] if real is not None else [])
             self.sample_images = torch.cat(parts).detach().cpu()
         return {"img": img, "wplus": wplus, "real": real}
 
@@ -399,7 +401,7 @@ class EncoderTrainer(Trainer):
             rec = self.G.synthesis(self.E.to_wplus(offsets), noise_mode="const").image.float()
         if c.pixel > 0:
             terms["pixel"] = (rec - target).square().mean()
-        if c.lpips > 0 and self.perceptual is not None:
+        if c.lpips > 0 and self.perceptual is not None and self.step % max(1, c.lpips_every) == 0:
             terms["lpips"] = self.perceptual(rec, target).mean()
         return terms
 
@@ -456,7 +458,10 @@ def train(cfg: EncoderConfig, echo=click.echo) -> Path | None:
     if cfg.real:
         from toonlab.data import open_dataset
 
-        real = open_dataset(cfg.real, int(cfg.size or G.size), flip=True)
+        side = int(cfg.size or G.size)
+        if cfg.real.startswith("synthetic:"):
+            side = max(side, 32)  # the smallest synthetic face; resized to the generator's side per step
+        real = open_dataset(cfg.real, side, flip=True)
     perceptual = None
     if cfg.lpips > 0:
         perceptual = build_lpips("vgg", weights=cfg.lpips_weights, random=cfg.features == "random", device=device)
@@ -493,6 +498,8 @@ def main() -> None:
 @click.option("--w-loss", type=click.FloatRange(0), default=1.0, show_default=True, help="Weight of the W+ MSE.")
 @click.option("--pixel", type=click.FloatRange(0), default=1.0, show_default=True, help="Weight of the pixel MSE.")
 @click.option("--lpips", type=click.FloatRange(0), default=0.5, show_default=True, help="Weight of LPIPS (0: off).")
+@click.option("--lpips-every", type=click.IntRange(1), default=8, show_default=True,
+              help="LPIPS on every k-th step only (it dominates a CPU step).")
 @click.option("--delta-reg", type=click.FloatRange(0), default=2e-3, show_default=True,
               help="e4e delta regulariser (keeps W+ near W).")
 @click.option("--mix-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True)
