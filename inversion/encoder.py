@@ -485,6 +485,11 @@ def main() -> None:
     """Image → W+ encoder: train it on a generator, apply it to photos."""
 
 
+# `apply` encodes photos through the projector's pipeline (align, render, latent.pt); the projector
+# imports this module, so `apply` is defined beside it and composed into this group by the entry
+# point (toonlab/cli.py: inversion.project:extend_encoder_cli), which keeps the import one-way.
+
+
 @main.command(name="train", aliases={"--iter": "--iters"})
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="The (frozen) generator. Default: the bundled 64-px synthetic-face generator.")
@@ -528,30 +533,6 @@ def train_cmd(dry_run: bool, **opts: Any) -> None:
             return
         last = train(cfg)
     click.echo(f"done: {last}")
-
-
-@main.command(name="apply")
-@click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--encoder", "encoder", default="bundled", show_default=True, help="Encoder file, or 'bundled'.")
-@click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
-              help="Source generator. Default: the bundled 64-px synthetic-face generator.")
-@click.option("--out", type=click.Path(file_okay=False), default="encoded", show_default=True,
-              help="One sub-folder per photo (latent.pt, projected.png, grid.png).")
-@click.option("--no-align", is_flag=True, help="Photos are already aligned square crops.")
-@click.option("--landmarks", type=click.Path(dir_okay=False), default=None, help="dlib 68-landmark model file.")
-@click.option("--device", default="auto", show_default=True)
-def apply_cmd(photos: Sequence[str], encoder: str, ckpt: str | None, out: str, no_align: bool,
-              landmarks: str | None, device: str) -> None:
-    """Encode photos in one forward pass (= `project --encoder E --iters 0`)."""
-    from inversion.project import ProjectConfig, run_project
-    from toonlab.errors import one_line_warnings
-
-    one_line_warnings()
-    with user_errors():
-        folders = run_project(photos, out, ckpt, cfg=ProjectConfig(steps=0), align=not no_align, perceptual="none",
-                              landmarks=landmarks, device=device, encoder=encoder, show_progress=False)
-    for f in folders:
-        click.echo(f"wrote {f}/ (latent.pt, projected.png, grid.png)")
 
 
 if __name__ == "__main__":

@@ -467,6 +467,35 @@ def main(photos, ckpt, cartoons, swap, out, steps, encoder, space, lr, mse, nois
         click.echo("note: --features random uses an untrained VGG trunk; expect a looser likeness", err=True)
 
 
+@click.command(name="apply", cls=ToonCommand)
+@click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--encoder", "encoder", default="bundled", show_default=True, help="Encoder file, or 'bundled'.")
+@click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
+              help="Source generator. Default: the bundled 64-px synthetic-face generator.")
+@click.option("--out", type=click.Path(file_okay=False), default="encoded", show_default=True,
+              help="One sub-folder per photo (latent.pt, projected.png, grid.png).")
+@click.option("--no-align", is_flag=True, help="Photos are already aligned square crops.")
+@click.option("--landmarks", type=click.Path(dir_okay=False), default=None, help="dlib 68-landmark model file.")
+@click.option("--device", default="auto", show_default=True)
+def apply_cmd(photos: Sequence[str], encoder: str, ckpt: str | None, out: str, no_align: bool,
+              landmarks: str | None, device: str) -> None:
+    """Encode photos in one forward pass (= `project --encoder E --iters 0`)."""
+    from toonlab.errors import one_line_warnings
+
+    one_line_warnings()
+    with user_errors():
+        folders = run_project(photos, out, ckpt, cfg=ProjectConfig(steps=0), align=not no_align, perceptual="none",
+                              landmarks=landmarks, device=device, encoder=encoder, show_progress=False)
+    for f in folders:
+        click.echo(f"wrote {f}/ (latent.pt, projected.png, grid.png)")
+
+
+def extend_encoder_cli(group: click.Group) -> click.Group:
+    """Add ``apply`` to the ``encoder`` command group (composed in toonlab/cli.py)."""
+    group.add_command(apply_cmd)
+    return group
+
+
 if __name__ == "__main__":
     from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
 

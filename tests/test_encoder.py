@@ -25,6 +25,7 @@ from inversion.encoder_net import EncoderArch, EncoderNet, layer_groups
 from stylegan2.checkpoint import load_generator
 from stylegan2.sampling import render
 from tests.conftest import tiny_checkpoint
+from toonlab.cli import load_command
 from toonlab.training import TrainingInterrupted
 
 TINY_ENC = dict(channels=(8, 16, 16), head_channels=16)
@@ -192,8 +193,7 @@ def test_project_start_is_the_encoder_reconstruction(gpath, trained):
 
 
 def test_encoder_apply_and_wrong_generator_warns_in_one_line(tmp_path, gpath, trained):
-    from inversion.encoder import main
-
+    main = load_command("encoder")  # `apply` is composed into the group by the entry point
     other = tiny_checkpoint(tmp_path / "other.pt", size=16, seed=5, perturb="biases")
     with pytest.warns(GeneratorMismatchWarning, match="was trained for G.pt"):
         load_encoder(trained, generator=other)
@@ -219,9 +219,9 @@ def _one_line_error(cmd, args: list[str]) -> str:
 
 
 def test_bad_encoder_files_and_iters_0_without_encoder_exit_2(tmp_path, gpath, trained):
-    from inversion.encoder import main
     from inversion.project import main as project_main
 
+    main = load_command("encoder")
     photo = _photo(tmp_path / "a.png")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(trained.read_bytes()[:1000])
