@@ -273,7 +273,8 @@ class EncoderTrainer(Trainer):
     model_name = MODEL_NAME
     show = ("loss/total", "loss/w", "loss/pixel", "loss/lpips", "sec_per_it")
     mutable = MUTABLE | {"lpips_weights"}
-    flags = {"w_loss": "--w-loss", "ckpt": "--ckpt"}
+    flags = {"w_loss": "--lambda-w", "pixel": "--lambda-pixel", "lpips": "--lambda-lpips",
+             "delta_reg": "--lambda-delta"}
 
     def __init__(self, cfg: EncoderConfig, G: nn.Module, device: torch.device | str = "cpu",
                  generator_path: str | os.PathLike | None = None, real: Any = None,
@@ -500,12 +501,12 @@ def main() -> None:
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True, help="Generator samples per step.")
 @click.option("--real-batch", type=click.IntRange(0), default=None, help="Real images per step [batch/2 with --real].")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
-@click.option("--w-loss", type=click.FloatRange(0), default=1.0, show_default=True, help="Weight of the W+ MSE.")
-@click.option("--pixel", type=click.FloatRange(0), default=1.0, show_default=True, help="Weight of the pixel MSE.")
-@click.option("--lpips", type=click.FloatRange(0), default=0.5, show_default=True, help="Weight of LPIPS (0: off).")
+@click.option("--lambda-w", "w_loss", type=click.FloatRange(0), default=1.0, show_default=True, help="Weight of the W+ MSE.")
+@click.option("--lambda-pixel", "pixel", type=click.FloatRange(0), default=1.0, show_default=True, help="Weight of the pixel MSE.")
+@click.option("--lambda-lpips", "lpips", type=click.FloatRange(0), default=0.5, show_default=True, help="Weight of LPIPS (0: off).")
 @click.option("--lpips-every", type=click.IntRange(1), default=8, show_default=True,
               help="LPIPS on every k-th step only (it dominates a CPU step).")
-@click.option("--delta-reg", type=click.FloatRange(0), default=2e-3, show_default=True,
+@click.option("--lambda-delta", "delta_reg", type=click.FloatRange(0), default=2e-3, show_default=True,
               help="e4e delta regulariser (keeps W+ near W).")
 @click.option("--mix-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--trunc-min", type=click.FloatRange(0, 1), default=0.5, show_default=True,

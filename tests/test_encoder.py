@@ -245,7 +245,7 @@ def test_bad_encoder_files_and_iters_0_without_encoder_exit_2(tmp_path, gpath, t
 def test_cli_trains_and_resumes(tmp_path, gpath):
     from inversion.encoder import main
 
-    args = ["train", "--ckpt", str(gpath), "--out", str(tmp_path / "r"), "--batch", "2", "--lpips", "0",
+    args = ["train", "--ckpt", str(gpath), "--out", str(tmp_path / "r"), "--batch", "2", "--lambda-lpips", "0",
             "--snapshot-every", "1", "--no-tensorboard", "--device", "cpu", "--size", "16"]
     r = CliRunner().invoke(main, [*args, "--iters", "1"])
     assert r.exit_code == 0, r.output
