@@ -268,7 +268,7 @@ def test_bundled_encoder_beats_w_avg_on_synthetic_photos():
     faces = SyntheticFaces("photo", G.size, length=8, seed=7)
     x = torch.stack([faces[i] for i in range(8)])
     rec = render(G, encode(enc, G, x))
-    mean = render(G, G.mean_w().expand(len(x), -1))
+    mean = render(G, G.mean_w()[:, None].expand(len(x), G.n_latent, -1))
     mse_enc = (rec - x).square().mean(dim=(1, 2, 3))
     mse_avg = (mean - x).square().mean(dim=(1, 2, 3))
     assert float(mse_enc.mean()) < 0.6 * float(mse_avg.mean()), (mse_enc, mse_avg)
