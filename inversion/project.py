@@ -215,9 +215,10 @@ def project(
             return Projection(latent=init.clone(), noise=[], image=render(G, init), seconds=time.perf_counter() - start)
     elif cfg.steps == 0:
         raise UserInputError("--iters 0 needs --encoder (there is nothing to return without one)")
-    w_mean, w_std = w_statistics(G, cfg.n_mean_latent, cfg.seed)
     shape = (n, G.n_latent, G.style_dim) if cfg.space == "w+" else (n, G.style_dim)
+    w_std = 0.0  # an encoder start needs neither the mean w nor the latent noise's scale
     if init is None:
+        w_mean, w_std = w_statistics(G, cfg.n_mean_latent, cfg.seed)
         latent = w_mean.expand(shape).clone().requires_grad_(True)
         g = torch.Generator(device="cpu").manual_seed(cfg.seed)
         noises = [torch.randn(n, 1, r, r, generator=g).to(dev) for r in G.noise_shapes()]
