@@ -1,4 +1,2 @@
-"""Face alignment, projection of photos into a generator, and SeFa editing.
-
-Placeholder package: inversion lands with its own issue.
-"""
+"""Face alignment, projection of photos into a generator (optimisation, or an image → W+ encoder
+as the result or the start), and SeFa editing."""

@@ -22,6 +22,13 @@ Deliberate differences from rosinality's projector:
   rosinality's ``noise_regularize``/``noise_normalize_`` (``projector.py:16-44``) and its MSE take
   means over the whole batch. With one photo the two are the same.
 
+Starting from an encoder (``--encoder PATH|bundled``, ``inversion/encoder.py``): the encoder's W+
+replaces the mean w as the starting latent, and the noise maps start at the generator's stored
+(const) maps, so step 0 renders exactly the encoder's reconstruction. ``--iters 0`` returns that
+W+ as it is (its latent.pt has no noise maps: renderers use the const maps). The Gaussian latent
+noise of the schedule is off from an encoder start: it exists to explore away from the mean, and
+here it would only throw away the encoder's answer during the first 75 % of a short refinement.
+
 Speed: the target's LPIPS features are computed once, not every step; the generator's weights
 carry no gradient; bf16 autocast on CUDA; several photos are optimised as one batch.
 """
@@ -99,8 +106,8 @@ class ProjectConfig:
     def __post_init__(self) -> None:
         if self.space not in ("w", "w+"):
             raise UserInputError(f"--space must be w or w+, got {self.space!r}")
-        if self.steps < 1:
-            raise UserInputError("--steps must be >= 1")
+        if self.steps < 0:  # 0: the encoder's W+ as it is (checked where the encoder is known)
+            raise UserInputError("--iters must be >= 0")
 
 
 @dataclass
@@ -182,10 +189,13 @@ def project(
     cfg: ProjectConfig,
     show_progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
+    init: Tensor | None = None,
 ) -> Projection:
     """Optimise latents (and noise) so that ``G`` reproduces ``targets`` [N, 3, H, W] in [-1, 1].
 
     ``perceptual`` is an ``lpips.LPIPS`` module or None (then the loss is MSE, weight >= 1).
+    ``init``: starting W+ [N, n_latent, D] (an encoder's; the noise then starts at G's const maps and
+    the latent noise is off); with ``cfg.steps == 0`` it is returned as it is.
     """
     dev = G.w_avg.device
     n = targets.shape[0]
@@ -195,11 +205,28 @@ def project(
     G.eval().requires_grad_(False)
     torch.manual_seed(cfg.seed)
 
-    w_mean, w_std = w_statistics(G, cfg.n_mean_latent, cfg.seed)
+    if init is not None:
+        init = init.to(dev, torch.float32)
+        if init.shape != (n, G.n_latent, G.style_dim):
+            raise UserInputError(f"the starting W+ is {tuple(init.shape)}; this generator needs "
+                                 f"{(n, G.n_latent, G.style_dim)}")
+        if cfg.steps == 0:
+            start = time.perf_counter()
+            return Projection(latent=init.clone(), noise=[], image=render(G, init), seconds=time.perf_counter() - start)
+    elif cfg.steps == 0:
+        raise UserInputError("--iters 0 needs --encoder (there is nothing to return without one)")
     shape = (n, G.n_latent, G.style_dim) if cfg.space == "w+" else (n, G.style_dim)
-    latent = w_mean.expand(shape).clone().requires_grad_(True)
-    g = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    noises = [torch.randn(n, 1, r, r, generator=g).to(dev) for r in G.noise_shapes()]
+    w_std = 0.0  # an encoder start needs neither the mean w nor the latent noise's scale
+    if init is None:
+        w_mean, w_std = w_statistics(G, cfg.n_mean_latent, cfg.seed)
+        latent = w_mean.expand(shape).clone().requires_grad_(True)
+        g = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        noises = [torch.randn(n, 1, r, r, generator=g).to(dev) for r in G.noise_shapes()]
+    else:
+        start_w = init if cfg.space == "w+" else init.mean(1)  # W: the layers' mean
+        latent = start_w.clone().requires_grad_(True)
+        noises = [t.to(dev).expand(n, -1, -1, -1).clone() for t in G.const_noise()]
+    noise_scale = cfg.latent_noise if init is None else 0.0
     params = [latent]
     if cfg.optimize_noise:
         for t in noises:
@@ -220,7 +247,7 @@ def project(
         lr = learning_rate(t, cfg.lr, cfg.lr_rampup, cfg.lr_rampdown)
         for group in opt.param_groups:
             group["lr"] = lr
-        strength = w_std * cfg.latent_noise * max(0.0, 1.0 - t / cfg.latent_noise_ramp) ** 2
+        strength = w_std * noise_scale * max(0.0, 1.0 - t / cfg.latent_noise_ramp) ** 2
         lat = latent + torch.randn_like(latent) * strength
         if cfg.space == "w":
             lat = lat.unsqueeze(1).expand(n, G.n_latent, G.style_dim)
@@ -306,11 +333,13 @@ def run_project(
     video: bool = False,
     device: str = "auto",
     show_progress: bool = True,
+    encoder: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Align, project (one batch), render through each cartoon generator and blend; write files.
 
     Returns each photo's output folder: ``aligned.png``, ``projected.png``, ``cartoon_<name>.png``,
     ``swap<k>_<name>.png``, ``grid.png``, ``latent.pt`` (and ``projection.mp4`` with ``video``).
+    ``encoder`` (a file or ``"bundled"``): its W+ is the result (``cfg.steps == 0``) or the start.
     """
     cfg = cfg or ProjectConfig()
     dev = pick_device(device)
@@ -318,7 +347,14 @@ def run_project(
         enable_tf32()
     ckpt = Path(ckpt) if ckpt is not None else bundled_generator()
     G = load_generator(ckpt, device=dev)
-    percept = build_perceptual(perceptual, perceptual_weights, dev)
+    enc = None
+    if encoder is not None:
+        from inversion.encoder import load_encoder
+
+        enc = load_encoder(encoder, device=dev, generator=ckpt)  # warns once when trained for another G
+    elif cfg.steps == 0:
+        raise UserInputError("--iters 0 needs --encoder (there is nothing to return without one)")
+    percept = build_perceptual(perceptual if cfg.steps > 0 else "none", perceptual_weights, dev)
     toons = [(Path(c).stem, load_generator(c, device=dev)) for c in cartoons]
     for name, T in toons:
         if T.size != G.size or T.n_latent != G.n_latent:
@@ -331,16 +367,22 @@ def run_project(
         names = [f"{i:02d}_{s}" for i, s in enumerate(names)]
     aligned = [_load_target(p, G.size, align, landmarks) for p in photos]
     targets = torch.stack([to_tensor(a) for a in aligned])
-    result = project(G, targets, percept, cfg, show_progress=show_progress)
+    init = None
+    if enc is not None:
+        from inversion.encoder import encode
+
+        init = encode(enc, G, targets)
+    result = project(G, targets, percept, cfg, show_progress=show_progress and cfg.steps > 0, init=init)
 
     blends = [(f"swap{k}_{name}", blend_generators(G, T, k)) for name, T in toons for k in swaps]
-    noise = result.noise if noise_mode == "projected" else None
+    noise = result.noise if noise_mode == "projected" and result.noise else None
     nmode = "const" if noise_mode == "projected" else noise_mode
     renders = [(f"cartoon_{name}", render(T, result.latent, noise, nmode)) for name, T in toons]
     renders += [(label, render(B, result.latent, noise, nmode)) for label, B in blends]
 
     settings = asdict(cfg)
-    settings.update(perceptual=perceptual, align=align, size=G.size)
+    settings.update(perceptual=perceptual, align=align, size=G.size,
+                    encoder=str(enc.path) if enc is not None else None)
     folders = []
     for i, (photo, name) in enumerate(zip(photos, names)):
         folder = Path(out) / name
@@ -355,8 +397,8 @@ def run_project(
             tiles.append(pil)
             labels.append(label.replace("cartoon_", "").replace("_", " "))
         save_image_atomic(make_grid(tiles, cols=len(tiles), col_labels=labels), folder / "grid.png")
-        save_latent(folder / "latent.pt", result.latent[i], [t[i] for t in result.noise], ckpt, settings,
-                    source=str(photo))
+        save_latent(folder / "latent.pt", result.latent[i], [t[i] for t in result.noise] if result.noise else None,
+                    ckpt, settings, source=str(photo))
         if video and result.frames:
             frames = [f[i].permute(1, 2, 0).numpy() for f in result.frames]
             target = np.asarray(aligned[i].resize(frames[0].shape[1::-1]))
@@ -375,7 +417,10 @@ def run_project(
 @click.option("--swap", default=None, help="Also render layer-swapped blends source→cartoon at these blocks, e.g. 2,3.")
 @click.option("--out", default="projections", show_default=True, type=click.Path(file_okay=False),
               help="One sub-folder per photo.")
-@click.option("--iters", "steps", type=click.IntRange(1), default=1000, show_default=True, help="Optimisation steps.")
+@click.option("--iters", "steps", type=click.IntRange(0), default=1000, show_default=True,
+              help="Optimisation steps (0 with --encoder: the encoder's W+ as it is).")
+@click.option("--encoder", default=None, help="Start from this encoder's W+ (a file from `toonlab encoder train`, "
+                                              "or 'bundled').")
 @click.option("--space", type=click.Choice(["w+", "w"]), default="w+", show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True)
 @click.option("--mse", type=click.FloatRange(0), default=0.0, show_default=True, help="Weight of a pixel MSE term.")
@@ -397,9 +442,12 @@ def run_project(
               help="auto: bf16 on CUDA, fp32 on CPU.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regularize, no_noise_opt, perceptual,
+def main(photos, ckpt, cartoons, swap, out, steps, encoder, space, lr, mse, noise_regularize, no_noise_opt, perceptual,
          features, perceptual_weights, no_align, landmarks, noise_mode, video, precision, seed, device) -> None:
     """Project face photo(s) into the generator and render them as cartoons."""
+    from toonlab.errors import one_line_warnings
+
+    one_line_warnings()  # an encoder trained for another generator: one line
     with user_errors():
         dev = pick_device(device)
         precision = resolve_precision(precision, dev)
@@ -413,11 +461,40 @@ def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regular
             raise ToonlabError(f"no --ckpt given and the bundled generator is missing at {bundled_generator()}")
         folders = run_project(photos, out, ckpt, toon_list, parse_swaps(swap), cfg, align=not no_align,
                               perceptual=perceptual, perceptual_weights=perceptual_weights, landmarks=landmarks,
-                              noise_mode=noise_mode, video=video, device=str(dev))
+                              noise_mode=noise_mode, video=video, device=str(dev), encoder=encoder)
     for f in folders:
         click.echo(f"wrote {f}/ (grid.png, projected.png, latent.pt, ...)")
-    if perceptual == "random":
+    if perceptual == "random" and steps > 0:
         click.echo("note: --features random uses an untrained VGG trunk; expect a looser likeness", err=True)
+
+
+@click.command(name="apply", cls=ToonCommand)
+@click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--encoder", "encoder", default="bundled", show_default=True, help="Encoder file, or 'bundled'.")
+@click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
+              help="Source generator. Default: the bundled 64-px synthetic-face generator.")
+@click.option("--out", type=click.Path(file_okay=False), default="encoded", show_default=True,
+              help="One sub-folder per photo (latent.pt, projected.png, grid.png).")
+@click.option("--no-align", is_flag=True, help="Photos are already aligned square crops.")
+@click.option("--landmarks", type=click.Path(dir_okay=False), default=None, help="dlib 68-landmark model file.")
+@click.option("--device", default="auto", show_default=True)
+def apply_cmd(photos: Sequence[str], encoder: str, ckpt: str | None, out: str, no_align: bool,
+              landmarks: str | None, device: str) -> None:
+    """Encode photos in one forward pass (= `project --encoder E --iters 0`)."""
+    from toonlab.errors import one_line_warnings
+
+    one_line_warnings()
+    with user_errors():
+        folders = run_project(photos, out, ckpt, cfg=ProjectConfig(steps=0), align=not no_align, perceptual="none",
+                              landmarks=landmarks, device=device, encoder=encoder, show_progress=False)
+    for f in folders:
+        click.echo(f"wrote {f}/ (latent.pt, projected.png, grid.png)")
+
+
+def extend_encoder_cli(group: click.Group) -> click.Group:
+    """Add ``apply`` to the ``encoder`` command group (composed in toonlab/cli.py)."""
+    group.add_command(apply_cmd)
+    return group
 
 
 if __name__ == "__main__":
