@@ -1,0 +1,230 @@
+"""The held-out audit's environment faults and bad inputs, through the commands users type.
+
+A full disk and a read-only folder are injected where the machine meets them (``os.fsync`` and
+``Path.mkdir``; root ignores file modes, so a chmod would prove nothing) and must end in one line
+naming the output path and the cause, exit 2, for every command that writes files.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.conftest import tiny_checkpoint
+from toonlab.cli import load_command
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def astronaut_png(tmp_path_factory) -> Path:
+    from skimage import data
+
+    p = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(p)
+    return p
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "G.pt", with_d=True)
+
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory) -> Path:
+    models = pytest.importorskip("translation.models")
+    torch.manual_seed(0)
+    p = tmp_path_factory.mktemp("tr") / "lite.pt"
+    torch.save(models.build_generator("animegan2-lite").state_dict(), p)
+    return p
+
+
+def _photo(path: Path, h: int = 24, w: int = 32, seed: int = 0) -> Path:
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _commands(ckpt: Path, translator: Path, photo: Path, folder: Path, out: Path) -> dict[str, list[str]]:
+    """Every writing command, with ``out`` (a path inside the faulty folder) as its output."""
+    return {
+        "generate": ["--ckpt", str(ckpt), "--seeds", "0", "--device", "cpu", "--out", str(out)],
+        "mix": ["--ckpt", str(ckpt), "--rows", "0", "--cols", "1", "--device", "cpu", "--out", str(out / "m.png")],
+        "truncation": ["--ckpt", str(ckpt), "--seeds", "0", "--truncation", "0.5,1", "--device", "cpu",
+                       "--out", str(out / "t.png")],
+        "interpolate": ["--ckpt", str(ckpt), "--seeds", "0,1", "--frames", "2", "--device", "cpu",
+                        "--out", str(out / "i.mp4")],
+        "export": ["--ckpt", str(ckpt), "--out", str(out / "e.pt")],
+        "sefa": ["factorize", "--ckpt", str(ckpt), "--out", str(out / "s.pt")],
+        "translate": [str(photo), "--ckpt", str(translator), "--device", "cpu", "-q", "--out", str(out)],
+        "prepare": [str(folder), "--size", "16", "--workers", "0", "--out", str(out / "d.lmdb")],
+        "project": [str(photo), "--ckpt", str(ckpt), "--no-align", "--iters", "2", "--perceptual", "none",
+                    "--device", "cpu", "--out", str(out)],
+    }
+
+
+@pytest.mark.parametrize("fault", ["enospc", "erofs"])
+@pytest.mark.parametrize("command", ["generate", "mix", "truncation", "interpolate", "export", "sefa", "translate",
+                                     "prepare", "project", "align"])
+def test_a_full_disk_or_read_only_folder_is_one_line_naming_the_path(tmp_path, monkeypatch, ckpt, translator,
+                                                                     astronaut_png, command, fault):
+    src = tmp_path / "src"
+    src.mkdir()
+    photo = _photo(src / "p.png")
+    bad = tmp_path / "bad"
+    out = bad / "out"
+    args = _commands(ckpt, translator, photo, src, out)
+    if command == "align":
+        args["align"] = [str(astronaut_png), "--size", "32", "--out", str(out / "a.png")]
+    if fault == "erofs":
+        real_mkdir = Path.mkdir
+
+        def mkdir(self, *a, **kw):
+            if str(self).startswith(str(bad)):
+                raise OSError(errno.EROFS, "Read-only file system", str(self))
+            return real_mkdir(self, *a, **kw)
+
+        monkeypatch.setattr(Path, "mkdir", mkdir)
+        real_makedirs = os.makedirs
+
+        def makedirs(name, *a, **kw):
+            if str(name).startswith(str(bad)):
+                raise OSError(errno.EROFS, "Read-only file system", str(name))
+            return real_makedirs(name, *a, **kw)
+
+        monkeypatch.setattr(os, "makedirs", makedirs)
+        cause = "Read-only file system"
+    else:
+        bad.mkdir()
+        real_fsync = os.fsync
+
+        def fsync(fd):  # what a full disk does to the last write: ENOSPC without a file name (PIL's way)
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(bad)):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        real_usage = shutil.disk_usage
+
+        def disk_usage(p):  # LMDB writes through a memory map: prepare checks the free space instead
+            u = real_usage(p)
+            return type(u)(u.total, u.total, 0) if str(p).startswith(str(bad)) else u
+
+        monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+        cause = "No space left on device"
+    r = CliRunner().invoke(load_command(command), args[command])
+    assert r.exit_code == 2, r.output
+    errors = [ln[ln.index("Error:"):] for ln in r.output.splitlines() if "Error:" in ln]  # after a bar's \r
+    assert len(errors) == 1, r.output
+    assert cause in errors[0] and str(bad) in errors[0] and ".tmp" not in errors[0], errors[0]
+    assert "Traceback" not in r.output
+    leftovers = [p for p in bad.rglob("*") if p.is_file() and (p.name.endswith(".tmp") or ".tmp-" in str(p))]
+    assert not leftovers
+
+
+def test_torch_save_on_a_full_disk_is_an_oserror_naming_the_file(tmp_path, monkeypatch):
+    """torch.save reports a full disk as RuntimeError('... unexpected pos ...'): the helper names the file."""
+    from toonlab import atomic
+
+    def save(obj, f):
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 896 vs 790")
+
+    monkeypatch.setattr(torch, "save", save)
+    target = tmp_path / "x.pt"
+    with pytest.raises(OSError) as e:
+        atomic.torch_save_atomic({"a": 1}, target)
+    assert e.value.filename == str(target) and "unexpected pos" in str(e.value)
+    assert list(tmp_path.iterdir()) == []  # no temporary, no partial file
+    monkeypatch.setattr(atomic, "_disk_full", lambda folder: True)
+    with pytest.raises(OSError) as e:
+        atomic.torch_save_atomic({"a": 1}, target)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(target)
+
+
+def test_a_bug_inside_an_atomic_write_is_not_disguised(tmp_path):
+    from toonlab.atomic import atomic_path
+
+    with pytest.raises(RuntimeError, match="a real bug"):
+        with atomic_path(tmp_path / "x.png"):
+            raise RuntimeError("a real bug")
+    with pytest.raises(FileNotFoundError):
+        with atomic_path(tmp_path / "y.png"):
+            open(tmp_path / "nowhere" / "z")
+
+
+# ---- prepare_data: atomic, locked, no half-written LMDB --------------------------------------------------
+
+
+def _image_folder(root: Path, n: int = 6) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        _photo(root / f"{i}.png", 20, 20, seed=i)
+    return root
+
+
+def test_prepare_refuses_a_second_writer_of_the_same_lmdb(tmp_path):
+    from toonlab.lock import FolderLock
+    from toonlab.prepare import prepare_lmdb
+
+    src = _image_folder(tmp_path / "src")
+    out = tmp_path / "d.lmdb"
+    # Another process holds OUT's lock: a child that takes it and waits.
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from toonlab.lock import FolderLock; "
+            "FolderLock(sys.argv[2], name=sys.argv[3]).acquire(); print('locked', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(REPO), str(tmp_path), f".{out.name}.lock"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        r = CliRunner().invoke(load_command("prepare"), [str(src), "--size", "16", "--workers", "0",
+                                                         "--out", str(out)])
+        assert r.exit_code == 2, r.output
+        assert str(out) in r.output and f"process {child.pid}" in r.output and "Traceback" not in r.output
+        assert not out.exists()
+    finally:
+        child.kill()
+        child.wait()
+    # The owner died (kill -9 drops the flock): the lock is taken over and the LMDB written.
+    report = prepare_lmdb(src, out, [16], workers=0, progress=False)
+    assert report.written == 6 and out.is_dir()
+    assert not (tmp_path / f".{out.name}.lock").exists()
+    assert FolderLock(tmp_path, name=f".{out.name}.lock").acquire().held
+
+
+def test_prepare_removes_half_written_lmdbs_of_killed_runs_and_never_publishes_one(tmp_path, monkeypatch):
+    from toonlab import prepare
+    from toonlab.data import LMDBImages
+
+    src = _image_folder(tmp_path / "src")
+    out = tmp_path / "d.lmdb"
+    stale = tmp_path / "d.lmdb.tmp-99999"  # what a run killed with SIGKILL leaves
+    stale.mkdir()
+    (stale / "data.mdb").write_bytes(b"\0" * 4096)
+    real = prepare._put_all
+    calls = []
+
+    def put_all(env, items, *a, **kw):
+        calls.append(len(items))
+        if any(k == b"length" for k, _ in items):
+            raise __import__("lmdb").Error("mdb_txn_commit: Input/output error")
+        return real(env, items, *a, **kw)
+
+    monkeypatch.setattr(prepare, "_put_all", put_all)
+    r = CliRunner().invoke(load_command("prepare"), [str(src), "--size", "16", "--workers", "0", "--out", str(out)])
+    assert r.exit_code == 2 and calls, r.output
+    assert f"could not write the LMDB {out}: mdb_txn_commit: Input/output error" in r.output
+    assert "Traceback" not in r.output
+    assert not out.exists() and not stale.exists() and not list(tmp_path.glob("d.lmdb.tmp-*"))
+    monkeypatch.setattr(prepare, "_put_all", real)
+    r = CliRunner().invoke(load_command("prepare"), [str(src), "--size", "16", "--workers", "0", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert len(LMDBImages(out, 16)) == 6
