@@ -228,3 +228,64 @@ def test_prepare_removes_half_written_lmdbs_of_killed_runs_and_never_publishes_o
     r = CliRunner().invoke(load_command("prepare"), [str(src), "--size", "16", "--workers", "0", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert len(LMDBImages(out, 16)) == 6
+
+
+# ---- a truncated LMDB: one line, not a SIGBUS -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def truncated_lmdb(tmp_path_factory) -> Path:
+    """A real LMDB written by prepare, then cut to half its size as a partial copy leaves it."""
+    from toonlab.prepare import prepare_lmdb
+
+    root = tmp_path_factory.mktemp("lmdb")
+    src = _image_folder(root / "src", 24)
+    out = root / "data.lmdb"
+    prepare_lmdb(src, out, [16, 32], workers=0, progress=False)
+    data = out / "data.mdb"
+    os.truncate(data, os.path.getsize(data) // 2)
+    return out
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+@pytest.mark.parametrize("command", ["train", "finetune", "translate-train", "metrics"])
+def test_a_truncated_lmdb_is_one_line_in_every_command_that_reads_datasets(tmp_path, ckpt, truncated_lmdb,
+                                                                           command, workers):
+    data = str(truncated_lmdb)
+    args = {
+        "train": [data, "--size", "16", "--channel-max", "16", "--iters", "1", "--batch", "2", "--device", "cpu",
+                  "--workers", workers, "--out", str(tmp_path / "run")],
+        "finetune": ["--ckpt", str(ckpt), "--data", data, "--iters", "1", "--batch", "2", "--device", "cpu",
+                     "--workers", workers, "--out", str(tmp_path / "run")],
+        "translate-train": ["--photos", data, "--style", data, "--size", "32", "--iters", "1", "--batch", "1",
+                            "--features", "random", "--device", "cpu", "--workers", workers,
+                            "--out", str(tmp_path / "run")],
+        "metrics": ["fid", data, data, "--size", "16", "--features", "random", "--device", "cpu",
+                    "--workers", workers],
+    }[command]
+    # A child process: a SIGBUS (what a truncated LMDB did) kills the interpreter, not just the test.
+    r = subprocess.run([sys.executable, "-m", "toonlab.cli", command, *args], cwd=REPO, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error:") and "truncated" in last and str(truncated_lmdb) in last, last
+    assert "Traceback" not in r.stderr
+
+
+def test_an_intact_lmdb_passes_the_size_check_and_reads_every_image(tmp_path):
+    from toonlab.data import LMDBImages
+    from toonlab.prepare import prepare_lmdb
+
+    out = tmp_path / "ok.lmdb"
+    prepare_lmdb(_image_folder(tmp_path / "src", 5), out, [16], workers=0, progress=False)
+    ds = LMDBImages(out, 16)
+    assert len(ds) == 5 and all(ds[i] is not None for i in range(5))
+    # One page short is already truncated.
+    os.truncate(out / "data.mdb", os.path.getsize(out / "data.mdb") - 4096)
+    from toonlab import data as tdata
+
+    for _, env in tdata._ENVS.values():  # this process's cached environment; reopen from scratch
+        env.close()
+    tdata._ENVS.clear()
+    with pytest.raises(tdata.DatasetError, match="truncated"):
+        LMDBImages(out, 16)
