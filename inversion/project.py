@@ -306,11 +306,15 @@ def run_project(
     video: bool = False,
     device: str = "auto",
     show_progress: bool = True,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> list[Path]:
     """Align, project (one batch), render through each cartoon generator and blend; write files.
 
-    Returns each photo's output folder: ``aligned.png``, ``projected.png``, ``cartoon_<name>.png``,
-    ``swap<k>_<name>.png``, ``grid.png``, ``latent.pt`` (and ``projection.mp4`` with ``video``).
+    Returns each usable photo's output folder: ``aligned.png``, ``projected.png``,
+    ``cartoon_<name>.png``, ``swap<k>_<name>.png``, ``grid.png``, ``latent.pt`` (that photo's
+    latent only) and ``projection.mp4`` with ``video``. A photo that cannot be read or aligned is
+    skipped and reported through ``on_skip(photo, reason)``; ``UserInputError`` only when none is
+    usable.
     """
     cfg = cfg or ProjectConfig()
     dev = pick_device(device)
@@ -329,7 +333,22 @@ def run_project(
     names = [Path(p).stem for p in photos]
     if len(set(names)) != len(names):  # a/face.jpg and b/face.jpg must not share an output folder
         names = [f"{i:02d}_{s}" for i, s in enumerate(names)]
-    aligned = [_load_target(p, G.size, align, landmarks) for p in photos]
+    # One bad photo (zero bytes, not an image, no face) must not cost the others: skip and list it,
+    # like translate and prepare; only a batch with nothing usable is an error.
+    good, aligned, bad = [], [], []
+    for photo, name in zip(photos, names):
+        try:
+            aligned.append(_load_target(photo, G.size, align, landmarks))
+            good.append((photo, name))
+        except (UserInputError, OSError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            bad.append((str(photo), reason if str(photo) in reason else f"{photo}: {reason}"))
+            if on_skip is not None:
+                on_skip(str(photo), bad[-1][1])
+    if not good:
+        listed = "; ".join(r for _, r in bad[:5]) + (f"; ... {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise UserInputError(f"no usable photo ({len(bad)} skipped): {listed}")
+    photos, names = [p for p, _ in good], [n for _, n in good]
     targets = torch.stack([to_tensor(a) for a in aligned])
     result = project(G, targets, percept, cfg, show_progress=show_progress)
 
@@ -411,11 +430,18 @@ def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regular
         toon_list = [c for item in cartoons for c in item.split(",") if c]
         if ckpt is None and not bundled_generator().exists():
             raise ToonlabError(f"no --ckpt given and the bundled generator is missing at {bundled_generator()}")
+        skipped: list[str] = []
         folders = run_project(photos, out, ckpt, toon_list, parse_swaps(swap), cfg, align=not no_align,
                               perceptual=perceptual, perceptual_weights=perceptual_weights, landmarks=landmarks,
-                              noise_mode=noise_mode, video=video, device=str(dev))
+                              noise_mode=noise_mode, video=video, device=str(dev),
+                              on_skip=lambda photo, reason: skipped.append(reason))
     for f in folders:
         click.echo(f"wrote {f}/ (grid.png, projected.png, latent.pt, ...)")
+    for reason in skipped:
+        click.echo(f"skipped {reason}", err=True)
+    if skipped:
+        click.echo(f"projected {len(folders)} of {len(folders) + len(skipped)} photos; {len(skipped)} skipped "
+                   "(listed above)", err=True)
     if perceptual == "random":
         click.echo("note: --features random uses an untrained VGG trunk; expect a looser likeness", err=True)
 

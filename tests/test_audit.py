@@ -289,3 +289,79 @@ def test_an_intact_lmdb_passes_the_size_check_and_reads_every_image(tmp_path):
     tdata._ENVS.clear()
     with pytest.raises(tdata.DatasetError, match="truncated"):
         LMDBImages(out, 16)
+
+
+# ---- projection of several photos: skip and list the bad ones ---------------------------------------------
+
+
+def test_project_skips_and_lists_bad_photos_and_writes_one_latent_per_photo(tmp_path, ckpt, astronaut_png):
+    from toonlab.checkpoint import load_torch_file
+
+    zero = tmp_path / "zero.jpg"
+    zero.write_bytes(b"")
+    text = tmp_path / "text.jpg"
+    text.write_text("not a photo at all\n")
+    noface = _photo(tmp_path / "noise.png", 64, 64, seed=3)  # random pixels: dlib finds no face
+    out = tmp_path / "proj"
+    r = CliRunner().invoke(load_command("project"), [str(astronaut_png), str(zero), str(text), str(noface),
+                                                     "--ckpt", str(ckpt), "--iters", "2", "--perceptual", "none",
+                                                     "--device", "cpu", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output
+    skipped = [ln for ln in r.output.splitlines() if ln.startswith("skipped ")]
+    assert len(skipped) == 3, r.output
+    assert any("zero.jpg" in ln for ln in skipped) and any("text.jpg" in ln for ln in skipped)
+    assert any("noise.png" in ln and "no face" in ln for ln in skipped)
+    assert "projected 1 of 4 photos" in r.output
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut"]
+    obj = load_torch_file(out / "astronaut" / "latent.pt")
+    lat = obj["latent"]
+    assert lat.ndim == 2 and lat.untyped_storage().nbytes() == lat.numel() * 4  # this photo's latent only
+
+
+def test_project_batch_latent_files_hold_only_their_photo(tmp_path, ckpt):
+    from toonlab.checkpoint import load_torch_file
+
+    photos = [_photo(tmp_path / f"p{i}.png", 20, 20, seed=i) for i in range(3)]
+    out = tmp_path / "proj"
+    r = CliRunner().invoke(load_command("project"), [*map(str, photos), "--ckpt", str(ckpt), "--no-align",
+                                                     "--iters", "2", "--perceptual", "none", "--device", "cpu",
+                                                     "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    sizes = set()
+    for i in range(3):
+        obj = load_torch_file(out / f"p{i}" / "latent.pt")
+        assert obj["source"] == str(photos[i])
+        assert obj["latent"].untyped_storage().nbytes() == obj["latent"].numel() * 4
+        assert all(t.untyped_storage().nbytes() == t.numel() * 4 for t in obj["noise"])
+        sizes.add((out / f"p{i}" / "latent.pt").stat().st_size)
+    assert len(sizes) == 1
+
+
+def test_project_with_no_usable_photo_exits_2_listing_them(tmp_path, ckpt):
+    zero = tmp_path / "zero.jpg"
+    zero.write_bytes(b"")
+    r = CliRunner().invoke(load_command("project"), [str(zero), str(tmp_path / "missing.png"), "--ckpt", str(ckpt),
+                                                     "--no-align", "--iters", "2", "--perceptual", "none",
+                                                     "--device", "cpu", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith("Error: no usable photo (2 skipped)") and "zero.jpg" in last and "missing.png" in last
+    assert not (tmp_path / "o").exists()
+
+
+def test_grid_column_labels_never_overlap():
+    from PIL import ImageDraw, ImageFont
+
+    from toonlab.images import make_grid
+
+    tiles = [Image.new("RGB", (32, 32), (200, 200, 200)) for _ in range(3)]
+    labels = ["photo (aligned)", "projected", "swap2 webtoon_long_name"]
+    for c in range(3):  # each label alone: its ink stays inside its own column
+        only = ["" if k != c else labels[k] for k in range(3)]
+        grid = make_grid(tiles, cols=3, col_labels=only)
+        a = np.asarray(grid)[: grid.height - 32 - 4]
+        xs = np.argwhere(a.min(axis=2) < 128)[:, 1]
+        assert xs.size and xs.min() >= 2 + c * 34 and xs.max() < 2 + c * 34 + 32, (c, xs.min(), xs.max())
+    font = ImageFont.load_default()
+    assert ImageDraw.Draw(grid).textlength(labels[0], font=font) > 32  # the label really needed wrapping

@@ -254,6 +254,26 @@ def yuv_to_rgb(yuv: Tensor) -> Tensor:
     return _apply3(_YUV_TO_RGB, yuv) * 2.0 - 1.0
 
 
+def _fit_label(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont, text: str, width: int) -> list[str]:
+    """``text`` as lines no wider than ``width`` px: wrapped at spaces, over-long words cut with '…'."""
+    def fits(t: str) -> bool:
+        return draw.textlength(t, font=font) <= width
+
+    def cut(word: str) -> str:
+        while len(word) > 1 and not fits(word + "…"):
+            word = word[:-1]
+        return word + "…"
+
+    lines: list[str] = []
+    for word in text.split():
+        word = word if fits(word) else cut(word)
+        if lines and fits(f"{lines[-1]} {word}"):
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def make_grid(
     images: Sequence[Image.Image] | Tensor,
     cols: int | None = None,
@@ -273,15 +293,21 @@ def make_grid(
     rows = int(math.ceil(n / cols))
     w, h = images[0].size
     font = ImageFont.load_default()
-    top = 14 if col_labels else 0
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # Column labels are wrapped (and, word by word, shortened) to their column's width, so a long
+    # label never runs into the next one.
+    wrapped = [_fit_label(measure, font, s, w - 2) for s in (col_labels or [])]
+    line_h = 11
+    top = line_h * max((len(x) for x in wrapped), default=1) + 3 if col_labels else 0
     left = 6 * max((len(s) for s in row_labels), default=0) + 6 if row_labels else 0
     grid = Image.new("RGB", (left + cols * (w + padding) + padding, top + rows * (h + padding) + padding), background)
     draw = ImageDraw.Draw(grid)
     for i, im in enumerate(images):
         r, c = divmod(i, cols)
         grid.paste(im.convert("RGB").resize((w, h)), (left + padding + c * (w + padding), top + padding + r * (h + padding)))
-    for c, label in enumerate(col_labels or []):
-        draw.text((left + padding + c * (w + padding) + 2, 1), label, fill=(0, 0, 0), font=font)
+    for c, lines in enumerate(wrapped):
+        for k, line in enumerate(lines):
+            draw.text((left + padding + c * (w + padding) + 1, 1 + k * line_h), line, fill=(0, 0, 0), font=font)
     for r, label in enumerate(row_labels or []):
         draw.text((2, top + padding + r * (h + padding) + h // 2 - 5), label, fill=(0, 0, 0), font=font)
     return grid
