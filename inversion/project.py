@@ -373,7 +373,8 @@ def run_project(
             save_image_atomic(pil, folder / f"{label}.png")
             tiles.append(pil)
             labels.append(label.replace("cartoon_", "").replace("_", " "))
-        save_image_atomic(make_grid(tiles, cols=len(tiles), col_labels=labels), folder / "grid.png")
+        grid = make_grid(tiles, cols=len(tiles), col_labels=labels, fit_labels=True)
+        save_image_atomic(grid, folder / "grid.png")
         save_latent(folder / "latent.pt", result.latent[i], [t[i] for t in result.noise], ckpt, settings,
                     source=str(photo))
         if video and result.frames:

@@ -359,7 +359,7 @@ def test_grid_column_labels_never_overlap():
     labels = ["photo (aligned)", "projected", "swap2 webtoon_long_name"]
     for c in range(3):  # each label alone: its ink stays inside its own column
         only = ["" if k != c else labels[k] for k in range(3)]
-        grid = make_grid(tiles, cols=3, col_labels=only)
+        grid = make_grid(tiles, cols=3, col_labels=only, fit_labels=True)
         a = np.asarray(grid)[: grid.height - 32 - 4]
         xs = np.argwhere(a.min(axis=2) < 128)[:, 1]
         assert xs.size and xs.min() >= 2 + c * 34 and xs.max() < 2 + c * 34 + 32, (c, xs.min(), xs.max())

@@ -281,8 +281,14 @@ def make_grid(
     background: tuple[int, int, int] = (255, 255, 255),
     col_labels: Sequence[str] | None = None,
     row_labels: Sequence[str] | None = None,
+    fit_labels: bool = False,
 ) -> Image.Image:
-    """Tile images into a grid, optionally with column/row labels (for comparison figures)."""
+    """Tile images into a grid, optionally with column/row labels (for comparison figures).
+
+    ``fit_labels`` wraps (and word by word shortens) column labels to their column's width so a long
+    label never runs into the next one (the projection grid: "photo (aligned)" over a 64-px tile);
+    off, every label is one line 14 px high, as the paper figures' layout expects.
+    """
     if isinstance(images, Tensor):
         images = [Image.fromarray(a) for a in to_uint8(images)]
     images = list(images)
@@ -296,7 +302,7 @@ def make_grid(
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     # Column labels are wrapped (and, word by word, shortened) to their column's width, so a long
     # label never runs into the next one.
-    wrapped = [_fit_label(measure, font, s, w - 2) for s in (col_labels or [])]
+    wrapped = [_fit_label(measure, font, s, w - 2) if fit_labels else [s] for s in (col_labels or [])]
     line_h = 11
     top = line_h * max((len(x) for x in wrapped), default=1) + 3 if col_labels else 0
     left = 6 * max((len(s) for s in row_labels), default=0) + 6 if row_labels else 0
@@ -307,7 +313,8 @@ def make_grid(
         grid.paste(im.convert("RGB").resize((w, h)), (left + padding + c * (w + padding), top + padding + r * (h + padding)))
     for c, lines in enumerate(wrapped):
         for k, line in enumerate(lines):
-            draw.text((left + padding + c * (w + padding) + 1, 1 + k * line_h), line, fill=(0, 0, 0), font=font)
+            draw.text((left + padding + c * (w + padding) + 1 + (not fit_labels), 1 + k * line_h), line,
+                      fill=(0, 0, 0), font=font)
     for r, label in enumerate(row_labels or []):
         draw.text((2, top + padding + r * (h + padding) + h // 2 - 5), label, fill=(0, 0, 0), font=font)
     return grid
