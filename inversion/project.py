@@ -32,6 +32,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,13 +51,14 @@ from torch import Tensor, nn
 
 from losses.perceptual import TargetLPIPS, build_lpips
 from losses.regularizers import noise_regularizer
+from losses.ssim import MSSSIMLoss
 from stylegan2.blend import blend_generators
 from stylegan2.checkpoint import load_generator
 from stylegan2.latents import save_latent
 from stylegan2.networks import NOISE_MODES, Generator
 from stylegan2.sampling import render
-from toonlab.atomic import save_image_atomic
-from toonlab.errors import ToonlabError, UserInputError, user_errors
+from toonlab.atomic import save_image_atomic, write_json_atomic
+from toonlab.errors import ToonlabError, UserInputError, one_line_warnings, user_errors
 from toonlab.images import make_grid, to_pil
 from toonlab.options import ToonCommand
 from toonlab.runtime import (
@@ -69,7 +71,13 @@ from toonlab.runtime import (
 )
 from toonlab.video import write_video
 
-PERCEPTUAL = ("lpips", "random", "none")
+#: The projector's perceptual terms: ``auto`` = LPIPS-VGG when its ImageNet trunk is on disk, else
+#: pixel + MS-SSIM (with one warning line); ``lpips`` is the old name of ``lpips-vgg``.
+PERCEPTUAL = ("auto", "lpips-vgg", "lpips", "random", "msssim", "none")
+
+#: What each resolved choice is called on the result (latent.pt settings, projection.json, the log).
+LOSS_NAMES = {"lpips-vgg": "LPIPS-VGG + noise regulariser", "random": "LPIPS on a random VGG trunk + noise regulariser",
+              "msssim": "pixel MSE + MS-SSIM + noise regulariser", "none": "pixel MSE + noise regulariser"}
 
 
 # ---- configuration and results -----------------------------------------------------------------
@@ -159,13 +167,42 @@ def pool_to(x: Tensor, res: int) -> Tensor:
     return x
 
 
-def build_perceptual(kind: str, weights: str | os.PathLike | None, device: torch.device) -> nn.Module | None:
-    """LPIPS-VGG (``lpips``), a random-trunk LPIPS (``random``, offline, lower quality) or ``none``."""
+def resolve_perceptual(kind: str, weights: str | os.PathLike | None = None) -> tuple[str, str | None]:
+    """``(choice, warning)``: ``auto`` becomes ``lpips-vgg`` when the VGG16 trunk is on disk (the
+    torch hub cache or ``weights``), else ``msssim`` with one warning line saying what is missing,
+    where to put it and what it changes. Other choices are returned as they are (``lpips`` →
+    ``lpips-vgg``)."""
     if kind not in PERCEPTUAL:
         raise UserInputError(f"--perceptual must be one of {', '.join(PERCEPTUAL)}, got {kind!r}")
+    if kind == "lpips":
+        return "lpips-vgg", None
+    if kind != "auto":
+        return kind, None
+    from losses.perceptual import LPIPS_TRUNK_FILES
+    from toonlab.weights import WeightsNotFound, hub_checkpoint_dir, locate_weights
+
+    try:
+        locate_weights(LPIPS_TRUNK_FILES["vgg"], weights)
+        return "lpips-vgg", None
+    except WeightsNotFound:
+        if weights is not None:
+            raise
+    where = hub_checkpoint_dir()
+    return "msssim", (f"LPIPS-VGG weights {LPIPS_TRUNK_FILES['vgg']} not found in {where} (put torchvision's "
+                      f"VGG16 ImageNet file there or pass --lpips-weights); projecting with pixel MSE + MS-SSIM "
+                      "instead: it needs no weights, but the likeness is looser (softer eyes and hair)")
+
+
+def build_perceptual(kind: str, weights: str | os.PathLike | None, device: torch.device) -> nn.Module | None:
+    """LPIPS-VGG (``lpips-vgg``/``lpips``), a random-trunk LPIPS (``random``, offline, lower quality),
+    pixel + MS-SSIM (``msssim``, offline, no weights) or ``none``; ``auto`` is resolved first
+    (:func:`resolve_perceptual`)."""
+    kind = resolve_perceptual(kind, weights)[0]
     if kind == "none":
         return None
-    if kind == "lpips":
+    if kind == "msssim":
+        return MSSSIMLoss()
+    if kind == "lpips-vgg":
         dist = build_lpips("vgg", weights=weights, device=device)
     else:
         dist = build_lpips("vgg", random=True, device=device)
@@ -185,7 +222,8 @@ def project(
 ) -> Projection:
     """Optimise latents (and noise) so that ``G`` reproduces ``targets`` [N, 3, H, W] in [-1, 1].
 
-    ``perceptual`` is an ``lpips.LPIPS`` module or None (then the loss is MSE, weight >= 1).
+    ``perceptual`` is an ``lpips.LPIPS`` module, an :class:`MSSSIMLoss` (then the pixel MSE weight is
+    at least 1 too: pixel + MS-SSIM) or None (then the loss is MSE, weight >= 1).
     """
     dev = G.w_avg.device
     n = targets.shape[0]
@@ -208,9 +246,15 @@ def project(
     opt = torch.optim.Adam(params, lr=cfg.lr)
 
     p_target = pool_to(targets, cfg.perceptual_res)
+    structural = isinstance(perceptual, MSSSIMLoss)
     with autocast(dev, cfg.precision):
-        lpips_fn = TargetLPIPS(perceptual, p_target) if perceptual is not None else None
-    mse_w = cfg.mse if lpips_fn is not None else max(cfg.mse, 1.0)
+        if perceptual is None:
+            lpips_fn = None
+        elif structural:
+            lpips_fn = perceptual.for_target(p_target)
+        else:
+            lpips_fn = TargetLPIPS(perceptual, p_target)
+    mse_w = cfg.mse if lpips_fn is not None and not structural else max(cfg.mse, 1.0)
 
     result = Projection(latent=latent, noise=noises, image=targets)
     bar = progress(total=cfg.steps, desc="project", unit="step", disable=not show_progress)
@@ -248,7 +292,8 @@ def project(
             if on_step is not None:
                 on_step(step, rec)
             if show_progress:
-                bar.set_postfix(lpips=f"{rec['perceptual']:.3f}" if p_loss is not None else "-", mse=f"{rec['mse']:.4f}")
+                bar.set_postfix({"1-msssim" if structural else "lpips":
+                                 f"{rec['perceptual']:.3f}" if p_loss is not None else "-", "mse": f"{rec['mse']:.4f}"})
         if cfg.video_every and (step % cfg.video_every == 0 or step == cfg.steps - 1):
             result.frames.append(tensor_to_uint8(img).cpu())
         bar.update(1)
@@ -299,7 +344,7 @@ def run_project(
     swaps: Sequence[int] = (),
     cfg: ProjectConfig | None = None,
     align: bool = True,
-    perceptual: str = "lpips",
+    perceptual: str = "auto",
     perceptual_weights: str | None = None,
     landmarks: str | None = None,
     noise_mode: str = "projected",
@@ -322,6 +367,9 @@ def run_project(
         enable_tf32()
     ckpt = Path(ckpt) if ckpt is not None else bundled_generator()
     G = load_generator(ckpt, device=dev)
+    perceptual, fallback = resolve_perceptual(perceptual, perceptual_weights)
+    if fallback is not None:
+        warnings.warn(fallback, stacklevel=2)
     percept = build_perceptual(perceptual, perceptual_weights, dev)
     toons = [(Path(c).stem, load_generator(c, device=dev)) for c in cartoons]
     for name, T in toons:
@@ -359,7 +407,7 @@ def run_project(
     renders += [(label, render(B, result.latent, noise, nmode)) for label, B in blends]
 
     settings = asdict(cfg)
-    settings.update(perceptual=perceptual, align=align, size=G.size)
+    settings.update(perceptual=perceptual, loss=LOSS_NAMES[perceptual], align=align, size=G.size)
     folders = []
     for i, (photo, name) in enumerate(zip(photos, names)):
         folder = Path(out) / name
@@ -377,6 +425,12 @@ def run_project(
         save_image_atomic(grid, folder / "grid.png")
         save_latent(folder / "latent.pt", result.latent[i], [t[i] for t in result.noise], ckpt, settings,
                     source=str(photo))
+        # Which loss made this projection, next to it (the fallback changes the likeness).
+        final = result.history[-1] if result.history else {}
+        write_json_atomic(folder / "projection.json", dict(
+            source=str(photo), ckpt=str(ckpt), perceptual=perceptual, loss=LOSS_NAMES[perceptual],
+            steps=cfg.steps, space=cfg.space, seconds=round(result.seconds, 3),
+            final_mse=final.get("mse"), final_perceptual=final.get("perceptual")))
         if video and result.frames:
             frames = [f[i].permute(1, 2, 0).numpy() for f in result.frames]
             target = np.asarray(aligned[i].resize(frames[0].shape[1::-1]))
@@ -385,8 +439,7 @@ def run_project(
     return folders
 
 
-@click.command(name="project", cls=ToonCommand, aliases={
-    "--steps": "--iters", "--perceptual=random": "--features=random", "--perceptual-weights": "--lpips-weights"})
+@click.command(name="project", cls=ToonCommand, aliases={"--steps": "--iters", "--perceptual-weights": "--lpips-weights"})
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Source (face) generator. Default: the bundled 64-px synthetic-face generator.")
@@ -401,9 +454,10 @@ def run_project(
 @click.option("--mse", type=click.FloatRange(0), default=0.0, show_default=True, help="Weight of a pixel MSE term.")
 @click.option("--noise-regularize", type=click.FloatRange(0), default=1e5, show_default=True)
 @click.option("--no-noise-opt", is_flag=True, help="Keep the noise maps fixed (optimise the latent only).")
-@click.option("--perceptual", type=click.Choice(["lpips", "none"]), default="lpips", show_default=True,
-              help="lpips: LPIPS-VGG (needs torchvision's vgg16-397923af.pth in the torch hub cache or "
-                   "--lpips-weights); none: pixel MSE only.")
+@click.option("--perceptual", type=click.Choice(list(PERCEPTUAL)), default="auto", show_default=True,
+              help="auto: LPIPS-VGG when torchvision's vgg16-397923af.pth is in the torch hub cache (or "
+                   "--lpips-weights), else pixel + MS-SSIM with a warning; lpips-vgg: insist on it; random: LPIPS "
+                   "on a random trunk; msssim: pixel + MS-SSIM (offline); none: pixel MSE only. lpips = lpips-vgg.")
 @click.option("--features", type=click.Choice(["imagenet", "random"]), default="imagenet", show_default=True,
               help="The LPIPS trunk's weights: ImageNet from disk, or random (offline, a looser likeness).")
 @click.option("--lpips-weights", "perceptual_weights", type=click.Path(dir_okay=False), default=None,
@@ -423,8 +477,12 @@ def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regular
     with user_errors():
         dev = pick_device(device)
         precision = resolve_precision(precision, dev)
-        if perceptual == "lpips" and features == "random":
+        if perceptual in ("lpips", "lpips-vgg", "auto") and features == "random":
             perceptual = "random"  # the API's name for LPIPS on a random trunk
+        one_line_warnings()
+        perceptual, fallback = resolve_perceptual(perceptual, perceptual_weights)
+        if fallback is not None:
+            click.echo(f"warning: {fallback}", err=True)
         cfg = ProjectConfig(steps=steps, space=space, lr=lr, mse=mse, noise_regularize=noise_regularize,
                             optimize_noise=not no_noise_opt, precision=precision, seed=seed,
                             video_every=max(1, steps // 100) if video else 0)
@@ -436,8 +494,9 @@ def main(photos, ckpt, cartoons, swap, out, steps, space, lr, mse, noise_regular
                               perceptual=perceptual, perceptual_weights=perceptual_weights, landmarks=landmarks,
                               noise_mode=noise_mode, video=video, device=str(dev),
                               on_skip=lambda photo, reason: skipped.append(reason))
+    click.echo(f"loss: {LOSS_NAMES[perceptual]} (--perceptual {perceptual}; recorded in projection.json)")
     for f in folders:
-        click.echo(f"wrote {f}/ (grid.png, projected.png, latent.pt, ...)")
+        click.echo(f"wrote {f}/ (grid.png, projected.png, latent.pt, projection.json, ...)")
     for reason in skipped:
         click.echo(f"skipped {reason}", err=True)
     if skipped:

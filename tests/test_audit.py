@@ -365,3 +365,75 @@ def test_grid_column_labels_never_overlap():
         assert xs.size and xs.min() >= 2 + c * 34 and xs.max() < 2 + c * 34 + 32, (c, xs.min(), xs.max())
     font = ImageFont.load_default()
     assert ImageDraw.Draw(grid).textlength(labels[0], font=font) > 32  # the label really needed wrapping
+
+
+# ---- the projector offline: pixel + MS-SSIM when the VGG trunk is missing -----------------------------------
+
+
+def test_ms_ssim_is_one_for_equal_images_falls_with_noise_and_matches_skimage_at_one_scale():
+    from skimage.metrics import structural_similarity
+
+    from losses.ssim import ms_ssim
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    assert torch.allclose(ms_ssim(a, a), torch.ones(2), atol=1e-5)
+    noisy = [ms_ssim(a, (a + s * torch.randn(a.shape, generator=g)).clamp(-1, 1)) for s in (0.05, 0.2, 0.8)]
+    assert (noisy[0] > noisy[1]).all() and (noisy[1] > noisy[2]).all()
+    b = (a + 0.3 * torch.randn(a.shape, generator=g)).clamp(-1, 1)
+    for i in range(2):  # 16 px holds one 11-px window: MS-SSIM is SSIM there
+        ref = structural_similarity(a[i].numpy(), b[i].numpy(), data_range=2.0, channel_axis=0,
+                                    gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        assert abs(ms_ssim(a[i:i + 1], b[i:i + 1]).item() - ref) < 1e-4
+    big = torch.rand(1, 3, 256, 256, generator=g) * 2 - 1
+    x = (big + 0.3 * torch.randn(big.shape, generator=g)).requires_grad_(True)
+    v = ms_ssim(x, big)
+    v.sum().backward()
+    assert 0 < v.item() < 1 and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_auto_perceptual_uses_lpips_vgg_when_its_weights_are_on_disk(tmp_path, monkeypatch):
+    from inversion import project as pj
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    choice, warning = pj.resolve_perceptual("auto")
+    assert choice == "msssim" and "vgg16-397923af.pth" in warning and str(tmp_path / "torch") in warning
+    assert "--lpips-weights" in warning and "\n" not in warning
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / "vgg16-397923af.pth").write_bytes(b"weights")
+    assert pj.resolve_perceptual("auto") == ("lpips-vgg", None)
+    assert pj.resolve_perceptual("lpips") == ("lpips-vgg", None)
+    with pytest.raises(pj.UserInputError):  # an explicit file that is not there is an error, not a fallback
+        pj.resolve_perceptual("auto", tmp_path / "missing.pth")
+
+
+def test_project_offline_falls_back_to_msssim_and_says_so(tmp_path, monkeypatch, ckpt):
+    from stylegan2.latents import load_latent
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
+    photo = _photo(tmp_path / "face.png", 32, 32)
+    out = tmp_path / "proj"
+    r = CliRunner().invoke(load_command("project"), [str(photo), "--ckpt", str(ckpt), "--no-align", "--iters", "12",
+                                                     "--device", "cpu", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    warns = [ln for ln in r.output.splitlines() if ln.startswith("warning:")]
+    assert len(warns) == 1 and "vgg16-397923af.pth" in warns[0] and "MS-SSIM" in warns[0], r.output
+    assert "loss: pixel MSE + MS-SSIM" in r.output
+    import json
+
+    info = json.loads((out / "face" / "projection.json").read_text())
+    assert info["perceptual"] == "msssim" and 0 < info["final_perceptual"] < 1
+    assert load_latent(out / "face" / "latent.pt")["settings"]["perceptual"] == "msssim"
+
+
+def test_msssim_projection_lowers_its_loss():
+    from inversion import project as pj
+    from tests.conftest import tiny_generator
+
+    G = tiny_generator(16).eval()
+    target = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    lp = pj.build_perceptual("msssim", None, torch.device("cpu"))
+    res = pj.project(G, target, lp, pj.ProjectConfig(steps=40, n_mean_latent=500), show_progress=False)
+    assert res.history[-1]["perceptual"] < res.history[0]["perceptual"]
+    assert res.history[-1]["mse"] < res.history[0]["mse"]
