@@ -437,3 +437,51 @@ def test_msssim_projection_lowers_its_loss():
     res = pj.project(G, target, lp, pj.ProjectConfig(steps=40, n_mean_latent=500), show_progress=False)
     assert res.history[-1]["perceptual"] < res.history[0]["perceptual"]
     assert res.history[-1]["mse"] < res.history[0]["mse"]
+
+
+# ---- messages that name the real problem ---------------------------------------------------------------
+
+
+def test_a_stylegan2_checkpoint_given_to_translate_says_what_it_is(tmp_path, ckpt):
+    photo = _photo(tmp_path / "p.png")
+    r = CliRunner().invoke(load_command("translate"), [str(photo), "--ckpt", str(ckpt), "--out", str(tmp_path / "o"),
+                                                       "-q", "--device", "cpu"])
+    assert r.exit_code == 2
+    assert "this is a StyleGAN2 generator, not a translator" in r.output and r.output.count("\n") == 1, r.output
+
+
+@pytest.mark.parametrize("command", ["generate", "project"])
+def test_a_translator_given_to_a_stylegan2_command_says_what_it_is(tmp_path, translator, command):
+    import translation.models as models
+
+    # A translator training checkpoint (g / g_ema like a StyleGAN2 one) and a bare port state dict.
+    trained = tmp_path / "trained.pt"
+    torch.save({"g": models.build_generator("cartoongan").state_dict(),
+                "g_ema": models.build_generator("cartoongan").state_dict(), "step": 3}, trained)
+    for path in (translator, trained):
+        args = {"generate": ["--ckpt", str(path), "--out", str(tmp_path / "g"), "--device", "cpu"],
+                "project": [str(_photo(tmp_path / "p.png")), "--ckpt", str(path), "--no-align", "--iters", "1",
+                            "--perceptual", "none", "--device", "cpu", "--out", str(tmp_path / "pj")]}[command]
+        r = CliRunner().invoke(load_command(command), args)
+        assert r.exit_code == 2, r.output
+        assert "translator" in r.output and "not a StyleGAN2 generator" in r.output and "translate" in r.output
+
+
+def test_translate_calls_a_failed_write_could_not_write_not_unreadable(tmp_path, monkeypatch, translator):
+    import translation.batch as batch
+
+    photos = [_photo(tmp_path / f"p{i}.png", seed=i) for i in range(2)]
+    out = tmp_path / "o"
+
+    def save(arr, dst, quality):
+        if dst.name == "p1.png":
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return batch.save_image_atomic(Image.fromarray(arr), dst)
+
+    monkeypatch.setattr(batch, "_save", save)
+    r = CliRunner().invoke(load_command("translate"), [*map(str, photos), "--ckpt", str(translator), "--out", str(out),
+                                                       "-q", "--device", "cpu"])
+    assert r.exit_code == 2, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last == f"Error: could not write 1 output: {out / 'p1.png'}: No space left on device", r.output
+    assert "unreadable" not in r.output and (out / "p0.png").is_file()

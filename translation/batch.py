@@ -124,6 +124,9 @@ class Report:
     images: list[Path] = field(default_factory=list)
     videos: list[VideoResult] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: Outputs that could not be written (a full disk, a read-only folder): ``(output, cause)``.
+    #: Not the inputs' fault, so not in ``skipped``; the command exits 2 when there are any.
+    unwritten: list[tuple[str, str]] = field(default_factory=list)
     existing: int = 0
 
     @property
@@ -213,7 +216,7 @@ def translate_paths(tr: Translator, jobs: Sequence[Job], opts: TranslateOptions 
                 try:
                     report.images.append(fut.result())
                 except OSError as e:
-                    report.skipped.append((str(job.src), f"cannot write {job.dst}: {e.strerror or e}"))
+                    report.unwritten.append((str(e.filename or job.dst), e.strerror or str(e)))
         bar.close()
     for job in videos:
         try:

@@ -68,6 +68,13 @@ def _one_line(items: list[tuple[str, str]], limit: int = 3) -> str:
     return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def _unwritten(items: list[tuple[str, str]]) -> str:
+    """``could not write 3 outputs: out/a.jpg: No space left on device; …`` (one line)."""
+    dst, cause = items[0]
+    more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+    return f"could not write {len(items)} output{'s' if len(items) != 1 else ''}: {dst}: {cause}{more}"
+
+
 @click.command(name="translate", cls=ToonCommand)
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--ckpt", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -128,6 +135,8 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
         report = translate_paths(tr, jobs, opts)
         report.skipped[:0] = skipped
         dt = time.perf_counter() - t0
+        if report.unwritten and report.processed == 0:
+            raise ToonlabError(_unwritten(report.unwritten))
         if report.processed == 0 and report.existing == 0:
             raise ToonlabError(f"nothing could be processed: {len(report.skipped)} unreadable input"
                                f"{'s' if len(report.skipped) != 1 else ''} ({_one_line(report.skipped)})")
@@ -143,6 +152,8 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
             click.echo(f"skipped {len(report.skipped)} input{'s' if len(report.skipped) != 1 else ''}:", err=True)
             for name, reason in report.skipped:
                 click.echo(f"  {reason if reason.startswith(name) else f'{name}: {reason}'}", err=True)
+        if report.unwritten:
+            raise ToonlabError(_unwritten(report.unwritten))
 
 
 if __name__ == "__main__":
