@@ -59,7 +59,7 @@ from stylegan2.networks import NOISE_MODES, Generator
 from stylegan2.sampling import render
 from toonlab.atomic import save_image_atomic, write_json_atomic
 from toonlab.errors import ToonlabError, UserInputError, one_line_warnings, user_errors
-from toonlab.images import make_grid, to_pil
+from toonlab.images import make_grid, non_finite_error, to_pil
 from toonlab.options import ToonCommand
 from toonlab.runtime import (
     autocast,
@@ -288,6 +288,8 @@ def project(
         if step % 10 == 0 or step == cfg.steps - 1:
             rec = dict(step=step + 1, lr=lr, mse=mse.mean().item(), noise_reg=n_loss.mean().item(),
                        perceptual=p_loss.mean().item() if p_loss is not None else None)
+            if not math.isfinite(rec["mse"]):  # NaN weights or an overflow: stop now, not after every step
+                raise non_finite_error(img.detach(), "the generator")
             result.history.append(rec)
             if on_step is not None:
                 on_step(step, rec)

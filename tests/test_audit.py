@@ -485,3 +485,74 @@ def test_translate_calls_a_failed_write_could_not_write_not_unreadable(tmp_path,
     last = r.output.strip().splitlines()[-1]
     assert last == f"Error: could not write 1 output: {out / 'p1.png'}: No space left on device", r.output
     assert "unreadable" not in r.output and (out / "p0.png").is_file()
+
+
+# ---- silent partial results ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nan_models(tmp_path_factory) -> tuple[Path, Path]:
+    """A StyleGAN2 checkpoint and a translator whose weights are NaN (as a diverged run leaves them)."""
+    import translation.models as models
+    from stylegan2.checkpoint import snapshot
+    from tests.conftest import tiny_generator
+    from toonlab.atomic import torch_save_atomic
+
+    root = tmp_path_factory.mktemp("nan")
+    G = tiny_generator(16)
+    with torch.no_grad():
+        G.conv1.conv.weight.fill_(float("nan"))
+    g_path = torch_save_atomic(snapshot(G, None), root / "G_nan.pt")
+    torch.manual_seed(0)
+    T = models.build_generator("animegan2-lite")
+    with torch.no_grad():
+        next(iter(T.parameters())).fill_(float("nan"))
+    t_path = root / "T_nan.pt"
+    torch.save(T.state_dict(), t_path)
+    return g_path, t_path
+
+
+@pytest.mark.parametrize("command", ["generate", "project", "translate", "translate-tiled"])
+def test_a_generator_with_nan_weights_is_non_finite_output_exit_2(tmp_path, nan_models, command):
+    g_path, t_path = nan_models
+    photo = _photo(tmp_path / "p.png", 40, 100)  # wider than --max-side 64: tiled
+    out = tmp_path / "out"
+    args = {
+        "generate": ["--ckpt", str(g_path), "--seeds", "0-1", "--device", "cpu", "--out", str(out)],
+        "project": [str(photo), "--ckpt", str(g_path), "--no-align", "--iters", "30", "--perceptual", "none",
+                    "--device", "cpu", "--out", str(out)],
+        "translate": [str(photo), "--ckpt", str(t_path), "-q", "--device", "cpu", "--out", str(out)],
+        "translate-tiled": [str(photo), "--ckpt", str(t_path), "-q", "--device", "cpu", "--max-side", "64",
+                            "--tile", "64", "--overlap", "16", "--out", str(out)],
+    }[command]
+    r = CliRunner().invoke(load_command(command.split("-tiled")[0]), args)
+    assert r.exit_code == 2, r.output
+    last = r.output.strip().splitlines()[-1]
+    last = last[last.find("Error:"):]  # after a progress bar's carriage returns
+    assert last.startswith("Error: non-finite output:") and "NaN" in last, r.output
+    written = [p for p in out.rglob("*.png")] if out.exists() else []
+    assert written == [], written
+
+
+def test_a_truncated_video_is_reported_and_exits_non_zero(tmp_path, translator):
+    from toonlab.video import count_frames, write_video
+
+    rng = np.random.default_rng(0)
+    clip = write_video([rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(40)],
+                       tmp_path / "clip.mp4", fps=20)
+    cut = tmp_path / "cut.mp4"
+    data = clip.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    n = count_frames(cut)
+    if not 0 < n < 40:
+        pytest.skip(f"this encoder's truncated mp4 decodes {n} frames")
+    out = tmp_path / "o"
+    r = CliRunner().invoke(load_command("translate"), [str(cut), "--ckpt", str(translator), "-q", "--device", "cpu",
+                                                       "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert f"only {n} of the 40 frames" in last and str(cut) in last, r.output
+    # The intact clip is complete: exit 0.
+    r = CliRunner().invoke(load_command("translate"), [str(clip), "--ckpt", str(translator), "-q", "--device", "cpu",
+                                                       "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 0, r.output

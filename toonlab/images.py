@@ -29,6 +29,29 @@ class ImageError(UserInputError):
     """A single file could not be decoded as an image (one-line message: ``NAME: reason``)."""
 
 
+class NonFiniteOutputError(UserInputError):
+    """A network produced NaN/Inf pixels: a broken (NaN) checkpoint or an overflow, never a picture."""
+
+
+def check_finite_images(x: Tensor, source: str = "the generator") -> Tensor:
+    """``x`` unchanged, or ``NonFiniteOutputError`` when any value is NaN/Inf.
+
+    Without it a NaN image becomes black (uint8 conversion clamps NaN to 0) and the command
+    exits 0 having written garbage. One reduction per batch; on a GPU it synchronises, so the
+    translation fast path checks on its asynchronous copy instead.
+    """
+    if not bool(torch.isfinite(x).all()):
+        raise non_finite_error(x, source)
+    return x
+
+
+def non_finite_error(x: Tensor, source: str = "the generator") -> NonFiniteOutputError:
+    bad = int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).sum()) if x.ndim > 1 else 1
+    return NonFiniteOutputError(
+        f"non-finite output: {source} produced NaN/Inf pixels in {bad} of {x.shape[0] if x.ndim > 1 else 1} "
+        "images (are its weights NaN? with bf16/fp16, try --precision fp32); nothing was written for them")
+
+
 def one_line(text: object) -> str:
     """Collapse an exception message to one line so errors stay greppable in logs."""
     return " ".join(str(text).split()) or "unknown error"

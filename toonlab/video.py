@@ -66,6 +66,15 @@ class VideoResult:
     width: int
     height: int
     audio: bool
+    #: Frames the source's header announced (0: unknown) and the source itself.
+    expected: int = 0
+    source: Path | None = None
+
+    @property
+    def incomplete(self) -> bool:
+        """Fewer frames decoded than the header announced (beyond OpenCV's estimate's slack): a
+        truncated or damaged source, whose output is shorter than the clip."""
+        return self.expected > 0 and self.expected - self.frames > max(1, self.expected // 100)
 
 
 def _cv2():
@@ -297,7 +306,7 @@ def transform_video(
                                   stacklevel=2)
             if not carried:
                 os.replace(raw, tmp)  # same folder, so a rename: no copy of a large file
-        return VideoResult(dst, written[0], info.fps, written[1], written[2], carried)
+        return VideoResult(dst, written[0], info.fps, written[1], written[2], carried, info.frames, src)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -204,7 +204,7 @@ def translate_paths(tr: Translator, jobs: Sequence[Job], opts: TranslateOptions 
                     flush()
                     out = translate_image(tr, arr, max_side=opts.max_side, tile=tile, overlap=opts.overlap,
                                           retain=opts.retain_color, brightness=opts.match_brightness,
-                                          batch=opts.batch)
+                                          batch=opts.batch, show_progress=opts.show_progress)
                     saves.append((job, saver.submit(_save, out, job.dst, opts.jpeg_quality)))
                     bar.update(1)
                     continue

@@ -154,6 +154,12 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
                 click.echo(f"  {reason if reason.startswith(name) else f'{name}: {reason}'}", err=True)
         if report.unwritten:
             raise ToonlabError(_unwritten(report.unwritten))
+        short = [v for v in report.videos if v.incomplete]
+        if short:  # a partial result must not look like a complete one
+            v = short[0]
+            more = f" (and {len(short) - 1} more videos)" if len(short) > 1 else ""
+            raise ToonlabError(f"{v.source}: only {v.frames} of the {v.expected} frames its header announces could be "
+                               f"decoded (a truncated or damaged file?); {v.path} holds those {v.frames}{more}")
 
 
 if __name__ == "__main__":
