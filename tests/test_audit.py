@@ -556,3 +556,34 @@ def test_a_truncated_video_is_reported_and_exits_non_zero(tmp_path, translator):
     r = CliRunner().invoke(load_command("translate"), [str(clip), "--ckpt", str(translator), "-q", "--device", "cpu",
                                                        "--out", str(tmp_path / "o2")])
     assert r.exit_code == 0, r.output
+
+
+# ---- translate --skip-existing: one run per output folder --------------------------------------------------
+
+
+def test_two_skip_existing_translate_runs_cannot_share_an_output_folder(tmp_path, translator):
+    from translation.infer import TRANSLATE_LOCK
+
+    photos = [_photo(tmp_path / f"p{i}.png", seed=i) for i in range(2)]
+    out = tmp_path / "o"
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from toonlab.lock import FolderLock; "
+            "FolderLock(sys.argv[2], name=sys.argv[3]).acquire(); print('locked', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(REPO), str(out), TRANSLATE_LOCK],
+                             stdout=subprocess.PIPE, text=True)
+    args = [*map(str, photos), "--ckpt", str(translator), "-q", "--device", "cpu", "--out", str(out),
+            "--skip-existing"]
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        r = CliRunner().invoke(load_command("translate"), args)
+        assert r.exit_code == 2, r.output
+        assert f"output folder {out} is in use by process {child.pid}" in r.output and "Traceback" not in r.output
+        assert not (out / "p0.png").exists()
+    finally:
+        child.kill()
+        child.wait()
+    r = CliRunner().invoke(load_command("translate"), args)  # the owner died: its lock is taken over
+    assert r.exit_code == 0, r.output
+    assert "took over the lock" in r.output and (out / "p0.png").is_file() and (out / "p1.png").is_file()
+    assert not (out / TRANSLATE_LOCK).exists()
+    r = CliRunner().invoke(load_command("translate"), args)
+    assert r.exit_code == 0 and "2 already there" in r.output, r.output

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from toonlab.errors import ToonlabError, UserInputError, user_errors
+from toonlab.lock import FolderLock
 from toonlab.options import ToonCommand
 from toonlab.runtime import pick_device
 from translation.batch import TranslateOptions, collect_jobs, translate_paths
@@ -61,6 +62,9 @@ def load_model(ckpt: str | os.PathLike, device: str | torch.device = "cpu", whic
 
 
 # --------------------------------------------------------------------------- CLI
+
+#: The lock file a ``--skip-existing`` run holds in its output folder.
+TRANSLATE_LOCK = ".toonlab-translate.lock"
 
 
 def _one_line(items: list[tuple[str, str]], limit: int = 3) -> str:
@@ -132,7 +136,19 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
                                 match_brightness=match_brightness, batch=batch, jpeg_quality=quality,
                                 skip_existing=skip_existing, show_progress=not quiet)
         t0 = time.perf_counter()
-        report = translate_paths(tr, jobs, opts)
+        # --skip-existing runs are resumable batch jobs: two of them on one folder would both take
+        # the same missing files. The folder is owned by one run (toonlab.lock); a lock left by a
+        # killed run is taken over.
+        lock = FolderLock(out_dir, what="output folder", name=TRANSLATE_LOCK) if skip_existing else None
+        if lock is not None:
+            lock.acquire()
+            if lock.took_over:
+                click.echo(f"note: {lock.took_over}", err=True)
+        try:
+            report = translate_paths(tr, jobs, opts)
+        finally:
+            if lock is not None:
+                lock.release()
         report.skipped[:0] = skipped
         dt = time.perf_counter() - t0
         if report.unwritten and report.processed == 0:
