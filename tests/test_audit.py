@@ -587,3 +587,96 @@ def test_two_skip_existing_translate_runs_cannot_share_an_output_folder(tmp_path
     assert not (out / TRANSLATE_LOCK).exists()
     r = CliRunner().invoke(load_command("translate"), args)
     assert r.exit_code == 0 and "2 already there" in r.output, r.output
+
+
+# ---- size limits, progress on tiles, align's small fixes ----------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_load_image_downscales_above_max_pixels_and_remembers_the_size(tmp_path, fmt):
+    from toonlab.images import downscaled_from, load_image, parse_pixels
+
+    p = tmp_path / f"big.{fmt.lower()}"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1000, 1500, 3), dtype=np.uint8)).save(p, format=fmt)
+    img = load_image(p, max_pixels=300_000)
+    assert img.width * img.height <= 300_000 and img.width > img.height and downscaled_from(img) == (1500, 1000)
+    assert downscaled_from(load_image(p)) is None and load_image(p).size == (1500, 1000)
+    assert parse_pixels("40M") == parse_pixels("40MP") == parse_pixels("40000000") == 40_000_000
+    with pytest.raises(ValueError):
+        parse_pixels("lots")
+
+
+def test_translate_max_pixels_downscales_with_a_note(tmp_path, translator):
+    photo = _photo(tmp_path / "big.png", 600, 800)
+    out = tmp_path / "o"
+    r = CliRunner().invoke(load_command("translate"), [str(photo), "--ckpt", str(translator), "-q", "--device", "cpu",
+                                                       "--max-pixels", "0.1M", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    notes = [ln for ln in r.output.splitlines() if ln.startswith("note:") and "--max-pixels" in ln]
+    assert len(notes) == 1 and "800x600" in notes[0], r.output
+    w, h = Image.open(out / "big.png").size
+    assert w * h <= 100_000 and w > h
+    r = CliRunner().invoke(load_command("translate"), [str(photo), "--ckpt", str(translator), "-q", "--device", "cpu",
+                                                       "--max-pixels", "much", "--out", str(out)])
+    assert r.exit_code == 2 and "--max-pixels" in r.output
+
+
+def test_tiled_translation_shows_a_progress_bar_over_tiles(capsys, translator):
+    from translation.inference import Translator, translate_tiled
+    from translation.models import load_generator
+
+    G, _ = load_generator(translator)
+    tr = Translator(G, torch.device("cpu"), "fp32")
+    arr = np.random.default_rng(0).integers(0, 255, (64, 160, 3), dtype=np.uint8)
+    y = translate_tiled(tr, arr, tile=64, overlap=16, batch=2, show_progress=True)
+    assert y.shape == (3, 64, 160)
+    err = capsys.readouterr().err
+    assert "tiles 160x64" in err and "tile" in err
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory, astronaut_png) -> Path:
+    """Two copies of the astronaut side by side: two faces, one larger."""
+    a = Image.open(astronaut_png)
+    both = Image.new("RGB", (a.width * 2, a.height), (90, 90, 90))
+    both.paste(a, (0, 0))
+    both.paste(a.resize((a.width * 3 // 4, a.height * 3 // 4)), (a.width, a.height // 8))
+    p = tmp_path_factory.mktemp("two") / "two.png"
+    both.save(p)
+    return p
+
+
+def test_align_all_with_an_image_out_writes_numbered_files_not_a_folder(tmp_path, two_faces):
+    out = tmp_path / "all.png"
+    r = CliRunner().invoke(load_command("align"), [str(two_faces), "--all", "--size", "64", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert not out.exists()
+    made = sorted(p.name for p in tmp_path.glob("all_*.png"))
+    assert len(made) >= 2 and made[:2] == ["all_0.png", "all_1.png"], r.output
+    assert f"--out {out} is a file name; {len(made)} faces were written as all_0.png" in r.output
+
+
+def test_align_default_crop_mentions_the_other_faces(tmp_path, two_faces):
+    r = CliRunner().invoke(load_command("align"), [str(two_faces), "--size", "64", "--out", str(tmp_path / "a.png")])
+    assert r.exit_code == 0, r.output
+    warns = [ln for ln in r.output.splitlines() if ln.startswith("warning:") and "faces found" in ln]
+    assert len(warns) == 1 and "--all" in warns[0], r.output
+    assert (tmp_path / "a.png").is_file()
+
+
+def test_align_warns_when_a_small_face_is_upscaled_and_when_a_photo_is_downscaled(tmp_path, astronaut_png):
+    from inversion import align as al
+
+    a = Image.open(astronaut_png)
+    small = tmp_path / "small.png"
+    a.resize((a.width // 3, a.height // 3)).save(small)
+    qsize = al.face_quad(al.detect_faces(Image.open(small).convert("RGB"))[0])[1]
+    r = CliRunner().invoke(load_command("align"), [str(small), "--size", "256", "--out", str(tmp_path / "s.png")])
+    assert r.exit_code == 0, r.output
+    assert qsize < 128 and "upscaled" in r.output and "blurry" in r.output, (qsize, r.output)
+    big = tmp_path / "big.png"
+    a.resize((a.width * 2, a.height * 2)).save(big)
+    r = CliRunner().invoke(load_command("align"), [str(big), "--size", "64", "--max-pixels", "0.5M",
+                                                   "--out", str(tmp_path / "b.png")])
+    assert r.exit_code == 0, r.output
+    assert "1024x1024 (1 MP) is above --max-pixels 0.5 MP; downscaled to 512x512" in r.output, r.output

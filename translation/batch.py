@@ -6,6 +6,7 @@ audio (``toonlab/video.py``).
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from PIL import Image
 
 from toonlab.atomic import save_image_atomic
 from toonlab.errors import UserInputError
-from toonlab.images import IMAGE_EXTENSIONS, ImageError, load_image
+from toonlab.images import IMAGE_EXTENSIONS, MAX_PIXELS, ImageError, downscaled_from, load_image
 from toonlab.runtime import progress
 from toonlab.video import VIDEO_EXTENSIONS, VideoError, VideoResult, transform_video
 from translation.inference import Translator, is_oom, translate_image
@@ -115,6 +116,8 @@ class TranslateOptions:
     jpeg_quality: int = 95
     skip_existing: bool = False
     show_progress: bool = True
+    #: Images above this many pixels are downscaled on load (0/None: no limit); see Report.notes.
+    max_pixels: int | None = MAX_PIXELS
 
 
 @dataclass
@@ -127,6 +130,8 @@ class Report:
     #: Outputs that could not be written (a full disk, a read-only folder): ``(output, cause)``.
     #: Not the inputs' fault, so not in ``skipped``; the command exits 2 when there are any.
     unwritten: list[tuple[str, str]] = field(default_factory=list)
+    #: One line per input that was changed on the way (downscaled for --max-pixels).
+    notes: list[str] = field(default_factory=list)
     existing: int = 0
 
     @property
@@ -150,11 +155,17 @@ def _prefetch(fn: Callable, items: Iterable, pool: ThreadPoolExecutor, depth: in
         yield f.result()
 
 
-def _load(job: Job) -> tuple[Job, np.ndarray | None, str | None]:
+def _load(job: Job, max_pixels: int | None = None, notes: list[str] | None = None
+          ) -> tuple[Job, np.ndarray | None, str | None]:
     try:
-        return job, np.asarray(load_image(job.src, name=str(job.src))), None
+        img = load_image(job.src, name=str(job.src), max_pixels=max_pixels)
     except ImageError as e:
         return job, None, str(e).splitlines()[0]
+    was = downscaled_from(img)
+    if was is not None and notes is not None:
+        notes.append(f"{job.src}: {was[0]}x{was[1]} ({was[0] * was[1] / 1e6:.0f} MP) is above --max-pixels "
+                     f"{max_pixels / 1e6:g} MP; translated at {img.width}x{img.height} (--max-pixels 0: no limit)")
+    return job, np.asarray(img), None
 
 
 def translate_paths(tr: Translator, jobs: Sequence[Job], opts: TranslateOptions | None = None) -> Report:
@@ -195,7 +206,8 @@ def translate_paths(tr: Translator, jobs: Sequence[Job], opts: TranslateOptions 
                 bar.update(len(group))
                 group.clear()
 
-            for job, arr, err in _prefetch(_load, images, loader, depth=max(2, opts.batch)):
+            load = functools.partial(_load, max_pixels=opts.max_pixels or None, notes=report.notes)
+            for job, arr, err in _prefetch(load, images, loader, depth=max(2, opts.batch)):
                 if arr is None:
                     report.skipped.append((str(job.src), err))
                     bar.update(1)

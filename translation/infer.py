@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from toonlab.errors import ToonlabError, UserInputError, user_errors
+from toonlab.images import MAX_PIXELS, parse_pixels
 from toonlab.lock import FolderLock
 from toonlab.options import ToonCommand
 from toonlab.runtime import pick_device
@@ -108,15 +109,24 @@ def _unwritten(items: list[tuple[str, str]]) -> str:
 @click.option("--export-onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the generator as ONNX (dynamic batch/height/width) and check it with onnxruntime.")
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset.")
+@click.option("--max-pixels", default=str(MAX_PIXELS), show_default="40M",
+              help="Downscale larger images on load (e.g. 40M, 100000000; 0: no limit), with a note; the output "
+                   "has the downscaled size.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile, overlap, retain_color,
-         match_brightness, quality, skip_existing, compile_, channels_last, onnx_path, opset, quiet) -> None:
+         match_brightness, quality, skip_existing, compile_, channels_last, onnx_path, opset, max_pixels,
+         quiet) -> None:
     """Translate images, folders (recursively) and videos into cartoons with a trained generator."""
     with user_errors():
         if not inputs and onnx_path is None:
             raise click.UsageError("give INPUT files/folders, or --export-onnx PATH")
         if inputs and out_dir is None:
             raise click.UsageError("--out DIR is required with inputs")
+        try:
+            limit = parse_pixels(max_pixels)
+        except ValueError:
+            raise click.BadParameter(f"a pixel count like 40M or 40000000, got {max_pixels!r}",
+                                     param_hint="--max-pixels") from None
         tile = round_up(tile or max_side)
         if overlap > tile // 4:
             raise click.BadParameter(f"at most a quarter of the tile ({tile // 4})", param_hint="--overlap")
@@ -134,7 +144,7 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
         tr = Translator(G, dev, precision, channels_last=channels_last, compile=compile_)
         opts = TranslateOptions(max_side=max_side, tile=tile, overlap=overlap, retain_color=retain_color,
                                 match_brightness=match_brightness, batch=batch, jpeg_quality=quality,
-                                skip_existing=skip_existing, show_progress=not quiet)
+                                skip_existing=skip_existing, show_progress=not quiet, max_pixels=limit or None)
         t0 = time.perf_counter()
         # --skip-existing runs are resumable batch jobs: two of them on one folder would both take
         # the same missing files. The folder is owned by one run (toonlab.lock); a lock left by a
@@ -164,6 +174,8 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
             parts.append(f"{report.existing} already there")
         click.echo(f"translated {' and '.join(parts)} into {out_dir} in {dt:.1f} s "
                    f"({meta.get('model', '?')}, {tr.device.type}, {tr.precision})")
+        for note in report.notes:
+            click.echo(f"note: {note}", err=True)
         if report.skipped:
             click.echo(f"skipped {len(report.skipped)} input{'s' if len(report.skipped) != 1 else ''}:", err=True)
             for name, reason in report.skipped:
