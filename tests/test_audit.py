@@ -145,7 +145,7 @@ def test_torch_save_on_a_full_disk_is_an_oserror_naming_the_file(tmp_path, monke
         atomic.torch_save_atomic({"a": 1}, target)
     assert e.value.filename == str(target) and "unexpected pos" in str(e.value)
     assert list(tmp_path.iterdir()) == []  # no temporary, no partial file
-    monkeypatch.setattr(atomic, "_disk_full", lambda folder: True)
+    monkeypatch.setattr(atomic, "disk_full", lambda folder: True)
     with pytest.raises(OSError) as e:
         atomic.torch_save_atomic({"a": 1}, target)
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(target)

@@ -29,8 +29,9 @@ _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM,
                            errno.EFBIG})
 
 
-def _disk_full(folder: Path) -> bool:
-    """Whether ``folder``'s file system has (almost) no room left."""
+def disk_full(folder: str | os.PathLike) -> bool:
+    """Whether ``folder``'s file system has (almost) no room left (< 1 MiB): tells a full disk apart
+    from other failures of tools that do not say (ffmpeg, OpenCV's writer, torch.save)."""
     try:
         st = os.statvfs(folder)
     except OSError:
@@ -52,7 +53,7 @@ def write_failure(e: BaseException, path: str | os.PathLike) -> OSError | None:
     if isinstance(e, RuntimeError):
         first = (str(e).strip().splitlines() or [""])[0]
         if "unexpected pos" in first or "PytorchStreamWriter" in first or "file write failed" in first:
-            if _disk_full(path.parent):
+            if disk_full(path.parent):
                 return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
             return OSError(errno.EIO, f"the file could not be written (is the disk full?): {first[:120]}", str(path))
     return None

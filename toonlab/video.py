@@ -14,6 +14,7 @@ final name only when complete.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import queue
@@ -28,7 +29,7 @@ from typing import Callable, Iterable, Iterator, Union
 
 import numpy as np
 
-from toonlab.atomic import atomic_path
+from toonlab.atomic import atomic_path, disk_full
 from toonlab.errors import UserInputError
 from toonlab.runtime import progress
 
@@ -254,6 +255,8 @@ def transform_video(
                     h, w = frames.shape[1:3]
                     vw = cv2.VideoWriter(str(raw), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (w, h))
                     if not vw.isOpened():
+                        if disk_full(dst.parent):
+                            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
                         raise VideoError(f"{dst}: OpenCV cannot write an mp4v video there")
                     written[1:] = [w, h]
                 for f in frames:
@@ -294,6 +297,8 @@ def transform_video(
             bar.close()
         if errors:
             raise errors[0]
+        if written[0] and (not raw.is_file() or raw.stat().st_size == 0) and disk_full(dst.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))  # OpenCV's writer fails silently
         if written[0] == 0:
             raise VideoError(f"{src}: no frames could be decoded")
         carried = False
@@ -381,6 +386,8 @@ def _encode_ffmpeg(exe: str, frames: Iterable[np.ndarray], out: Path, fps: float
             proc.wait()
             raise
         code = proc.wait()
+        if code != 0 and disk_full(out.parent):  # ffmpeg only says "Nothing was written into output file"
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         if code != 0:
             err.seek(0)
             msg = err.read().decode(errors="replace").strip().splitlines()

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from toonlab.atomic import save_image_atomic
-from toonlab.errors import UserInputError
+from toonlab.errors import ENVIRONMENT_ERRNOS, UserInputError
 from toonlab.images import IMAGE_EXTENSIONS, MAX_PIXELS, ImageError, downscaled_from, load_image
 from toonlab.runtime import progress
 from toonlab.video import VIDEO_EXTENSIONS, VideoError, VideoResult, transform_video
@@ -235,6 +235,10 @@ def translate_paths(tr: Translator, jobs: Sequence[Job], opts: TranslateOptions 
             report.videos.append(_translate_video(tr, job, opts, tile))
         except VideoError as e:
             report.skipped.append((str(job.src), str(e).splitlines()[0]))
+        except OSError as e:  # the output side (full disk, read-only folder): not the video's fault
+            if e.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            report.unwritten.append((str(e.filename or job.dst), e.strerror or str(e)))
     return report
 
 
