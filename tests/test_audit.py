@@ -512,7 +512,8 @@ def nan_models(tmp_path_factory) -> tuple[Path, Path]:
     return g_path, t_path
 
 
-@pytest.mark.parametrize("command", ["generate", "project", "translate", "translate-tiled"])
+@pytest.mark.parametrize("command", ["generate", "project", "translate", "translate-tiled", "mix", "truncation",
+                                     "interpolate", "metrics"])
 def test_a_generator_with_nan_weights_is_non_finite_output_exit_2(tmp_path, nan_models, command):
     g_path, t_path = nan_models
     photo = _photo(tmp_path / "p.png", 40, 100)  # wider than --max-side 64: tiled
@@ -524,13 +525,19 @@ def test_a_generator_with_nan_weights_is_non_finite_output_exit_2(tmp_path, nan_
         "translate": [str(photo), "--ckpt", str(t_path), "-q", "--device", "cpu", "--out", str(out)],
         "translate-tiled": [str(photo), "--ckpt", str(t_path), "-q", "--device", "cpu", "--max-side", "64",
                             "--tile", "64", "--overlap", "16", "--out", str(out)],
+        "mix": ["--ckpt", str(g_path), "--rows", "0", "--cols", "1", "--device", "cpu", "--out", str(out / "m.png")],
+        "truncation": ["--ckpt", str(g_path), "--seeds", "0", "--device", "cpu", "--out", str(out / "t.png")],
+        "interpolate": ["--ckpt", str(g_path), "--seeds", "0,1", "--frames", "2", "--device", "cpu",
+                        "--out", str(out / "i.mp4")],
+        "metrics": ["fid", f"gen:{g_path}", str(photo.parent), "--n", "4", "--features", "random", "--device", "cpu",
+                    "--no-cache"],
     }[command]
     r = CliRunner().invoke(load_command(command.split("-tiled")[0]), args)
     assert r.exit_code == 2, r.output
     last = r.output.strip().splitlines()[-1]
     last = last[last.find("Error:"):]  # after a progress bar's carriage returns
     assert last.startswith("Error: non-finite output:") and "NaN" in last, r.output
-    written = [p for p in out.rglob("*.png")] if out.exists() else []
+    written = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
     assert written == [], written
 
 

@@ -50,7 +50,7 @@ def non_finite_error(x: Tensor, source: str = "the generator") -> NonFiniteOutpu
     bad = int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).sum()) if x.ndim > 1 else 1
     return NonFiniteOutputError(
         f"non-finite output: {source} produced NaN/Inf pixels in {bad} of {x.shape[0] if x.ndim > 1 else 1} "
-        "images (are its weights NaN? with bf16/fp16, try --precision fp32); nothing was written for them")
+        "images (are its weights NaN? with bf16/fp16, try --precision fp32); stopped before using them")
 
 
 def one_line(text: object) -> str:
