@@ -89,7 +89,12 @@ def _dlib_models(model_path: str):
         import dlib
     except ImportError:
         raise UserInputError("dlib is not installed: pip install dlib-bin") from None
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(model_path)
+    try:
+        predictor = dlib.shape_predictor(model_path)
+    except RuntimeError as e:  # dlib's deserialiser on a file that is not a shape predictor
+        raise UserInputError(f"{model_path}: not a dlib shape predictor ({str(e).splitlines()[0][:80]}); "
+                             f"pass --landmarks {LANDMARK_MODEL}") from None
+    return dlib.get_frontal_face_detector(), predictor
 
 
 def detect_faces(photo: Image.Image, landmarks: str | os.PathLike | None = None,

@@ -687,3 +687,35 @@ def test_align_warns_when_a_small_face_is_upscaled_and_when_a_photo_is_downscale
                                                    "--out", str(tmp_path / "b.png")])
     assert r.exit_code == 0, r.output
     assert "1024x1024 (1 MP) is above --max-pixels 0.5 MP; downscaled to 512x512" in r.output, r.output
+
+
+# ---- found by the mini-audit -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["align", "project"])
+def test_a_corrupt_landmark_model_is_one_line(tmp_path, ckpt, astronaut_png, command):
+    bad = tmp_path / "landmarks.dat"
+    bad.write_bytes(os.urandom(4000))
+    args = {"align": [str(astronaut_png), "--landmarks", str(bad), "--out", str(tmp_path / "a.png")],
+            "project": [str(astronaut_png), "--ckpt", str(ckpt), "--landmarks", str(bad), "--iters", "1",
+                        "--perceptual", "none", "--device", "cpu", "--out", str(tmp_path / "p")]}[command]
+    r = CliRunner().invoke(load_command(command), args)
+    assert r.exit_code == 2, r.output
+    assert "not a dlib shape predictor" in r.output and str(bad) in r.output and "Traceback" not in r.output
+
+
+def test_edges_into_a_read_only_folder_names_the_folder_not_unreadable_inputs(tmp_path, monkeypatch):
+    src = _image_folder(tmp_path / "style", 3)
+    bad = tmp_path / "ro"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *a, **kw):
+        if str(self).startswith(str(bad)):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    r = CliRunner().invoke(load_command("edges"), [str(src), "--out", str(bad / "e"), "--workers", "1", "-q"])
+    assert r.exit_code == 2, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert "Read-only file system" in last and str(bad) in last and "unreadable" not in last, r.output
