@@ -719,3 +719,26 @@ def test_edges_into_a_read_only_folder_names_the_folder_not_unreadable_inputs(tm
     assert r.exit_code == 2, r.output
     last = r.output.strip().splitlines()[-1]
     assert "Read-only file system" in last and str(bad) in last and "unreadable" not in last, r.output
+
+
+def test_the_command_runner_turns_a_stray_machine_fault_into_one_line(monkeypatch, tmp_path, ckpt):
+    """A machine fault raised after a command's own error block (here: printing its summary to a
+    full disk) still ends in one line, exit 2 (toonlab.cli guards every command)."""
+    import click
+
+    import stylegan2.generate as gen
+    from toonlab.cli import _LOADED
+
+    real_echo = click.echo
+
+    def echo(message=None, *a, **kw):
+        if str(message).startswith("wrote "):
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "log.txt"))
+        return real_echo(message, *a, **kw)
+
+    monkeypatch.setattr(gen, "run_generate", lambda *a, **kw: tmp_path / "o" / "grid.png")
+    monkeypatch.setattr(click, "echo", echo)
+    _LOADED.pop("generate", None)
+    r = CliRunner().invoke(load_command("generate"), ["--ckpt", str(ckpt), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert f"Error: {tmp_path / 'log.txt'}: No space left on device" in r.output
