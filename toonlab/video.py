@@ -78,6 +78,13 @@ class VideoResult:
         return self.expected > 0 and self.expected - self.frames > max(1, self.expected // 100)
 
 
+# FFmpeg inside OpenCV prints a damaged file's decoder complaints ("[h264 @ 0x…] Invalid NAL unit
+# size", dozens of lines) straight to stderr; commands report what matters themselves (a video
+# that decodes fewer frames than its header announces is an error naming both counts). Set before
+# the first capture; a user's own OPENCV_FFMPEG_LOGLEVEL wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
 def _cv2():
     import cv2
 
