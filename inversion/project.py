@@ -12,6 +12,11 @@ latent that fades out by 75 % of the run; loss = LPIPS-VGG at <= 256 px + 1e5 x 
 optimised noise is kept and used for every rendering (NVIDIA's projector drops it, which users
 report as a bug).
 
+Offline (``--perceptual auto``, the default): when torchvision's VGG16 weights are not on disk the
+perceptual term falls back to pixel MSE + (1 - MS-SSIM) (``losses/ssim.py``) with one warning
+line; the loss used is printed and stored in each photo's ``projection.json`` and ``latent.pt``.
+Bad photos in a batch are skipped and listed; only a batch with no usable photo is an error.
+
 Deliberate differences from rosinality's projector:
 - the default space is **W+** (one w per layer; ``--space w`` for a single w): rosinality's
   default is W (W+ only with ``--w_plus``). W+ reconstructs photos far better and cartoon
