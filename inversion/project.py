@@ -12,6 +12,11 @@ latent that fades out by 75 % of the run; loss = LPIPS-VGG at <= 256 px + 1e5 x 
 optimised noise is kept and used for every rendering (NVIDIA's projector drops it, which users
 report as a bug).
 
+Offline (``--perceptual auto``, the default): when torchvision's VGG16 weights are not on disk the
+perceptual term falls back to pixel MSE + (1 - MS-SSIM) (``losses/ssim.py``) with one warning
+line; the loss used is printed and stored in each photo's ``projection.json`` and ``latent.pt``.
+Bad photos in a batch are skipped and listed; only a batch with no usable photo is an error.
+
 Deliberate differences from rosinality's projector:
 - the default space is **W+** (one w per layer; ``--space w`` for a single w): rosinality's
   default is W (W+ only with ``--w_plus``). W+ reconstructs photos far better and cartoon
@@ -39,6 +44,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,14 +63,15 @@ from torch import Tensor, nn
 
 from losses.perceptual import TargetLPIPS, build_lpips
 from losses.regularizers import noise_regularizer
+from losses.ssim import MSSSIMLoss
 from stylegan2.blend import blend_generators
 from stylegan2.checkpoint import load_generator
 from stylegan2.latents import save_latent
 from stylegan2.networks import NOISE_MODES, Generator
 from stylegan2.sampling import render
-from toonlab.atomic import save_image_atomic
-from toonlab.errors import ToonlabError, UserInputError, user_errors
-from toonlab.images import make_grid, to_pil
+from toonlab.atomic import save_image_atomic, write_json_atomic
+from toonlab.errors import ToonlabError, UserInputError, one_line_warnings, user_errors
+from toonlab.images import make_grid, non_finite_error, to_pil
 from toonlab.options import ToonCommand
 from toonlab.runtime import (
     autocast,
@@ -76,7 +83,13 @@ from toonlab.runtime import (
 )
 from toonlab.video import write_video
 
-PERCEPTUAL = ("lpips", "random", "none")
+#: The projector's perceptual terms: ``auto`` = LPIPS-VGG when its ImageNet trunk is on disk, else
+#: pixel + MS-SSIM (with one warning line); ``lpips`` is the old name of ``lpips-vgg``.
+PERCEPTUAL = ("auto", "lpips-vgg", "lpips", "random", "msssim", "none")
+
+#: What each resolved choice is called on the result (latent.pt settings, projection.json, the log).
+LOSS_NAMES = {"lpips-vgg": "LPIPS-VGG + noise regulariser", "random": "LPIPS on a random VGG trunk + noise regulariser",
+              "msssim": "pixel MSE + MS-SSIM + noise regulariser", "none": "pixel MSE + noise regulariser"}
 
 
 # ---- configuration and results -----------------------------------------------------------------
@@ -166,13 +179,42 @@ def pool_to(x: Tensor, res: int) -> Tensor:
     return x
 
 
-def build_perceptual(kind: str, weights: str | os.PathLike | None, device: torch.device) -> nn.Module | None:
-    """LPIPS-VGG (``lpips``), a random-trunk LPIPS (``random``, offline, lower quality) or ``none``."""
+def resolve_perceptual(kind: str, weights: str | os.PathLike | None = None) -> tuple[str, str | None]:
+    """``(choice, warning)``: ``auto`` becomes ``lpips-vgg`` when the VGG16 trunk is on disk (the
+    torch hub cache or ``weights``), else ``msssim`` with one warning line saying what is missing,
+    where to put it and what it changes. Other choices are returned as they are (``lpips`` →
+    ``lpips-vgg``)."""
     if kind not in PERCEPTUAL:
         raise UserInputError(f"--perceptual must be one of {', '.join(PERCEPTUAL)}, got {kind!r}")
+    if kind == "lpips":
+        return "lpips-vgg", None
+    if kind != "auto":
+        return kind, None
+    from losses.perceptual import LPIPS_TRUNK_FILES
+    from toonlab.weights import WeightsNotFound, hub_checkpoint_dir, locate_weights
+
+    try:
+        locate_weights(LPIPS_TRUNK_FILES["vgg"], weights)
+        return "lpips-vgg", None
+    except WeightsNotFound:
+        if weights is not None:
+            raise
+    where = hub_checkpoint_dir()
+    return "msssim", (f"LPIPS-VGG weights {LPIPS_TRUNK_FILES['vgg']} not found in {where} (put torchvision's "
+                      f"VGG16 ImageNet file there or pass --lpips-weights); projecting with pixel MSE + MS-SSIM "
+                      "instead: it needs no weights, but the likeness is looser (softer eyes and hair)")
+
+
+def build_perceptual(kind: str, weights: str | os.PathLike | None, device: torch.device) -> nn.Module | None:
+    """LPIPS-VGG (``lpips-vgg``/``lpips``), a random-trunk LPIPS (``random``, offline, lower quality),
+    pixel + MS-SSIM (``msssim``, offline, no weights) or ``none``; ``auto`` is resolved first
+    (:func:`resolve_perceptual`)."""
+    kind = resolve_perceptual(kind, weights)[0]
     if kind == "none":
         return None
-    if kind == "lpips":
+    if kind == "msssim":
+        return MSSSIMLoss()
+    if kind == "lpips-vgg":
         dist = build_lpips("vgg", weights=weights, device=device)
     else:
         dist = build_lpips("vgg", random=True, device=device)
@@ -193,7 +235,8 @@ def project(
 ) -> Projection:
     """Optimise latents (and noise) so that ``G`` reproduces ``targets`` [N, 3, H, W] in [-1, 1].
 
-    ``perceptual`` is an ``lpips.LPIPS`` module or None (then the loss is MSE, weight >= 1).
+    ``perceptual`` is an ``lpips.LPIPS`` module, an :class:`MSSSIMLoss` (then the pixel MSE weight is
+    at least 1 too: pixel + MS-SSIM) or None (then the loss is MSE, weight >= 1).
     ``init``: starting W+ [N, n_latent, D] (an encoder's; the noise then starts at G's const maps and
     the latent noise is off); with ``cfg.steps == 0`` it is returned as it is.
     """
@@ -235,9 +278,15 @@ def project(
     opt = torch.optim.Adam(params, lr=cfg.lr)
 
     p_target = pool_to(targets, cfg.perceptual_res)
+    structural = isinstance(perceptual, MSSSIMLoss)
     with autocast(dev, cfg.precision):
-        lpips_fn = TargetLPIPS(perceptual, p_target) if perceptual is not None else None
-    mse_w = cfg.mse if lpips_fn is not None else max(cfg.mse, 1.0)
+        if perceptual is None:
+            lpips_fn = None
+        elif structural:
+            lpips_fn = perceptual.for_target(p_target)
+        else:
+            lpips_fn = TargetLPIPS(perceptual, p_target)
+    mse_w = cfg.mse if lpips_fn is not None and not structural else max(cfg.mse, 1.0)
 
     result = Projection(latent=latent, noise=noises, image=targets)
     bar = progress(total=cfg.steps, desc="project", unit="step", disable=not show_progress)
@@ -271,11 +320,14 @@ def project(
         if step % 10 == 0 or step == cfg.steps - 1:
             rec = dict(step=step + 1, lr=lr, mse=mse.mean().item(), noise_reg=n_loss.mean().item(),
                        perceptual=p_loss.mean().item() if p_loss is not None else None)
+            if not math.isfinite(rec["mse"]):  # NaN weights or an overflow: stop now, not after every step
+                raise non_finite_error(img.detach(), "the generator")
             result.history.append(rec)
             if on_step is not None:
                 on_step(step, rec)
             if show_progress:
-                bar.set_postfix(lpips=f"{rec['perceptual']:.3f}" if p_loss is not None else "-", mse=f"{rec['mse']:.4f}")
+                bar.set_postfix({"1-msssim" if structural else "lpips":
+                                 f"{rec['perceptual']:.3f}" if p_loss is not None else "-", "mse": f"{rec['mse']:.4f}"})
         if cfg.video_every and (step % cfg.video_every == 0 or step == cfg.steps - 1):
             result.frames.append(tensor_to_uint8(img).cpu())
         bar.update(1)
@@ -326,7 +378,7 @@ def run_project(
     swaps: Sequence[int] = (),
     cfg: ProjectConfig | None = None,
     align: bool = True,
-    perceptual: str = "lpips",
+    perceptual: str = "auto",
     perceptual_weights: str | None = None,
     landmarks: str | None = None,
     noise_mode: str = "projected",
@@ -334,12 +386,16 @@ def run_project(
     device: str = "auto",
     show_progress: bool = True,
     encoder: str | os.PathLike | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> list[Path]:
     """Align, project (one batch), render through each cartoon generator and blend; write files.
 
-    Returns each photo's output folder: ``aligned.png``, ``projected.png``, ``cartoon_<name>.png``,
-    ``swap<k>_<name>.png``, ``grid.png``, ``latent.pt`` (and ``projection.mp4`` with ``video``).
-    ``encoder`` (a file or ``"bundled"``): its W+ is the result (``cfg.steps == 0``) or the start.
+    Returns each usable photo's output folder: ``aligned.png``, ``projected.png``,
+    ``cartoon_<name>.png``, ``swap<k>_<name>.png``, ``grid.png``, ``latent.pt`` (that photo's
+    latent only), ``projection.json`` and ``projection.mp4`` with ``video``. ``encoder`` (a file or
+    ``"bundled"``): its W+ is the result (``cfg.steps == 0``) or the start. A photo that cannot be
+    read or aligned is skipped and reported through ``on_skip(photo, reason)``; ``UserInputError``
+    only when none is usable.
     """
     cfg = cfg or ProjectConfig()
     dev = pick_device(device)
@@ -354,7 +410,12 @@ def run_project(
         enc = load_encoder(encoder, device=dev, generator=ckpt)  # warns once when trained for another G
     elif cfg.steps == 0:
         raise UserInputError("--iters 0 needs --encoder (there is nothing to return without one)")
-    percept = build_perceptual(perceptual if cfg.steps > 0 else "none", perceptual_weights, dev)
+    if cfg.steps == 0:
+        perceptual = "none"  # the encoder's W+ as it is: no loss is optimised, none needs weights
+    perceptual, fallback = resolve_perceptual(perceptual, perceptual_weights)
+    if fallback is not None:
+        warnings.warn(fallback, stacklevel=2)
+    percept = build_perceptual(perceptual, perceptual_weights, dev)
     toons = [(Path(c).stem, load_generator(c, device=dev)) for c in cartoons]
     for name, T in toons:
         if T.size != G.size or T.n_latent != G.n_latent:
@@ -365,7 +426,22 @@ def run_project(
     names = [Path(p).stem for p in photos]
     if len(set(names)) != len(names):  # a/face.jpg and b/face.jpg must not share an output folder
         names = [f"{i:02d}_{s}" for i, s in enumerate(names)]
-    aligned = [_load_target(p, G.size, align, landmarks) for p in photos]
+    # One bad photo (zero bytes, not an image, no face) must not cost the others: skip and list it,
+    # like translate and prepare; only a batch with nothing usable is an error.
+    good, aligned, bad = [], [], []
+    for photo, name in zip(photos, names):
+        try:
+            aligned.append(_load_target(photo, G.size, align, landmarks))
+            good.append((photo, name))
+        except (UserInputError, OSError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            bad.append((str(photo), reason if str(photo) in reason else f"{photo}: {reason}"))
+            if on_skip is not None:
+                on_skip(str(photo), bad[-1][1])
+    if not good:
+        listed = "; ".join(r for _, r in bad[:5]) + (f"; ... {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise UserInputError(f"no usable photo ({len(bad)} skipped): {listed}")
+    photos, names = [p for p, _ in good], [n for _, n in good]
     targets = torch.stack([to_tensor(a) for a in aligned])
     init = None
     if enc is not None:
@@ -381,7 +457,8 @@ def run_project(
     renders += [(label, render(B, result.latent, noise, nmode)) for label, B in blends]
 
     settings = asdict(cfg)
-    settings.update(perceptual=perceptual, align=align, size=G.size,
+    loss = LOSS_NAMES[perceptual] if cfg.steps > 0 else "none (the encoder's W+, not optimised)"
+    settings.update(perceptual=perceptual, loss=loss, align=align, size=G.size,
                     encoder=str(enc.path) if enc is not None else None)
     folders = []
     for i, (photo, name) in enumerate(zip(photos, names)):
@@ -396,9 +473,17 @@ def run_project(
             save_image_atomic(pil, folder / f"{label}.png")
             tiles.append(pil)
             labels.append(label.replace("cartoon_", "").replace("_", " "))
-        save_image_atomic(make_grid(tiles, cols=len(tiles), col_labels=labels), folder / "grid.png")
+        grid = make_grid(tiles, cols=len(tiles), col_labels=labels, fit_labels=True)
+        save_image_atomic(grid, folder / "grid.png")
         save_latent(folder / "latent.pt", result.latent[i], [t[i] for t in result.noise] if result.noise else None,
                     ckpt, settings, source=str(photo))
+        # Which loss made this projection, next to it (the fallback changes the likeness).
+        final = result.history[-1] if result.history else {}
+        write_json_atomic(folder / "projection.json", dict(
+            source=str(photo), ckpt=str(ckpt), perceptual=perceptual, loss=loss,
+            encoder=str(enc.path) if enc is not None else None,
+            steps=cfg.steps, space=cfg.space, seconds=round(result.seconds, 3),
+            final_mse=final.get("mse"), final_perceptual=final.get("perceptual")))
         if video and result.frames:
             frames = [f[i].permute(1, 2, 0).numpy() for f in result.frames]
             target = np.asarray(aligned[i].resize(frames[0].shape[1::-1]))
@@ -407,8 +492,7 @@ def run_project(
     return folders
 
 
-@click.command(name="project", cls=ToonCommand, aliases={
-    "--steps": "--iters", "--perceptual=random": "--features=random", "--perceptual-weights": "--lpips-weights"})
+@click.command(name="project", cls=ToonCommand, aliases={"--steps": "--iters", "--perceptual-weights": "--lpips-weights"})
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Source (face) generator. Default: the bundled 64-px synthetic-face generator.")
@@ -426,9 +510,10 @@ def run_project(
 @click.option("--mse", type=click.FloatRange(0), default=0.0, show_default=True, help="Weight of a pixel MSE term.")
 @click.option("--noise-regularize", type=click.FloatRange(0), default=1e5, show_default=True)
 @click.option("--no-noise-opt", is_flag=True, help="Keep the noise maps fixed (optimise the latent only).")
-@click.option("--perceptual", type=click.Choice(["lpips", "none"]), default="lpips", show_default=True,
-              help="lpips: LPIPS-VGG (needs torchvision's vgg16-397923af.pth in the torch hub cache or "
-                   "--lpips-weights); none: pixel MSE only.")
+@click.option("--perceptual", type=click.Choice(list(PERCEPTUAL)), default="auto", show_default=True,
+              help="auto: LPIPS-VGG when torchvision's vgg16-397923af.pth is in the torch hub cache (or "
+                   "--lpips-weights), else pixel + MS-SSIM with a warning; lpips-vgg: insist on it; random: LPIPS "
+                   "on a random trunk; msssim: pixel + MS-SSIM (offline); none: pixel MSE only. lpips = lpips-vgg.")
 @click.option("--features", type=click.Choice(["imagenet", "random"]), default="imagenet", show_default=True,
               help="The LPIPS trunk's weights: ImageNet from disk, or random (offline, a looser likeness).")
 @click.option("--lpips-weights", "perceptual_weights", type=click.Path(dir_okay=False), default=None,
@@ -451,19 +536,31 @@ def main(photos, ckpt, cartoons, swap, out, steps, encoder, space, lr, mse, nois
     with user_errors():
         dev = pick_device(device)
         precision = resolve_precision(precision, dev)
-        if perceptual == "lpips" and features == "random":
+        if perceptual in ("lpips", "lpips-vgg", "auto") and features == "random":
             perceptual = "random"  # the API's name for LPIPS on a random trunk
+        perceptual, fallback = resolve_perceptual(perceptual if steps > 0 else "none", perceptual_weights)
+        if fallback is not None:
+            click.echo(f"warning: {fallback}", err=True)
         cfg = ProjectConfig(steps=steps, space=space, lr=lr, mse=mse, noise_regularize=noise_regularize,
                             optimize_noise=not no_noise_opt, precision=precision, seed=seed,
                             video_every=max(1, steps // 100) if video else 0)
         toon_list = [c for item in cartoons for c in item.split(",") if c]
         if ckpt is None and not bundled_generator().exists():
             raise ToonlabError(f"no --ckpt given and the bundled generator is missing at {bundled_generator()}")
+        skipped: list[str] = []
         folders = run_project(photos, out, ckpt, toon_list, parse_swaps(swap), cfg, align=not no_align,
                               perceptual=perceptual, perceptual_weights=perceptual_weights, landmarks=landmarks,
-                              noise_mode=noise_mode, video=video, device=str(dev), encoder=encoder)
+                              noise_mode=noise_mode, video=video, device=str(dev), encoder=encoder,
+                              on_skip=lambda photo, reason: skipped.append(reason))
+    if steps > 0:
+        click.echo(f"loss: {LOSS_NAMES[perceptual]} (--perceptual {perceptual}; recorded in projection.json)")
     for f in folders:
-        click.echo(f"wrote {f}/ (grid.png, projected.png, latent.pt, ...)")
+        click.echo(f"wrote {f}/ (grid.png, projected.png, latent.pt, projection.json, ...)")
+    for reason in skipped:
+        click.echo(f"skipped {reason}", err=True)
+    if skipped:
+        click.echo(f"projected {len(folders)} of {len(folders) + len(skipped)} photos; {len(skipped)} skipped "
+                   "(listed above)", err=True)
     if perceptual == "random" and steps > 0:
         click.echo("note: --features random uses an untrained VGG trunk; expect a looser likeness", err=True)
 
@@ -486,7 +583,8 @@ def apply_cmd(photos: Sequence[str], encoder: str, ckpt: str | None, out: str, n
     one_line_warnings()
     with user_errors():
         folders = run_project(photos, out, ckpt, cfg=ProjectConfig(steps=0), align=not no_align, perceptual="none",
-                              landmarks=landmarks, device=device, encoder=encoder, show_progress=False)
+                              landmarks=landmarks, device=device, encoder=encoder, show_progress=False,
+                              on_skip=lambda photo, reason: click.echo(f"skipped {reason}", err=True))
     for f in folders:
         click.echo(f"wrote {f}/ (latent.pt, projected.png, grid.png)")
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from toonlab.checkpoint import sha256_file
 from toonlab.errors import UserInputError
-from toonlab.images import tensor_to_uint8, uint8_to_float
+from toonlab.images import check_finite_images, tensor_to_uint8, uint8_to_float
 from toonlab.runtime import autocast
 
 __all__ = ["DatasetSource", "GeneratorSource", "ImageSource", "TensorSource", "TranslatorSource", "native_size",
@@ -227,7 +227,8 @@ class GeneratorSource(ImageSource):
             with autocast(dev, self.precision):
                 w = G.mapping(z, truncation=self.truncation)
                 img = G.synthesis(w, noise=noise, noise_mode=self.noise_mode).image
-            yield tensor_to_uint8(img).to(device)
+            # NaN images would become black uint8 and give a plausible-looking FID.
+            yield tensor_to_uint8(check_finite_images(img, f"generator {self.label.split(': ')[0]}")).to(device)
 
 
 class TranslatorSource(ImageSource):

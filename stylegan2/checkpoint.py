@@ -174,14 +174,36 @@ def _looks_like_generator(sd: dict) -> bool:
     return "conv1.conv.weight" in sd and all(isinstance(v, Tensor) for v in sd.values())
 
 
+#: First key components of the photo-to-cartoon translators' generators (translation/models.py:
+#: AnimeGAN v1/v2, CartoonGAN, CycleGAN): a file made only of these is a translator, not a StyleGAN2.
+_TRANSLATOR_PARTS = frozenset({"block_a", "block_b", "block_c", "block_d", "block_e", "out_layer", "enc1", "enc2",
+                               "dec1", "dec2", "down1", "down2", "up1", "up2", "down", "res", "up", "model"})
+
+
+def _looks_like_translator(ckpt: dict[str, Any], sd: dict | None) -> bool:
+    sd = sd if isinstance(sd, dict) and sd else ckpt
+    parts = {str(k).split(".", 1)[0] for k in sd}
+    return bool(parts) and parts <= _TRANSLATOR_PARTS and "conv1" not in parts
+
+
+def _not_a_translator(ckpt: dict[str, Any], sd: dict | None, path: str | Path) -> None:
+    if _looks_like_translator(ckpt, sd):
+        raise CheckpointError(f"{path}: this is a photo-to-cartoon translator (AnimeGAN/CartoonGAN/CycleGAN), not a "
+                              "StyleGAN2 generator; use it with translate (python translation/infer.py)")
+
+
 def generator_state(ckpt: dict[str, Any], which: str = "g_ema", path: str | Path = "checkpoint") -> dict[str, Tensor]:
     """Pick a generator's state dict (``g_ema`` preferred, then ``g``)."""
     order = [which] + [k for k in ("g_ema", "g") if k != which]
     for key in order:
         sd = ckpt.get(key)
         if isinstance(sd, dict) and sd:
+            _not_a_translator(ckpt, sd, path)  # translator training checkpoints also use g / g_ema
             return sd
-    raise CheckpointError(f"no generator inside {path} (keys: {', '.join(map(str, ckpt)) or 'none'})")
+    _not_a_translator(ckpt, None, path)
+    keys = list(map(str, ckpt))
+    listed = ", ".join(keys[:8]) + (f", … ({len(keys)} keys)" if len(keys) > 8 else "")
+    raise CheckpointError(f"no generator inside {path} (keys: {listed or 'none'})")
 
 
 def infer_generator_config(sd: dict[str, Tensor], path: str | Path = "checkpoint") -> dict[str, Any]:

@@ -26,7 +26,7 @@ from stylegan2.latents import load_latent
 from stylegan2.networks import NOISE_MODES, Generator
 from stylegan2.sampling import seed_inputs
 from toonlab.errors import UserInputError
-from toonlab.images import make_grid, to_uint8
+from toonlab.images import check_finite_images, make_grid, to_uint8
 from toonlab.runtime import autocast, progress
 from toonlab.video import write_video
 
@@ -125,7 +125,7 @@ def render(G: Generator, latents: Tensor, noise: Sequence[Sequence[Tensor]] | No
             maps = [torch.cat([n[k] for n in noise[s : s + batch]]).to(dev) for k in range(G.num_layers)]
         with autocast(dev, precision):
             img = G.synthesis(lat, noise=maps, noise_mode=noise_mode).image
-        out.append(img.float().cpu())
+        out.append(check_finite_images(img.float().cpu()))  # NaN weights: an error, not a black figure
         if bar is not None:
             bar.update(len(lat))
     return torch.cat(out)

@@ -29,8 +29,10 @@ def save_latent(path: str | os.PathLike, latent: Tensor, noise: Sequence[Tensor]
     """Write one image's W+ latent [n_latent, D], its noise maps, the generator's hash and the settings."""
     obj = {
         "format": LATENT_FORMAT,
-        "latent": latent.detach().cpu().float(),
-        "noise": [t.detach().cpu().float() for t in noise] if noise is not None else None,
+        # clone(): a row of a batched tensor is a view, and torch.save writes a view's whole storage
+        # (every photo's latents in each photo's file).
+        "latent": latent.detach().cpu().float().clone(),
+        "noise": [t.detach().cpu().float().clone() for t in noise] if noise is not None else None,
         "ckpt": str(ckpt),
         "ckpt_hash": file_hash(ckpt),
         "settings": settings,

@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repo 
 
 import click
 
-from toonlab.errors import ToonlabError, one_line_warnings, user_errors
+from toonlab.errors import ToonlabError, environment_message, one_line_warnings, user_errors
 from toonlab.options import ToonCommand
 
 MIN_SIZE = 8
@@ -68,7 +68,7 @@ def main(src: Path, out: Path, sizes: list[int], workers: int, quality: int, ove
         try:
             report = prepare_lmdb(src, out, sizes, workers=workers, quality=quality, overwrite=overwrite)
         except OSError as e:  # disk full, permission denied, ...: still one line, exit 2
-            raise ToonlabError(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}") from None
+            raise ToonlabError(environment_message(e)) from None
     click.echo(report.summary())
 
 

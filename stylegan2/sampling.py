@@ -10,6 +10,7 @@ from torch import Tensor
 
 from stylegan2.networks import NOISE_MODES, Generator
 from toonlab.errors import UserInputError
+from toonlab.images import check_finite_images
 from toonlab.runtime import autocast, progress
 
 __all__ = ["seed_inputs", "generate", "render"]
@@ -48,7 +49,8 @@ def generate(
         with autocast(device, precision):
             w = G.mapping(z, truncation=truncation)
             img = G.synthesis(w, noise=noise, noise_mode=noise_mode).image
-        for s, im in zip(chunk, img.float()):
+        img = check_finite_images(img.float())  # a NaN checkpoint: an error, not black PNGs
+        for s, im in zip(chunk, img):
             yield s, im
         bar.update(len(chunk))
     bar.close()
@@ -69,4 +71,5 @@ def render(G: Generator, latent: Tensor, noise: Sequence[Tensor] | None = None, 
             raise UserInputError(f"the latent's noise maps {shapes} do not fit this generator ({G.noise_shapes()})")
         noise = [t.to(dev) for t in noise]
     with autocast(dev, precision):
-        return G.synthesis(latent, noise=noise, noise_mode=noise_mode).image.float()
+        img = G.synthesis(latent, noise=noise, noise_mode=noise_mode).image.float()
+    return check_finite_images(img)

@@ -234,7 +234,8 @@ def test_project_cli_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     photo = tmp_path / "p.png"
     Image.new("RGB", (16, 16)).save(photo)
-    r = CliRunner().invoke(pj.main, [str(photo), "--ckpt", str(src), "--no-align", "--iters", "2"])
+    r = CliRunner().invoke(pj.main, [str(photo), "--ckpt", str(src), "--no-align", "--iters", "2",
+                                     "--perceptual", "lpips-vgg"])
     assert r.exit_code == 2 and "vgg16-397923af.pth" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(pj.main, [str(tmp_path / "missing.jpg"), "--ckpt", str(src), "--no-align",
                                      "--perceptual", "none", "--iters", "2"])

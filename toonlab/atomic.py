@@ -8,6 +8,7 @@ half of one — also when the writer is killed with SIGKILL.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -23,21 +24,70 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+#: Faults of the machine that a write can meet; reported against the final path, never the temporary.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO,
+                           errno.EFBIG})
+
+
+def disk_full(folder: str | os.PathLike) -> bool:
+    """Whether ``folder``'s file system has (almost) no room left (< 1 MiB): tells a full disk apart
+    from other failures of tools that do not say (ffmpeg, OpenCV's writer, torch.save)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def write_failure(e: BaseException, path: str | os.PathLike) -> OSError | None:
+    """The ``OSError`` naming ``path`` that a failed write of ``path`` really was, or None if it was a bug.
+
+    Writers report the machine's faults in inconvenient ways: PIL raises ENOSPC without a file name,
+    an ``open`` of the temporary names ``.x.png.abc123.tmp``, and ``torch.save`` turns a full disk
+    into ``RuntimeError: [enforce fail at inline_container.cc:672] unexpected pos``. Commands show
+    the user the file they asked for and the cause (``toonlab.errors.user_errors``).
+    """
+    path = Path(path)
+    if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+        return OSError(e.errno, e.strerror or os.strerror(e.errno), str(path))
+    if isinstance(e, RuntimeError):
+        first = (str(e).strip().splitlines() or [""])[0]
+        if "unexpected pos" in first or "PytorchStreamWriter" in first or "file write failed" in first:
+            if disk_full(path.parent):
+                return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            return OSError(errno.EIO, f"the file could not be written (is the disk full?): {first[:120]}", str(path))
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically."""
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    A write that fails because of the machine (full disk, read-only or forbidden folder) raises an
+    ``OSError`` naming ``path`` (not the temporary) and leaves no temporary behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        # mkdir names the folder it could not create: keep that; anything else (the temporary,
+        # or no name at all) is reported as ``path``, the file the user asked for.
+        named = getattr(e, "filename", None)
+        ancestor = named is not None and Path(named) in path.parents
+        fault = write_failure(e, named if ancestor else path)
+        if fault is None:
+            raise
+        raise fault from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 

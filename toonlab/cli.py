@@ -11,6 +11,7 @@ composed command.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from dataclasses import dataclass
@@ -75,6 +76,29 @@ def _resolve(ref: str):  # noqa: ANN202 - "module:attr" → the object
     return getattr(importlib.import_module(module), attr)
 
 
+def _guard(cmd: click.Command) -> click.Command:
+    """Run ``cmd``'s callback (and its subcommands') inside ``user_errors``.
+
+    Every command already wraps its body; this is the net under them, so an input error or a
+    machine fault (full disk, read-only folder) raised outside that block — while printing the
+    summary, in an extension — is still one line and exit 2, never a traceback.
+    """
+    from toonlab.errors import user_errors
+
+    callback = cmd.callback
+    if callback is not None and not getattr(callback, "_toonlab_guarded", False):
+        @functools.wraps(callback)
+        def guarded(*args, **kwargs):  # noqa: ANN202 - the callback's own signature
+            with user_errors():
+                return callback(*args, **kwargs)
+
+        guarded._toonlab_guarded = True  # type: ignore[attr-defined]
+        cmd.callback = guarded
+    for sub in getattr(cmd, "commands", {}).values():
+        _guard(sub)
+    return cmd
+
+
 def load_command(name: str) -> click.Command:
     """The composed command ``name`` (imported on first use, then cached)."""
     if name not in _LOADED:
@@ -83,7 +107,7 @@ def load_command(name: str) -> click.Command:
         for ext in spec.extensions:
             cmd = _resolve(ext)(cmd)
         cmd.name = name
-        _LOADED[name] = cmd
+        _LOADED[name] = _guard(cmd)
     return _LOADED[name]
 
 

@@ -370,8 +370,28 @@ def _lmdb_env(path: Path) -> Any:
         subdir=subdir,
         max_readers=2048,
     )
+    try:
+        check_lmdb_complete(env, path / "data.mdb" if subdir else path)
+    except DatasetError:
+        env.close()
+        raise
     _ENVS[ident] = (os.getpid(), env)
     return env
+
+
+def check_lmdb_complete(env: Any, data_file: Path) -> None:
+    """Raise ``DatasetError`` when ``data_file`` is shorter than the pages ``env``'s meta page uses.
+
+    LMDB reads through a memory map: a page past the end of a truncated file (a partial copy, a
+    full disk during ``cp``) is not an error but a SIGBUS that kills the process, or a data
+    loader worker, without a message. The meta page (at the start, so it survives truncation)
+    records the last page in use; the file must reach it.
+    """
+    need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    have = os.path.getsize(data_file)
+    if have < need:
+        raise DatasetError(f"LMDB {data_file} is truncated: the file has {have:,} bytes, its index needs "
+                           f"{need:,} (an incomplete copy or a full disk?); copy it again or re-run prepare")
 
 
 def lmdb_sizes(path: str | os.PathLike[str]) -> list[int]:
@@ -426,6 +446,8 @@ class LMDBImages(_ImageDataset):
         self.path = path
         try:
             env = _lmdb_env(path)
+        except DatasetError:
+            raise
         except Exception as exc:  # lmdb.Error / OSError: not an LMDB, permissions, ...
             raise DatasetError(f"cannot open LMDB {path}: {one_line(exc)}") from None
         with env.begin(write=False) as txn:

@@ -138,7 +138,7 @@ def face_to_cartoon(G: Generator, cartoon: Path, outdir: Path, dev: torch.device
     tiles = [aligned.resize((G.size, G.size), Image.Resampling.LANCZOS), to_pil(res.image[0]),
              to_pil(render(B, res.latent, res.noise)[0])] + [to_pil(render(X, res.latent, res.noise)[0]) for _, X in blends]
     labels = ["photo", "projected", "cartoon"] + [n for n, _ in blends]
-    grid = make_grid(tiles, cols=len(tiles), col_labels=labels)
+    grid = make_grid(tiles, cols=len(tiles), col_labels=labels, fit_labels=True)
     save_image_atomic(upscale(grid, 3) if G.size < 128 else grid, outdir / "face_to_cartoon.png")
     dirs, _ = factorize(G)
     edit = edit_grid([("source", G), ("cartoon", B)], res.latent, res.noise, dirs[0].to(dev), [-6, -3, 0, 3, 6])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,6 +28,29 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 class ImageError(UserInputError):
     """A single file could not be decoded as an image (one-line message: ``NAME: reason``)."""
+
+
+class NonFiniteOutputError(UserInputError):
+    """A network produced NaN/Inf pixels: a broken (NaN) checkpoint or an overflow, never a picture."""
+
+
+def check_finite_images(x: Tensor, source: str = "the generator") -> Tensor:
+    """``x`` unchanged, or ``NonFiniteOutputError`` when any value is NaN/Inf.
+
+    Without it a NaN image becomes black (uint8 conversion clamps NaN to 0) and the command
+    exits 0 having written garbage. One reduction per batch; on a GPU it synchronises, so the
+    translation fast path checks on its asynchronous copy instead.
+    """
+    if not bool(torch.isfinite(x).all()):
+        raise non_finite_error(x, source)
+    return x
+
+
+def non_finite_error(x: Tensor, source: str = "the generator") -> NonFiniteOutputError:
+    bad = int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).sum()) if x.ndim > 1 else 1
+    return NonFiniteOutputError(
+        f"non-finite output: {source} produced NaN/Inf pixels in {bad} of {x.shape[0] if x.ndim > 1 else 1} "
+        "images (are its weights NaN? with bf16/fp16, try --precision fp32); stopped before using them")
 
 
 def one_line(text: object) -> str:
@@ -111,7 +135,52 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # anything else Pillow knows how to convert
 
 
-def load_image(src: str | os.PathLike[str] | bytes, name: str | None = None) -> Image.Image:
+#: Default ``--max-pixels`` of align and translate: photos above it are downscaled on load (40 MP is
+#: a 7300x5500 photo; a 12000x12000 scan would otherwise take minutes and gigabytes).
+MAX_PIXELS = 40_000_000
+
+
+def parse_pixels(value: str | int) -> int:
+    """``40000000``, ``40M`` or ``40MP`` → pixels; ``0`` = no limit. ``ValueError`` otherwise."""
+    text = str(value).strip().upper().removesuffix("P")
+    scale = 1_000_000 if text.endswith("M") else 1
+    number = float(text.removesuffix("M"))
+    if number < 0:
+        raise ValueError(f"{value!r} is negative")
+    return int(number * scale)
+
+
+def downscaled_from(img: Image.Image) -> tuple[int, int] | None:
+    """The original size of an image :func:`load_image` downscaled for ``max_pixels``, else None."""
+    return img.info.get("toonlab_original_size")
+
+
+def _decode(fp: Any, max_pixels: int | None) -> tuple[Image.Image, tuple[int, int] | None]:
+    """Open, decode (JPEG at a reduced DCT scale when far above ``max_pixels``), orient, convert to RGB."""
+    original = None
+    with Image.open(fp) as img:
+        w, h = img.size
+        if max_pixels and w * h > max_pixels:
+            original = (w, h)
+            f = math.sqrt(w * h / max_pixels)
+            if img.format == "JPEG":
+                img.draft("RGB", (math.ceil(w / f), math.ceil(h / f)))  # DCT scaling: no full decode
+        # Decode now, inside the caller's try: Image.open is lazy and truncation or
+        # corruption would otherwise surface later, far from the file name.
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        rgb = _to_rgb(img)
+        rgb.load()
+    if max_pixels and rgb.width * rgb.height > max_pixels:
+        k = math.ceil(math.sqrt(rgb.width * rgb.height / max_pixels))
+        rgb = rgb.reduce(k)  # box filter over k x k blocks: fast, alias-free enough for faces
+    if original is not None:
+        rgb.info["toonlab_original_size"] = original
+    return rgb, original
+
+
+def load_image(src: str | os.PathLike[str] | bytes, name: str | None = None,
+               max_pixels: int | None = None) -> Image.Image:
     """Decode an image file (path or raw bytes) into an 8-bit RGB ``PIL.Image``.
 
     Applies the EXIF orientation tag (phone photos are stored sideways), and
@@ -122,6 +191,10 @@ def load_image(src: str | os.PathLike[str] | bytes, name: str | None = None) -> 
         src: a file path, or the encoded bytes of an image.
         name: how to refer to the image in error messages (defaults to the path,
             or ``"<bytes>"``).
+        max_pixels: downscale larger images to at most this many pixels (JPEGs
+            decode at 1/2, 1/4 or 1/8 scale directly, which is fast; others
+            by an integer box reduction); :func:`downscaled_from` then gives
+            the original size. None or 0: no limit (Pillow's own 179 MP cap).
 
     Raises:
         ImageError: zero-byte, missing, truncated, corrupt or non-image input.
@@ -143,13 +216,12 @@ def load_image(src: str | os.PathLike[str] | bytes, name: str | None = None) -> 
             raise ImageError(f"{label}: {one_line(exc.strerror or exc)}") from exc
         fp = src
     try:
-        with Image.open(fp) as img:
-            # Decode now, inside the try: Image.open is lazy and truncation or
-            # corruption would otherwise surface later, far from the file name.
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
-            rgb.load()
+        with warnings.catch_warnings():
+            if max_pixels:
+                # We bound the size ourselves; Pillow's "decompression bomb" warning would only
+                # repeat it as a Python warning with a source line.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            rgb, original = _decode(fp, max_pixels)
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
@@ -163,7 +235,7 @@ def load_image(src: str | os.PathLike[str] | bytes, name: str | None = None) -> 
             reason = f"truncated file ({reason})"
         raise ImageError(f"{label}: {reason}") from exc
     if rgb.mode != "RGB":  # defensive: a conversion path we did not anticipate
-        raise ImageError(f"{label}: unsupported image mode {img.mode}")
+        raise ImageError(f"{label}: unsupported image mode {rgb.mode}")
     return rgb
 
 
@@ -254,6 +326,26 @@ def yuv_to_rgb(yuv: Tensor) -> Tensor:
     return _apply3(_YUV_TO_RGB, yuv) * 2.0 - 1.0
 
 
+def _fit_label(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont, text: str, width: int) -> list[str]:
+    """``text`` as lines no wider than ``width`` px: wrapped at spaces, over-long words cut with '…'."""
+    def fits(t: str) -> bool:
+        return draw.textlength(t, font=font) <= width
+
+    def cut(word: str) -> str:
+        while len(word) > 1 and not fits(word + "…"):
+            word = word[:-1]
+        return word + "…"
+
+    lines: list[str] = []
+    for word in text.split():
+        word = word if fits(word) else cut(word)
+        if lines and fits(f"{lines[-1]} {word}"):
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def make_grid(
     images: Sequence[Image.Image] | Tensor,
     cols: int | None = None,
@@ -261,8 +353,14 @@ def make_grid(
     background: tuple[int, int, int] = (255, 255, 255),
     col_labels: Sequence[str] | None = None,
     row_labels: Sequence[str] | None = None,
+    fit_labels: bool = False,
 ) -> Image.Image:
-    """Tile images into a grid, optionally with column/row labels (for comparison figures)."""
+    """Tile images into a grid, optionally with column/row labels (for comparison figures).
+
+    ``fit_labels`` wraps (and word by word shortens) column labels to their column's width so a long
+    label never runs into the next one (the projection grid: "photo (aligned)" over a 64-px tile);
+    off, every label is one line 14 px high, as the paper figures' layout expects.
+    """
     if isinstance(images, Tensor):
         images = [Image.fromarray(a) for a in to_uint8(images)]
     images = list(images)
@@ -273,15 +371,22 @@ def make_grid(
     rows = int(math.ceil(n / cols))
     w, h = images[0].size
     font = ImageFont.load_default()
-    top = 14 if col_labels else 0
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # Column labels are wrapped (and, word by word, shortened) to their column's width, so a long
+    # label never runs into the next one.
+    wrapped = [_fit_label(measure, font, s, w - 2) if fit_labels else [s] for s in (col_labels or [])]
+    line_h = 11
+    top = line_h * max((len(x) for x in wrapped), default=1) + 3 if col_labels else 0
     left = 6 * max((len(s) for s in row_labels), default=0) + 6 if row_labels else 0
     grid = Image.new("RGB", (left + cols * (w + padding) + padding, top + rows * (h + padding) + padding), background)
     draw = ImageDraw.Draw(grid)
     for i, im in enumerate(images):
         r, c = divmod(i, cols)
         grid.paste(im.convert("RGB").resize((w, h)), (left + padding + c * (w + padding), top + padding + r * (h + padding)))
-    for c, label in enumerate(col_labels or []):
-        draw.text((left + padding + c * (w + padding) + 2, 1), label, fill=(0, 0, 0), font=font)
+    for c, lines in enumerate(wrapped):
+        for k, line in enumerate(lines):
+            draw.text((left + padding + c * (w + padding) + 1 + (not fit_labels), 1 + k * line_h), line,
+                      fill=(0, 0, 0), font=font)
     for r, label in enumerate(row_labels or []):
         draw.text((2, top + padding + r * (h + padding) + h // 2 - 5), label, fill=(0, 0, 0), font=font)
     return grid

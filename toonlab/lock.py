@@ -61,14 +61,17 @@ def _pid_alive(pid: int) -> bool:
 class FolderLock:
     """``with FolderLock(folder): ...`` or ``acquire()`` / ``release()``.
 
-    ``what`` names the folder in messages ("run folder", "output folder"); ``took_over`` is set to
-    a one-line note when a stale lock of a dead process was replaced.
+    ``what`` names the folder in messages ("run folder", "output folder"); ``subject`` is what the
+    messages call locked (default: the folder; e.g. the LMDB being built beside its lock file);
+    ``took_over`` is set to a one-line note when a stale lock of a dead process was replaced.
     """
 
-    def __init__(self, folder: str | os.PathLike, what: str = "folder", name: str = ".lock") -> None:
+    def __init__(self, folder: str | os.PathLike, what: str = "folder", name: str = ".lock",
+                 subject: str | None = None) -> None:
         self.folder = Path(folder)
         self.path = self.folder / name
         self.what = what
+        self.subject = subject if subject is not None else str(self.folder)
         self.took_over: str | None = None
         self._fd: int | None = None
 
@@ -91,9 +94,21 @@ class FolderLock:
         return f"process {owner.get('pid', '?')} on {owner.get('host', '?')}{when}{cmd}"
 
     def acquire(self) -> FolderLock:
-        """Take the lock or raise :class:`FolderLocked`; idempotent while held."""
+        """Take the lock or raise :class:`FolderLocked`; idempotent while held.
+
+        A folder that cannot hold the lock file (read-only, full disk) raises ``OSError`` naming
+        the subject, so commands say ``OUT: No space left on device``, not the lock file's name.
+        """
         if self._fd is not None:
             return self
+        try:
+            return self._acquire()
+        except OSError as e:
+            if self._fd is not None:
+                raise
+            raise OSError(e.errno, e.strerror or str(e), self.subject) from e
+
+    def _acquire(self) -> FolderLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         host = socket.gethostname()
         for _ in range(20):  # retries only when another process removes the file under us
@@ -111,7 +126,7 @@ class FolderLock:
                         break
                     time.sleep(0.05)
                     owner = self._owner()
-                raise FolderLocked(f"{self.what} {self.folder} is in use by {self._describe(owner)}; wait for it to "
+                raise FolderLocked(f"{self.what} {self.subject} is in use by {self._describe(owner)}; wait for it to "
                                    f"finish or choose another folder (lock file {self.path})")
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
@@ -123,17 +138,22 @@ class FolderLock:
             previous = self._owner()
             if previous and previous.get("host") not in (None, host):
                 os.close(fd)
-                raise FolderLocked(f"{self.what} {self.folder} is locked by {self._describe(previous)} (another "
+                raise FolderLocked(f"{self.what} {self.subject} is locked by {self._describe(previous)} (another "
                                    f"host, which this machine cannot check); if that run is over, delete {self.path}")
             if previous and fcntl is None and _pid_alive(int(previous.get("pid", -1))):
                 os.close(fd)
-                raise FolderLocked(f"{self.what} {self.folder} is in use by {self._describe(previous)}")
+                raise FolderLocked(f"{self.what} {self.subject} is in use by {self._describe(previous)}")
             if previous:
-                self.took_over = (f"took over the lock of {self.folder} left by {self._describe(previous)}, "
+                self.took_over = (f"took over the lock of {self.subject} left by {self._describe(previous)}, "
                                   "which is no longer running")
             me = {"pid": os.getpid(), "host": host, "started": time.time(), "command": " ".join(sys.argv)}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(me).encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(me).encode(), 0)
+            except OSError:  # a full disk: leave no empty lock file behind
+                self.path.unlink(missing_ok=True)
+                os.close(fd)
+                raise
             self._fd = fd
             _HELD.add(fd)
             return self

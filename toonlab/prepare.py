@@ -14,11 +14,18 @@ Differences from the community script, all about robustness:
 * the LMDB is built in ``OUT.tmp-<pid>`` and renamed into place at the end, so
   an interrupted run never leaves a half-written dataset at ``OUT``;
 * the map size is estimated from the input and grown on demand instead of a
-  fixed 1 TiB.
+  fixed 1 TiB;
+* the output is locked (``.OUT.lock`` beside it, ``toonlab.lock``) while it is built: a second
+  ``prepare`` into the same OUT stops with one line naming the first, and the temporaries of
+  killed runs (``OUT.tmp-<pid>``) are removed once the lock is held;
+* the free space is checked before every transaction, so a full disk is one line
+  (``OUT: No space left on device``) instead of ``lmdb.Error`` or, on tmpfs, a SIGBUS from the
+  memory-mapped file; any other ``lmdb.Error`` is one line too.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import multiprocessing
 import os
@@ -34,6 +41,7 @@ from typing import Any
 from toonlab.data import DatasetError, UnreadableImageWarning, scan_folder, scan_zip
 from toonlab.errors import UserInputError
 from toonlab.images import ImageError, load_image, resize_center_crop
+from toonlab.lock import FolderLock
 
 __all__ = ["PrepareError", "PrepareReport", "is_power_of_two", "prepare_lmdb"]
 
@@ -173,10 +181,31 @@ def _estimate_map_size(n_images: int, sizes: Sequence[int]) -> int:
     return max(64 * 2**20, int(raw * 1.25) + 16 * 2**20)
 
 
-def _put_all(env: Any, items: list[tuple[bytes, bytes]]) -> None:
+#: Room kept free beyond a transaction's payload (LMDB pages, meta pages, copy-on-write of the tree).
+_ROOM_SLACK = 256 * 2**10
+
+
+def _check_room(folder: Path, out: Path, items: list[tuple[bytes, bytes]]) -> None:
+    """Raise ENOSPC (naming ``out``) unless ``folder``'s disk can take ``items`` twice over plus slack.
+
+    LMDB writes through a memory map: on tmpfs a write past the free space is a SIGBUS that kills
+    the process without a word, on a disk ``mdb_txn_commit`` fails with EIO. Checking first makes
+    both a one-line error; twice the payload covers LMDB's page overhead and copy-on-write.
+    """
+    need = 2 * sum(len(k) + len(v) for k, v in items) + _ROOM_SLACK
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"No space left on device ({free / 2**20:.1f} MiB free, about "
+                      f"{need / 2**20:.1f} MiB needed for the next images)", str(out))
+
+
+def _put_all(env: Any, items: list[tuple[bytes, bytes]], folder: Path | None = None,
+             out: Path | None = None) -> None:
     """Write ``items`` in one transaction, doubling the map size until they fit."""
     import lmdb
 
+    if folder is not None:
+        _check_room(folder, out or folder, items)
     while True:
         try:
             with env.begin(write=True) as txn:
@@ -225,7 +254,6 @@ def prepare_lmdb(
         PrepareError: bad ``sizes``/``quality``, or ``out`` exists and not ``overwrite``.
     """
     import lmdb
-    from tqdm import tqdm
 
     t0 = time.monotonic()
     src_path = Path(src).expanduser()
@@ -238,14 +266,37 @@ def prepare_lmdb(
         raise PrepareError(f"sizes must be positive integers, got {list(sizes)!r}")
     if not 1 <= int(quality) <= 100:
         raise PrepareError(f"JPEG quality must be in 1..100, got {quality}")
-    if (out_path.exists() or out_path.is_symlink()) and not overwrite:
-        raise PrepareError(
-            f"output already exists: {out_path} (pass --overwrite / overwrite=True to replace it)"
-        )
     if out_path.resolve() == src_path.resolve():
         raise PrepareError(f"output would replace the source: {out_path}")
-
     source = _open_source(src_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # One writer per OUT: two runs would both rename their LMDB into place, the later one winning
+    # silently. The lock lives beside OUT (OUT itself only appears, complete, at the end).
+    lock = FolderLock(out_path.parent, what="LMDB output", name=f".{out_path.name}.lock",
+                      subject=str(out_path)).acquire()
+    try:
+        if (out_path.exists() or out_path.is_symlink()) and not overwrite:
+            raise PrepareError(
+                f"output already exists: {out_path} (pass --overwrite / overwrite=True to replace it)"
+            )
+        # Temporaries of killed runs (any pid: the lock says none of them is still writing).
+        for pattern in (f"{out_path.name}.tmp-*", f"{out_path.name}.old-*"):
+            for stale in out_path.parent.glob(pattern):
+                _remove(stale)
+        return _prepare_locked(source, src_path, out_path, size_list, int(workers), int(quality), progress, t0)
+    except lmdb.Error as e:
+        cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise PrepareError(f"could not write the LMDB {out_path}: {cause}") from None
+    finally:
+        lock.release()
+
+
+def _prepare_locked(source: _Source, src_path: Path, out_path: Path, size_list: tuple[int, ...], workers: int,
+                    quality: int, progress: bool, t0: float) -> PrepareReport:
+    """The body of :func:`prepare_lmdb`, run while OUT's lock is held."""
+    import lmdb
+    from tqdm import tqdm
+
     report = PrepareReport(out=out_path, sizes=size_list, written=0)
     for name in source.empty:
         label = source.label(name)
@@ -255,11 +306,10 @@ def prepare_lmdb(
             f"skipping unreadable image {label}: zero-byte file", UnreadableImageWarning, stacklevel=2
         )
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     # Same directory as OUT so the final rename is atomic (same filesystem).
     tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
     _remove(tmp)  # leftover from a crashed run that happened to have our pid
-    jobs = [(source.kind, str(source.path), item, size_list, int(quality)) for item in source.items]
+    jobs = [(source.kind, str(source.path), item, size_list, quality) for item in source.items]
     map_size = _estimate_map_size(len(jobs), size_list)
     env = lmdb.open(str(tmp), map_size=map_size, readahead=False, meminit=False)
     try:
@@ -269,7 +319,7 @@ def prepare_lmdb(
             disable=not progress, dynamic_ncols=True,
         )
         with bar:
-            for job, (encoded, reason) in zip(jobs, _results(jobs, int(workers))):
+            for job, (encoded, reason) in zip(jobs, _results(jobs, workers)):
                 bar.update(1)
                 label = source.label(job[2])
                 if encoded is None:
@@ -284,7 +334,7 @@ def prepare_lmdb(
                     report.bytes += len(data)
                 report.written += 1
                 if report.written % _TXN_IMAGES == 0:
-                    _put_all(env, pending)
+                    _put_all(env, pending, out_path.parent, out_path)
                     pending = []
         if report.written == 0:
             raise DatasetError(
@@ -293,7 +343,7 @@ def prepare_lmdb(
         # "length" goes in the final transaction: a reader never sees a count
         # that is ahead of the data.
         pending.append((b"length", str(report.written).encode("ascii")))
-        _put_all(env, pending)
+        _put_all(env, pending, out_path.parent, out_path)
         env.sync(True)
         env.close()
         if out_path.exists() or out_path.is_symlink():

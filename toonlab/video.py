@@ -14,6 +14,7 @@ final name only when complete.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import queue
@@ -28,7 +29,7 @@ from typing import Callable, Iterable, Iterator, Union
 
 import numpy as np
 
-from toonlab.atomic import atomic_path
+from toonlab.atomic import atomic_path, disk_full
 from toonlab.errors import UserInputError
 from toonlab.runtime import progress
 
@@ -66,6 +67,22 @@ class VideoResult:
     width: int
     height: int
     audio: bool
+    #: Frames the source's header announced (0: unknown) and the source itself.
+    expected: int = 0
+    source: Path | None = None
+
+    @property
+    def incomplete(self) -> bool:
+        """Fewer frames decoded than the header announced (beyond OpenCV's estimate's slack): a
+        truncated or damaged source, whose output is shorter than the clip."""
+        return self.expected > 0 and self.expected - self.frames > max(1, self.expected // 100)
+
+
+# FFmpeg inside OpenCV prints a damaged file's decoder complaints ("[h264 @ 0x…] Invalid NAL unit
+# size", dozens of lines) straight to stderr; commands report what matters themselves (a video
+# that decodes fewer frames than its header announces is an error naming both counts). Set before
+# the first capture; a user's own OPENCV_FFMPEG_LOGLEVEL wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def _cv2():
@@ -245,6 +262,8 @@ def transform_video(
                     h, w = frames.shape[1:3]
                     vw = cv2.VideoWriter(str(raw), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (w, h))
                     if not vw.isOpened():
+                        if disk_full(dst.parent):
+                            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
                         raise VideoError(f"{dst}: OpenCV cannot write an mp4v video there")
                     written[1:] = [w, h]
                 for f in frames:
@@ -285,6 +304,8 @@ def transform_video(
             bar.close()
         if errors:
             raise errors[0]
+        if written[0] and (not raw.is_file() or raw.stat().st_size == 0) and disk_full(dst.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))  # OpenCV's writer fails silently
         if written[0] == 0:
             raise VideoError(f"{src}: no frames could be decoded")
         carried = False
@@ -297,7 +318,7 @@ def transform_video(
                                   stacklevel=2)
             if not carried:
                 os.replace(raw, tmp)  # same folder, so a rename: no copy of a large file
-        return VideoResult(dst, written[0], info.fps, written[1], written[2], carried)
+        return VideoResult(dst, written[0], info.fps, written[1], written[2], carried, info.frames, src)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -372,6 +393,8 @@ def _encode_ffmpeg(exe: str, frames: Iterable[np.ndarray], out: Path, fps: float
             proc.wait()
             raise
         code = proc.wait()
+        if code != 0 and disk_full(out.parent):  # ffmpeg only says "Nothing was written into output file"
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         if code != 0:
             err.seek(0)
             msg = err.read().decode(errors="replace").strip().splitlines()

@@ -6,6 +6,7 @@ audio (``toonlab/video.py``).
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ import torch
 from PIL import Image
 
 from toonlab.atomic import save_image_atomic
-from toonlab.errors import UserInputError
-from toonlab.images import IMAGE_EXTENSIONS, ImageError, load_image
+from toonlab.errors import ENVIRONMENT_ERRNOS, UserInputError
+from toonlab.images import IMAGE_EXTENSIONS, MAX_PIXELS, ImageError, downscaled_from, load_image
 from toonlab.runtime import progress
 from toonlab.video import VIDEO_EXTENSIONS, VideoError, VideoResult, transform_video
 from translation.inference import Translator, is_oom, translate_image
@@ -115,6 +116,8 @@ class TranslateOptions:
     jpeg_quality: int = 95
     skip_existing: bool = False
     show_progress: bool = True
+    #: Images above this many pixels are downscaled on load (0/None: no limit); see Report.notes.
+    max_pixels: int | None = MAX_PIXELS
 
 
 @dataclass
@@ -124,6 +127,11 @@ class Report:
     images: list[Path] = field(default_factory=list)
     videos: list[VideoResult] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: Outputs that could not be written (a full disk, a read-only folder): ``(output, cause)``.
+    #: Not the inputs' fault, so not in ``skipped``; the command exits 2 when there are any.
+    unwritten: list[tuple[str, str]] = field(default_factory=list)
+    #: One line per input that was changed on the way (downscaled for --max-pixels).
+    notes: list[str] = field(default_factory=list)
     existing: int = 0
 
     @property
@@ -147,11 +155,17 @@ def _prefetch(fn: Callable, items: Iterable, pool: ThreadPoolExecutor, depth: in
         yield f.result()
 
 
-def _load(job: Job) -> tuple[Job, np.ndarray | None, str | None]:
+def _load(job: Job, max_pixels: int | None = None, notes: list[str] | None = None
+          ) -> tuple[Job, np.ndarray | None, str | None]:
     try:
-        return job, np.asarray(load_image(job.src, name=str(job.src))), None
+        img = load_image(job.src, name=str(job.src), max_pixels=max_pixels)
     except ImageError as e:
         return job, None, str(e).splitlines()[0]
+    was = downscaled_from(img)
+    if was is not None and notes is not None:
+        notes.append(f"{job.src}: {was[0]}x{was[1]} ({was[0] * was[1] / 1e6:.0f} MP) is above --max-pixels "
+                     f"{max_pixels / 1e6:g} MP; translated at {img.width}x{img.height} (--max-pixels 0: no limit)")
+    return job, np.asarray(img), None
 
 
 def translate_paths(tr: Translator, jobs: Sequence[Job], opts: TranslateOptions | None = None) -> Report:
@@ -192,7 +206,8 @@ def translate_paths(tr: Translator, jobs: Sequence[Job], opts: TranslateOptions 
                 bar.update(len(group))
                 group.clear()
 
-            for job, arr, err in _prefetch(_load, images, loader, depth=max(2, opts.batch)):
+            load = functools.partial(_load, max_pixels=opts.max_pixels or None, notes=report.notes)
+            for job, arr, err in _prefetch(load, images, loader, depth=max(2, opts.batch)):
                 if arr is None:
                     report.skipped.append((str(job.src), err))
                     bar.update(1)
@@ -201,7 +216,7 @@ def translate_paths(tr: Translator, jobs: Sequence[Job], opts: TranslateOptions 
                     flush()
                     out = translate_image(tr, arr, max_side=opts.max_side, tile=tile, overlap=opts.overlap,
                                           retain=opts.retain_color, brightness=opts.match_brightness,
-                                          batch=opts.batch)
+                                          batch=opts.batch, show_progress=opts.show_progress)
                     saves.append((job, saver.submit(_save, out, job.dst, opts.jpeg_quality)))
                     bar.update(1)
                     continue
@@ -213,13 +228,17 @@ def translate_paths(tr: Translator, jobs: Sequence[Job], opts: TranslateOptions 
                 try:
                     report.images.append(fut.result())
                 except OSError as e:
-                    report.skipped.append((str(job.src), f"cannot write {job.dst}: {e.strerror or e}"))
+                    report.unwritten.append((str(e.filename or job.dst), e.strerror or str(e)))
         bar.close()
     for job in videos:
         try:
             report.videos.append(_translate_video(tr, job, opts, tile))
         except VideoError as e:
             report.skipped.append((str(job.src), str(e).splitlines()[0]))
+        except OSError as e:  # the output side (full disk, read-only folder): not the video's fault
+            if e.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            report.unwritten.append((str(e.filename or job.dst), e.strerror or str(e)))
     return report
 
 

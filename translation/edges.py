@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from toonlab.atomic import save_image_atomic
-from toonlab.errors import ToonlabError, UserInputError, user_errors
+from toonlab.errors import ENVIRONMENT_ERRNOS, ToonlabError, UserInputError, user_errors
 from toonlab.images import IMAGE_EXTENSIONS, ImageError, load_image
 from toonlab.options import ToonCommand
 from toonlab.runtime import progress
@@ -68,6 +68,8 @@ def _work(task: tuple[str, str, int]) -> tuple[str, str | None]:
     except ImageError as e:
         return src, str(e).splitlines()[0]
     except OSError as e:
+        if e.errno in ENVIRONMENT_ERRNOS:  # the output folder's fault (full, read-only): stop, naming it
+            raise OSError(e.errno, e.strerror or str(e), str(e.filename or dst)) from None
         return src, f"{src}: cannot write {dst}: {e.strerror or e}"
 
 

@@ -40,6 +40,8 @@ import torch
 from torch import nn
 
 from toonlab.errors import ToonlabError, UserInputError, user_errors
+from toonlab.images import MAX_PIXELS, parse_pixels
+from toonlab.lock import FolderLock
 from toonlab.options import ToonCommand
 from toonlab.runtime import pick_device
 from translation.batch import TranslateOptions, collect_jobs, translate_paths
@@ -62,10 +64,20 @@ def load_model(ckpt: str | os.PathLike, device: str | torch.device = "cpu", whic
 
 # --------------------------------------------------------------------------- CLI
 
+#: The lock file a ``--skip-existing`` run holds in its output folder.
+TRANSLATE_LOCK = ".toonlab-translate.lock"
+
 
 def _one_line(items: list[tuple[str, str]], limit: int = 3) -> str:
     shown = "; ".join(f"{reason}" if reason.startswith(name) else f"{name}: {reason}" for name, reason in items[:limit])
     return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _unwritten(items: list[tuple[str, str]]) -> str:
+    """``could not write 3 outputs: out/a.jpg: No space left on device; …`` (one line)."""
+    dst, cause = items[0]
+    more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+    return f"could not write {len(items)} output{'s' if len(items) != 1 else ''}: {dst}: {cause}{more}"
 
 
 @click.command(name="translate", cls=ToonCommand)
@@ -97,15 +109,24 @@ def _one_line(items: list[tuple[str, str]], limit: int = 3) -> str:
 @click.option("--export-onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the generator as ONNX (dynamic batch/height/width) and check it with onnxruntime.")
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset.")
+@click.option("--max-pixels", default=str(MAX_PIXELS), show_default="40M",
+              help="Downscale larger images on load (e.g. 40M, 100000000; 0: no limit), with a note; the output "
+                   "has the downscaled size.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile, overlap, retain_color,
-         match_brightness, quality, skip_existing, compile_, channels_last, onnx_path, opset, quiet) -> None:
+         match_brightness, quality, skip_existing, compile_, channels_last, onnx_path, opset, max_pixels,
+         quiet) -> None:
     """Translate images, folders (recursively) and videos into cartoons with a trained generator."""
     with user_errors():
         if not inputs and onnx_path is None:
             raise click.UsageError("give INPUT files/folders, or --export-onnx PATH")
         if inputs and out_dir is None:
             raise click.UsageError("--out DIR is required with inputs")
+        try:
+            limit = parse_pixels(max_pixels)
+        except ValueError:
+            raise click.BadParameter(f"a pixel count like 40M or 40000000, got {max_pixels!r}",
+                                     param_hint="--max-pixels") from None
         tile = round_up(tile or max_side)
         if overlap > tile // 4:
             raise click.BadParameter(f"at most a quarter of the tile ({tile // 4})", param_hint="--overlap")
@@ -123,11 +144,25 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
         tr = Translator(G, dev, precision, channels_last=channels_last, compile=compile_)
         opts = TranslateOptions(max_side=max_side, tile=tile, overlap=overlap, retain_color=retain_color,
                                 match_brightness=match_brightness, batch=batch, jpeg_quality=quality,
-                                skip_existing=skip_existing, show_progress=not quiet)
+                                skip_existing=skip_existing, show_progress=not quiet, max_pixels=limit or None)
         t0 = time.perf_counter()
-        report = translate_paths(tr, jobs, opts)
+        # --skip-existing runs are resumable batch jobs: two of them on one folder would both take
+        # the same missing files. The folder is owned by one run (toonlab.lock); a lock left by a
+        # killed run is taken over.
+        lock = FolderLock(out_dir, what="output folder", name=TRANSLATE_LOCK) if skip_existing else None
+        if lock is not None:
+            lock.acquire()
+            if lock.took_over:
+                click.echo(f"note: {lock.took_over}", err=True)
+        try:
+            report = translate_paths(tr, jobs, opts)
+        finally:
+            if lock is not None:
+                lock.release()
         report.skipped[:0] = skipped
         dt = time.perf_counter() - t0
+        if report.unwritten and report.processed == 0:
+            raise ToonlabError(_unwritten(report.unwritten))
         if report.processed == 0 and report.existing == 0:
             raise ToonlabError(f"nothing could be processed: {len(report.skipped)} unreadable input"
                                f"{'s' if len(report.skipped) != 1 else ''} ({_one_line(report.skipped)})")
@@ -139,10 +174,20 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
             parts.append(f"{report.existing} already there")
         click.echo(f"translated {' and '.join(parts)} into {out_dir} in {dt:.1f} s "
                    f"({meta.get('model', '?')}, {tr.device.type}, {tr.precision})")
+        for note in report.notes:
+            click.echo(f"note: {note}", err=True)
         if report.skipped:
             click.echo(f"skipped {len(report.skipped)} input{'s' if len(report.skipped) != 1 else ''}:", err=True)
             for name, reason in report.skipped:
                 click.echo(f"  {reason if reason.startswith(name) else f'{name}: {reason}'}", err=True)
+        if report.unwritten:
+            raise ToonlabError(_unwritten(report.unwritten))
+        short = [v for v in report.videos if v.incomplete]
+        if short:  # a partial result must not look like a complete one
+            v = short[0]
+            more = f" (and {len(short) - 1} more videos)" if len(short) > 1 else ""
+            raise ToonlabError(f"{v.source}: only {v.frames} of the {v.expected} frames its header announces could be "
+                               f"decoded (a truncated or damaged file?); {v.path} holds those {v.frames}{more}")
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ from PIL import Image
 from torch import Tensor, nn
 
 from toonlab.errors import UserInputError
-from toonlab.images import rgb_to_yuv, to_uint8, uint8_to_tensor, yuv_to_rgb
+from toonlab.images import check_finite_images, non_finite_error, rgb_to_yuv, to_uint8, uint8_to_tensor, yuv_to_rgb
 from toonlab.runtime import autocast as _autocast
-from toonlab.runtime import enable_tf32, pick_device, resolve_precision
+from toonlab.runtime import enable_tf32, pick_device, progress, resolve_precision
 from translation.fused import fuse_for_inference
 
 #: Side multiple for generators that do not say what they need (``size_multiple``); also the
@@ -261,8 +261,12 @@ class Translator:
         """
         u8 = y.float().clamp(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8).permute(0, 2, 3, 1)
         if self.device.type != "cuda":
+            check_finite_images(y, "the translator")  # NaN would become black pixels (uint8 of NaN is 0)
             arr = u8.contiguous().cpu().numpy()
             return lambda: arr
+        # The finiteness flag travels with the pixels (asynchronously), so checking it costs no sync.
+        bad = torch.empty((), dtype=torch.bool, pin_memory=True)
+        bad.copy_((~torch.isfinite(y)).any(), non_blocking=True)
         slot = self._pinned_out.get(tuple(u8.shape), torch.uint8)
         slot[0].copy_(u8, non_blocking=True)
         ev = torch.cuda.Event()
@@ -272,6 +276,8 @@ class Translator:
 
         def finish() -> np.ndarray:
             ev.synchronize()
+            if bool(bad):
+                raise non_finite_error(y.detach().float().cpu(), "the translator")
             return buf.numpy().copy()  # the pinned slot is reused a few batches later
 
         return finish
@@ -339,7 +345,8 @@ def tile_weights(spans: Sequence[tuple[int, int]]) -> list[Tensor]:
 
 @torch.inference_mode()
 def translate_tiled(
-    tr: Translator, image: np.ndarray, tile: int = 1024, overlap: int = 128, batch: int = 4
+    tr: Translator, image: np.ndarray, tile: int = 1024, overlap: int = 128, batch: int = 4,
+    show_progress: bool = False,
 ) -> Tensor:
     """Translate a large RGB uint8 ``[H,W,3]`` image tile by tile; returns ``[3,H,W]`` float32 on the CPU.
 
@@ -352,13 +359,18 @@ def translate_tiled(
     wy, wx = tile_weights(ys), tile_weights(xs)
     acc = torch.zeros(3, h, w, dtype=torch.float32)
     boxes = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
+    # A 12000x12000 photo is ~150 tiles of 1024 px: minutes on a CPU, so say how far it is.
+    bar = progress(total=len(boxes), desc=f"tiles {w}x{h}", unit="tile",
+                   disable=not show_progress or len(boxes) < 2, leave=False)
     for k in range(0, len(boxes), batch):
         chunk = boxes[k : k + batch]
         crops = np.stack([image[ys[i][0] : ys[i][1], xs[j][0] : xs[j][1]] for i, j in chunk])
-        out = tr(tr.upload(crops)).cpu()
+        out = check_finite_images(tr(tr.upload(crops)).cpu(), "the translator")
         for (i, j), o in zip(chunk, out):
             wgt = (wy[i][:, None] * wx[j][None, :]).float()
             acc[:, ys[i][0] : ys[i][1], xs[j][0] : xs[j][1]].add_(o * wgt)
+        bar.update(len(chunk))
+    bar.close()
     # The weights already sum to 1; dividing by their actual sum guards against rounding.
     sy = torch.zeros(h, dtype=torch.float64)
     sx = torch.zeros(w, dtype=torch.float64)
@@ -379,11 +391,13 @@ def translate_image(
     retain: bool = False,
     brightness: bool = False,
     batch: int = 4,
+    show_progress: bool = False,
 ) -> np.ndarray:
     """Translate one RGB image (uint8 ``[H,W,3]`` or PIL) to a uint8 ``[H,W,3]`` image of the same size.
 
-    Images with a side above ``max_side`` are tiled (tiles of at most ``tile`` = ``max_side``);
-    a GPU out-of-memory error retries with tiles half the size, down to 256 pixels.
+    Images with a side above ``max_side`` are tiled (tiles of at most ``tile`` = ``max_side``, a
+    progress bar over the tiles with ``show_progress``); a GPU out-of-memory error retries with
+    tiles half the size, down to 256 pixels.
     """
     arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8)
     tile = round_up(tile or max_side)
@@ -397,7 +411,7 @@ def translate_image(
             tile = max(256, round_up(max(arr.shape[:2]) // 2))
     while True:
         try:
-            y = translate_tiled(tr, arr, tile, min(overlap, tile // 4), batch)
+            y = translate_tiled(tr, arr, tile, min(overlap, tile // 4), batch, show_progress)
             break
         except RuntimeError as e:
             if not is_oom(e) or tile <= 256:

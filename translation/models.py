@@ -97,6 +97,11 @@ def _mismatch(model: str, sd: dict[str, Tensor]) -> str | None:
 
 def infer_model(sd: dict[str, Any], path: str | Path = "state dict") -> str:
     """Name of the registered model whose state-dict keys and shapes ``sd`` has exactly."""
+    if isinstance(sd, dict) and ("conv1.conv.modulation.weight" in sd or any(str(k).startswith("to_rgbs.") for k in sd)
+                                 or isinstance(sd.get("g_ema"), dict)):
+        raise UserInputError(f"{path}: this is a StyleGAN2 generator, not a translator; render it with generate, "
+                             "project photos into it with project (translate takes AnimeGAN/CartoonGAN/CycleGAN "
+                             "checkpoints)")
     if not sd or not all(isinstance(v, Tensor) for v in sd.values()):
         raise UserInputError(f"{path}: unknown layout (not a generator state dict)")
     keys = set(sd)
