@@ -247,3 +247,22 @@ def test_generator_image_is_nchw_on_cpu():
     G = tiny_generator(16)
     img, _ = G([torch.randn(2, G.style_dim)])
     assert img.is_contiguous()
+
+
+def test_animegan_cpu_inference_layout_and_translator_default():
+    from translation.animegan import AnimeGANv2Generator
+    from translation.fused import FusedGroupNorm1
+    from translation.inference import Translator
+
+    torch.manual_seed(0)
+    G = AnimeGANv2Generator(lite=True).eval()
+    x = torch.rand(1, 3, 24, 20) * 2 - 1
+    want = G(x).detach()  # grad mode: the NCHW path
+    with torch.inference_mode():
+        got = G(x)  # the CPU inference path runs NHWC and hands back NCHW
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    tr = Translator(G, device="cpu", precision="fp32")
+    assert tr.fuse is False and not any(isinstance(m, FusedGroupNorm1) for m in tr.G.modules())
+    assert Translator(G, device="cpu", precision="fp32", fuse=True).fuse is True
+    torch.testing.assert_close(tr(x), want, rtol=1e-4, atol=1e-5)

@@ -153,12 +153,16 @@ class AnimeGANv2Generator(nn.Module):
 
     def forward(self, x: Tensor, align_corners: bool | None = None) -> Tensor:
         ac = self.align_corners if align_corners is None else align_corners
+        cpu_infer = not x.is_cuda and not torch.is_grad_enabled() and x.ndim == 4
+        if cpu_infer:  # oneDNN's NHWC convolutions: ~1.15x the NCHW module on a 2-core CPU at 256²
+            x = x.contiguous(memory_format=torch.channels_last)
         out = self.block_a(x)
         half = out.shape[-2:]
         out = self.block_c(self.block_b(out))
         out = self.block_d(_resize(out, half, ac))
         out = self.block_e(_resize(out, x.shape[-2:], ac))
-        return self.out_layer(out)
+        out = self.out_layer(out)
+        return out.contiguous() if cpu_infer else out
 
 
 # --------------------------------------------------------------------------- v1
