@@ -256,7 +256,7 @@ def test_animegan_cpu_inference_layout_and_translator_default():
 
     torch.manual_seed(0)
     G = AnimeGANv2Generator(lite=True).eval()
-    x = torch.rand(1, 3, 24, 20) * 2 - 1
+    x = torch.rand(1, 3, 72, 68) * 2 - 1  # above the Translator's minimum side: no padding
     want = G(x).detach()  # grad mode: the NCHW path
     with torch.inference_mode():
         got = G(x)  # the CPU inference path runs NHWC and hands back NCHW
