@@ -66,19 +66,20 @@ def _no_cpp_build() -> Iterator[None]:
         cpp.load = saved  # type: ignore[assignment]
 
 
-def load_rosinality(ref: Path, channel_max: int | None = None) -> types.ModuleType:
+def load_rosinality(ref: Path, channel_max: int | None = None, build: bool = False) -> types.ModuleType:
     """rosinality's model.py as a fresh module; ``channel_max`` caps its hard-coded channel tables.
 
     rosinality has no channel cap; the 64-px ch-128 row needs one, so the module's source is read
     and every ``<res>: <expr>,`` entry of its two channel dicts becomes ``min(<expr>, cap)`` before
-    it is executed (18 entries; checked).
+    it is executed (18 entries; checked). ``build``: let ``op`` compile its CUDA extensions
+    (``--device cuda``) instead of stubbing the build out.
     """
     ref = ref.resolve()
     if not (ref / "model.py").is_file() or not (ref / "op").is_dir():
         sys.exit(f"error: {ref} is not a rosinality stylegan2-pytorch checkout (model.py, op/)")
     if str(ref) not in sys.path:
         sys.path.insert(0, str(ref))
-    with _no_cpp_build():
+    with contextlib.nullcontext() if build else _no_cpp_build():
         import op  # noqa: F401  (rosinality's package, from `ref`)
     src = (ref / "model.py").read_text()
     if channel_max is not None:
@@ -108,6 +109,12 @@ def load_animegan_port(ref: Path) -> types.ModuleType:
 
 
 PROFILE = {"on": False, "top": 15}
+DEV = torch.device("cpu")  # --device
+
+
+def _sync() -> None:
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def profile(name: str, fn: Callable[[], object]) -> None:
@@ -126,6 +133,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
     for _ in range(warmup):
         for fn in fns.values():
             fn()
+    _sync()
     if PROFILE["on"]:
         for k, fn in fns.items():
             profile(k, fn)
@@ -134,6 +142,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
         for k, fn in fns.items():
             t = time.perf_counter()
             fn()
+            _sync()
             times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -167,12 +176,12 @@ def _pair(ros: types.ModuleType, size: int, channel_max: int | None, seed: int) 
     D = Discriminator(size, channel_multiplier=2, channel_max=cm)
     G.load_state_dict(G_ref.state_dict(), strict=True)
     D.load_state_dict(D_ref.state_dict(), strict=True)
-    return G_ref, D_ref, G, D
+    return G_ref.to(DEV), D_ref.to(DEV), G.to(DEV), D.to(DEV)
 
 
 def _train_step(G: nn.Module, D: nn.Module, g_opt, d_opt, real: torch.Tensor, batch: int, gamma: float) -> None:
     """One StyleGAN2 iteration as rosinality's train.py runs it: D main, D R1, G main (same code both sides)."""
-    z = torch.randn(batch, 512)
+    z = torch.randn(batch, 512, device=real.device)
     # D main
     G.requires_grad_(False)
     D.requires_grad_(True)
@@ -192,7 +201,7 @@ def _train_step(G: nn.Module, D: nn.Module, g_opt, d_opt, real: torch.Tensor, ba
     # G main
     G.requires_grad_(True)
     D.requires_grad_(False)
-    fake, _ = G([torch.randn(batch, 512)])
+    fake, _ = G([torch.randn(batch, 512, device=real.device)])
     loss = F.softplus(-D(fake)).mean()
     g_opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -201,12 +210,12 @@ def _train_step(G: nn.Module, D: nn.Module, g_opt, d_opt, real: torch.Tensor, ba
 
 def _agreement(G_ref, D_ref, G, D, size: int, batch: int) -> float:
     """max |Δ| over G's image (const noise), D's logits and the R1 gradient, same inputs."""
-    z = torch.randn(batch, 512)
+    z = torch.randn(batch, 512, device=DEV)
     with torch.no_grad():
         a, _ = G_ref([z], randomize_noise=False)
         b, _ = G([z], randomize_noise=False)
     diff = float((a - b).abs().max())
-    x = torch.randn(batch, 3, size, size)
+    x = torch.randn(batch, 3, size, size, device=DEV)
     grads = []
     for net in (D_ref, D):
         xi = x.clone().requires_grad_(True)
@@ -221,7 +230,7 @@ def row_train(ros_loader, row: str, size: int, batch: int, channel_max: int | No
     ros = ros_loader(channel_max)
     G_ref, D_ref, G, D = _pair(ros, size, channel_max, seed=0)
     diff = _agreement(G_ref, D_ref, G, D, size, batch)
-    real = torch.randn(batch, 3, size, size)
+    real = torch.randn(batch, 3, size, size, device=DEV)
     fns = {}
     for name, (g, d) in {"ref": (G_ref, D_ref), "ours": (G, D)}.items():
         g_opt = torch.optim.Adam(g.parameters(), lr=0.002, betas=(0.0, 0.99))
@@ -234,7 +243,7 @@ def row_train(ros_loader, row: str, size: int, batch: int, channel_max: int | No
 def row_inference(ros_loader, size: int, batch: int, repeats: int) -> None:
     G_ref, _, G, _ = _pair(ros_loader(None), size, None, seed=1)
     del _
-    z = torch.randn(batch, 512)
+    z = torch.randn(batch, 512, device=DEV)
     with torch.no_grad():
         diff = float((G_ref([z], randomize_noise=False)[0] - G([z], randomize_noise=False)[0]).abs().max())
 
@@ -257,16 +266,16 @@ def row_animegan(port_dir: Path, size: int, repeats: int) -> None:
 
     port = load_animegan_port(port_dir)
     torch.manual_seed(2)
-    P = port.Generator().eval()
+    P = port.Generator().eval().to(DEV)
     with torch.no_grad():  # GroupNorm starts at weight 1 / bias 0: give the affine real values
         for m in P.modules():
             if isinstance(m, nn.GroupNorm):
                 m.weight.normal_(1, 0.1)
                 m.bias.normal_(0, 0.1)
-    ours = AnimeGANv2Generator().eval()
+    ours = AnimeGANv2Generator().eval().to(DEV)
     ours.load_state_dict(P.state_dict(), strict=True)
-    tr = Translator(ours, device="cpu", precision="fp32")
-    x = torch.rand(1, 3, size, size) * 2 - 1
+    tr = Translator(ours, device=DEV, precision="fp32")
+    x = torch.rand(1, 3, size, size, device=DEV) * 2 - 1
     with torch.inference_mode():
         y_ref = P(x)
         d_mod = float((y_ref - ours(x)).abs().max())
@@ -288,7 +297,7 @@ def row_animegan(port_dir: Path, size: int, repeats: int) -> None:
 
 def _op_cases(ros: types.ModuleType) -> list[tuple[str, Callable | None, Callable | None]]:
     up_ref = sys.modules["op"].upfirdn2d
-    k = ops.setup_filter([1, 3, 3, 1])
+    k = ops.setup_filter([1, 3, 3, 1], device=DEV)
     k4 = k * 4
     return [
         ("upsample 2 (pad 2,1)", lambda x: up_ref(x, k4, up=2, pad=(2, 1)), lambda x: ops.upfirdn2d(x, k4, up=2, pad=(2, 1))),
@@ -304,9 +313,9 @@ def row_ops(ros_loader, shapes: list[tuple[int, int, int]], repeats: int) -> Non
     lrelu_ref = sys.modules["op"].fused_leaky_relu
     for n, c, r in shapes:
         for name, f_ref, f_ours in cases:
-            x0 = torch.randn(n, c, r, r)
+            x0 = torch.randn(n, c, r, r, device=DEV)
             if f_ref is None:
-                b = torch.randn(c)
+                b = torch.randn(c, device=DEV)
                 f_ref = (lambda x, b=b: lrelu_ref(x, b))
                 f_ours = (lambda x, b=b: ops.fused_leaky_relu(x, b))
             with torch.no_grad():
@@ -344,6 +353,11 @@ def main() -> None:
     ap.add_argument("--train-repeats", type=int, default=3, help="timed steps per side for rows a and b")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: the same side by side on a GPU, "
+                    "rosinality's op then compiles its own CUDA extensions")
+    ap.add_argument("--size", type=int, default=64, help="row b: image side")
+    ap.add_argument("--batch", type=int, default=8, help="row b: batch")
+    ap.add_argument("--channel-max", type=int, default=128, help="row b: channel cap (512 = config-f)")
     ap.add_argument("--profile", action="store_true", help="also print torch.profiler's top ops of one call per side")
     ap.add_argument("--shapes", default="8x128x32", help="op shapes of row e, NxCxR, comma-separated")
     args = ap.parse_args()
@@ -351,6 +365,10 @@ def main() -> None:
     if not rows <= set("abcde"):
         sys.exit(f"error: --rows takes a subset of a,b,c,d,e, got {args.rows!r}")
     torch.set_num_threads(args.threads)
+    global DEV
+    DEV = torch.device(args.device)
+    if DEV.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda but no CUDA GPU is visible")
     PROFILE["on"] = args.profile
     try:
         shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -362,17 +380,19 @@ def main() -> None:
 
     def ros_loader(cm: int | None) -> types.ModuleType:
         if cm not in cache:
-            cache[cm] = load_rosinality(args.ref, cm)
+            cache[cm] = load_rosinality(args.ref, cm, build=DEV.type == "cuda")
         return cache[cm]
 
-    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    where = torch.cuda.get_device_name() if DEV.type == "cuda" else f"CPU: {platform.processor() or platform.machine()}"
+    print(f"{where}, torch {torch.__version__}, "
           f"{args.threads} thread(s), load average {' '.join(f'{v:.2f}' for v in _loadavg())}", flush=True)
     if "e" in rows:
         row_ops(ros_loader, shapes, args.repeats)  # type: ignore[arg-type]
     if "a" in rows:
         row_train(ros_loader, "a", 32, 2, None, args.train_repeats)
     if "b" in rows:
-        row_train(ros_loader, "b", 64, 8, 128, args.train_repeats)
+        cm = None if args.channel_max >= 512 else args.channel_max
+        row_train(ros_loader, "b", args.size, args.batch, cm, args.train_repeats)
     if "c" in rows:
         row_inference(ros_loader, 256, 1, args.repeats)
     if "d" in rows:
