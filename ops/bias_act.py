@@ -109,7 +109,10 @@ def _grad_ref(dy: torch.Tensor, y: torch.Tensor, cfg: _Cfg) -> torch.Tensor:
         g = torch.ops.aten.leaky_relu_backward(dy, y, cfg.alpha, True)
     else:
         g = dy
-    g = g * cfg.gain if cfg.gain != 1 or g is dy else g
+    if g is dy:
+        g = dy * cfg.gain
+    elif cfg.gain != 1:
+        g.mul_(cfg.gain)  # a fresh tensor (called inside the Function's forward: nothing recorded)
     if cfg.clamp is not None:
         # Clamped outputs hold the clamp value rounded to y's dtype: compare against that.
         c = float(torch.tensor(cfg.clamp, dtype=y.dtype))
