@@ -185,7 +185,7 @@ class ModulatedConv2d(nn.Module):
         batch = x.shape[0]
         s = self.modulation(style)  # [N, in]
         w = self.weight[0] * self.scale  # [out, in, k, k]
-        if not x.is_cuda:
+        if x.device.type == "cpu":
             # oneDNN's NHWC kernels: the stride-2 transposed conv runs ~2x faster, the blur after
             # it ~4x, the rest about even; measured on G+D training steps (bench/cpu_sidebyside.py).
             # Later layers keep the layout (a no-op here); the final image is made NCHW again.

@@ -48,7 +48,7 @@ class LayerNorm2d(nn.GroupNorm):
         super().__init__(1, num_channels, eps=eps, affine=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not x.is_cuda and not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
+        if x.device.type == "cpu" and not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
             # The CPU kernel of group_norm is one fused pass per image (the block-per-group issue
             # is a GPU one); the five-pass formula below made the plain module 0.93x the port.
             y = F.group_norm(x.float(), 1, self.weight.float(), self.bias.float(), self.eps)
@@ -153,7 +153,7 @@ class AnimeGANv2Generator(nn.Module):
 
     def forward(self, x: Tensor, align_corners: bool | None = None) -> Tensor:
         ac = self.align_corners if align_corners is None else align_corners
-        cpu_infer = not x.is_cuda and not torch.is_grad_enabled() and x.ndim == 4
+        cpu_infer = x.device.type == "cpu" and not torch.is_grad_enabled() and x.ndim == 4
         if cpu_infer:  # oneDNN's NHWC convolutions: ~1.15x the NCHW module on a 2-core CPU at 256²
             x = x.contiguous(memory_format=torch.channels_last)
         out = self.block_a(x)
