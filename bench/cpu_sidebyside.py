@@ -336,7 +336,13 @@ def row_ops(ros_loader, shapes: list[tuple[int, int, int]], repeats: int) -> Non
                 g.square().sum().backward()
 
             for what, h in (("fwd", fwd), ("fwd+bwd", fwd_bwd), ("double bwd", double)):
-                t = interleaved({"ref": lambda h=h: h(f_ref), "ours": lambda h=h: h(f_ours)}, repeats, warmup=2)
+                # Millisecond calls are at the mercy of page faults (each fresh multi-MB tensor is a
+                # new mmap): time them ~2 s per side instead of `repeats` calls.
+                t0 = time.perf_counter()
+                h(f_ref)
+                _sync()
+                reps = max(repeats, min(400, int(2.0 / max(time.perf_counter() - t0, 1e-4))))
+                t = interleaved({"ref": lambda h=h: h(f_ref), "ours": lambda h=h: h(f_ours)}, reps, warmup=2)
                 report("e", f"{name} {n}×{c}×{r}², {what}", t, diff)
 
 
