@@ -266,3 +266,34 @@ def test_animegan_cpu_inference_layout_and_translator_default():
     assert tr.fuse is False and not any(isinstance(m, FusedGroupNorm1) for m in tr.G.modules())
     assert Translator(G, device="cpu", precision="fp32", fuse=True).fuse is True
     torch.testing.assert_close(tr(x), want, rtol=1e-4, atol=1e-5)
+
+
+def _count_convs(fn) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.count for e in prof.key_averages() if e.key in ("aten::convolution", "aten::convolution_backward"))
+
+
+@pytest.mark.parametrize("up,down,pad", [(2, 1, (2, 1)), (1, 2, (1, 1)), (1, 1, (2, 2))])
+def test_r1_style_double_backward_cost_does_not_grow_with_channels(up, down, pad):
+    """The regression behind issue 14's 2.9x: autograd's conv double backward computed the filter's
+    gradient per channel group (one conv per channel). Through the Function the number of conv
+    calls of grad(create_graph) + backward is a small constant, whatever the channel count."""
+    f = ops.setup_filter([1, 3, 3, 1]) * (4 if up > 1 else 1)
+
+    def r1_like(channels: int, impl: str):
+        x = torch.randn(2, channels, 8, 8, requires_grad=True)
+
+        def run():
+            y = ops.upfirdn2d(x, f, up=up, down=down, pad=pad, impl=impl)
+            (g,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+            g.square().sum().backward()
+
+        return run
+
+    fast = [_count_convs(r1_like(c, "auto")) for c in (4, 64)]
+    assert fast[0] == fast[1] <= 8, fast
+    plain = _count_convs(r1_like(64, "ref"))  # plain autograd, for contrast: what the Function avoids
+    assert plain >= fast[1], (plain, fast)
