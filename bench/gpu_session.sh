@@ -11,7 +11,11 @@
 # sidebyside (issue 17: the same workloads next to rosinality and the AnimeGANv2 port, same weights)
 # imports the reference code from REF_SG2 / REF_AG2 (default ref/stylegan2-pytorch and
 # ref/animegan2-pytorch under the checkout): the device machine reaches nothing outside the working
-# tree, so copy /work/ref/* to ./ref/ (ignored by git) and carry "ref" with the run.
+# tree, so copy the files the script imports (88 KB; the whole checkouts exceed the 64 MiB carry)
+# to ./ref/ (ignored by git) and carry "ref" with the run:
+#   mkdir -p ref/stylegan2-pytorch ref/animegan2-pytorch
+#   cp -r /work/ref/stylegan2-pytorch/{model.py,op} ref/stylegan2-pytorch/
+#   cp /work/ref/animegan2-pytorch/model.py ref/animegan2-pytorch/
 set -u
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
