@@ -148,7 +148,7 @@ def _upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor, c: _Cfg) -> torch.Tensor:
     kh, kw = f.shape
     w = (f * c.gain).to(x.dtype)
     if c.upx > 1 or c.upy > 1:
-        y = F.conv_transpose2d(x, w[None, None].expand(C, 1, kh, kw), stride=(c.upy, c.upx), groups=C)
+        y = F.conv_transpose2d(x, w[None, None].expand(C, 1, kh, kw).contiguous(), stride=(c.upy, c.upx), groups=C)
         Ho = _out_size(H, c.upy, c.py0, c.py1, kh, c.downy)
         Wo = _out_size(W, c.upx, c.px0, c.px1, kw, c.downx)
         sy, sx = kh - 1 - c.py0, kw - 1 - c.px0  # out[o] = Y[o*down + s]
@@ -159,7 +159,7 @@ def _upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor, c: _Cfg) -> torch.Tensor:
         return y
     x = _pad_crop(x, c.px0, c.px1, c.py0, c.py1)
     # conv2d correlates; correlating with the flipped kernel is the convolution we want.
-    return F.conv2d(x, w.flip([0, 1])[None, None].expand(C, 1, kh, kw), stride=(c.downy, c.downx), groups=C)
+    return F.conv2d(x, w.flip([0, 1])[None, None].expand(C, 1, kh, kw).contiguous(), stride=(c.downy, c.downx), groups=C)
 
 
 def _grad_cfg(c: _Cfg, in_hw: tuple[int, int], out_hw: tuple[int, int], k_hw: tuple[int, int]) -> _Cfg:
