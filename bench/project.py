@@ -19,7 +19,6 @@ import torch
 from _common import header
 
 import inversion.project as pj
-from losses.perceptual import TargetLPIPS
 from stylegan2.checkpoint import load_generator
 from stylegan2.networks import Generator
 from toonlab.runtime import bundled_generator, enable_tf32
@@ -41,15 +40,15 @@ def run(G: Generator, lp: torch.nn.Module, batch: int, steps: int, precision: st
     dev = G.w_avg.device
     target = torch.rand(batch, 3, G.size, G.size, generator=torch.Generator().manual_seed(1)).to(dev) * 2 - 1
     os.environ["TOONLAB_OPS_IMPL"] = "ref" if community else "auto"
-    saved = TargetLPIPS
+    saved = pj.TargetLPIPS  # the projector's module global is what must be swapped, not a local name
     if community:
-        TargetLPIPS = _FullLPIPS
+        pj.TargetLPIPS = _FullLPIPS
     try:
         cfg = dict(precision=precision, n_mean_latent=10000)
         pj.project(G, target, lp, pj.ProjectConfig(steps=10, **cfg), show_progress=False)  # warm-up (cudnn autotune)
         res = pj.project(G, target, lp, pj.ProjectConfig(steps=steps, **cfg), show_progress=False)
     finally:
-        TargetLPIPS = saved
+        pj.TargetLPIPS = saved
         os.environ.pop("TOONLAB_OPS_IMPL", None)
     return res.seconds, res.history[-1]["perceptual"]
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _build
-from ._dispatch import use_cuda_impl
+from ._dispatch import resolve_impl, use_cuda_impl
 
 __all__ = ["bias_act", "fused_leaky_relu", "ACTIVATIONS"]
 
@@ -76,13 +76,43 @@ def _bias_act_ref(
     return x
 
 
-def _grad_ref(dy: torch.Tensor, y: torch.Tensor, cfg: _Cfg) -> torch.Tensor:
-    """dx from dy and y for the piecewise-linear activations (plain PyTorch)."""
-    g = dy * cfg.gain
+def _bias_act_fn_forward(x: torch.Tensor, b: torch.Tensor | None, cfg: _Cfg) -> torch.Tensor:
+    """The Function's plain-PyTorch forward: one new tensor, then in-place passes.
+
+    Inside an autograd Function nothing is recorded, so the activation and the gain can work in
+    place on the sum (two or three memory passes instead of allocating a tensor per step).
+    """
+    if b is not None:
+        y = x + b.reshape([-1 if i == cfg.dim else 1 for i in range(x.ndim)])
+    else:
+        y = x.clone()
     if cfg.code == 1:
-        g = torch.where(y > 0, g, torch.zeros_like(g))
+        y.relu_()
     elif cfg.code == 2:
-        g = torch.where(y > 0, g, g * cfg.alpha)
+        F.leaky_relu_(y, cfg.alpha)
+    if cfg.gain != 1:
+        y.mul_(cfg.gain)
+    if cfg.clamp is not None:
+        y.clamp_(-cfg.clamp, cfg.clamp)
+    return y
+
+
+def _grad_ref(dy: torch.Tensor, y: torch.Tensor, cfg: _Cfg) -> torch.Tensor:
+    """dx from dy and y for the piecewise-linear activations (plain PyTorch).
+
+    gain > 0 keeps the sign, so y > 0 exactly where x + b > 0: PyTorch's own (leaky) ReLU
+    backward kernels with ``self_is_result`` read that mask from y in one pass.
+    """
+    if cfg.code == 1:
+        g = torch.ops.aten.threshold_backward(dy, y, 0.0)
+    elif cfg.code == 2:
+        g = torch.ops.aten.leaky_relu_backward(dy, y, cfg.alpha, True)
+    else:
+        g = dy
+    if g is dy:
+        g = dy * cfg.gain
+    elif cfg.gain != 1:
+        g.mul_(cfg.gain)  # a fresh tensor (called inside the Function's forward: nothing recorded)
     if cfg.clamp is not None:
         # Clamped outputs hold the clamp value rounded to y's dtype: compare against that.
         c = float(torch.tensor(cfg.clamp, dtype=y.dtype))
@@ -121,8 +151,8 @@ class _BiasActFn(torch.autograd.Function):
             y = _plugin().bias_act(
                 x, b, cfg.dim, cfg.code, cfg.alpha, cfg.gain, -1.0 if cfg.clamp is None else cfg.clamp
             )
-        else:  # the Python logic of this Function, exercised on CPU by the tests
-            y = _bias_act_ref(x, b, cfg.dim, cfg.act, cfg.alpha, cfg.gain, cfg.clamp)
+        else:  # the CPU path (and the Python logic of this Function, exercised by the tests)
+            y = _bias_act_fn_forward(x, b, cfg)
         # linear without clamp needs no mask: don't keep y alive for nothing.
         ctx.save_for_backward(y if _needs_y(cfg) else None)
         ctx.cfg = cfg
@@ -200,9 +230,16 @@ def bias_act(
     else:
         unsupported = None
     use_cuda = use_cuda_impl(impl, x, "bias_act", _plugin, unsupported)
-    if use_cuda or (_force_function and unsupported is None):
+    # On the CPU, 'auto' uses the Function when a gradient is recorded: its backward is one
+    # mask-multiply from y (and its double backward the same), where autograd would keep x + b,
+    # the activation's input and output and chain three backward nodes. impl='ref' = plain autograd.
+    cpu_auto = not use_cuda and unsupported is None and x.device.type == "cpu" and resolve_impl(impl) == "auto"
+    records = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
+    if use_cuda or (cpu_auto and records) or (_force_function and unsupported is None):
         cfg = _Cfg(act, int(spec.cuda_code), alpha, gain, clamp, dim)  # type: ignore[arg-type]
         return _BiasActFn.apply(x, b, cfg, use_cuda)
+    if cpu_auto:  # nothing recorded (inference): the in-place passes of the Function's forward
+        return _bias_act_fn_forward(x, b, _Cfg(act, int(spec.cuda_code), alpha, gain, clamp, dim))  # type: ignore[arg-type]
     return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)
 
 

@@ -169,7 +169,7 @@ def test_fused_inference_modules_match_the_network():
     with torch.no_grad():
         assert (fused(x) - G(x)).abs().max() < 1e-4
     assert set(fused.state_dict()) >= set(k for k in G.state_dict())  # same names, nothing lost
-    tr = _cpu(G, small_plain=True)
+    tr = _cpu(G, fuse=True, small_plain=True)  # on the CPU fusing is opt-in
     assert any(isinstance(m, nn.GroupNorm) for m in G.modules())  # the caller's module is untouched
     assert tr.G is not G
     tr.small_pixels = 64 * 96 * 2  # this batch goes through the fused module, a single image not

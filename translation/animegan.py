@@ -48,6 +48,11 @@ class LayerNorm2d(nn.GroupNorm):
         super().__init__(1, num_channels, eps=eps, affine=True)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.device.type == "cpu" and not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
+            # The CPU kernel of group_norm is one fused pass per image (the block-per-group issue
+            # is a GPU one); the five-pass formula below made the plain module 0.93x the port.
+            y = F.group_norm(x.float(), 1, self.weight.float(), self.bias.float(), self.eps)
+            return y.to(x.dtype)
         xf = x.float()
         mean = xf.mean(dim=(1, 2, 3), keepdim=True)
         centred = xf - mean
@@ -148,12 +153,16 @@ class AnimeGANv2Generator(nn.Module):
 
     def forward(self, x: Tensor, align_corners: bool | None = None) -> Tensor:
         ac = self.align_corners if align_corners is None else align_corners
+        cpu_infer = x.device.type == "cpu" and not torch.is_grad_enabled() and x.ndim == 4
+        if cpu_infer:  # oneDNN's NHWC convolutions: ~1.15x the NCHW module on a 2-core CPU at 256²
+            x = x.contiguous(memory_format=torch.channels_last)
         out = self.block_a(x)
         half = out.shape[-2:]
         out = self.block_c(self.block_b(out))
         out = self.block_d(_resize(out, half, ac))
         out = self.block_e(_resize(out, x.shape[-2:], ac))
-        return self.out_layer(out)
+        out = self.out_layer(out)
+        return out.contiguous() if cpu_infer else out
 
 
 # --------------------------------------------------------------------------- v1

@@ -143,8 +143,10 @@ class Translator:
     ``precision``: ``fp32``; ``fp16``/``bf16`` (on CUDA the weights are cast, on the CPU it runs
     under autocast); ``auto`` = fp16 on CUDA, fp32 on the CPU. ``channels_last``: None = ``default_channels_last``.
     ``compile``: wrap the model with ``torch.compile`` (first-use failures fall back to eager with
-    one warning). ``fuse``: use :func:`fuse_for_inference` (on by default; the caller's module is
-    never modified). ``small_plain``: run batches below ``small_pixels`` through the unfused NCHW
+    one warning). ``fuse``: use :func:`fuse_for_inference` (None = on CUDA only: on the CPU the
+    fused modules lose to PyTorch's fused group_norm and reflection-pad kernels, 0.78x the port
+    against 1.2x unfused at 256², bench/cpu_sidebyside.py; the caller's module is never modified).
+    ``small_plain``: run batches below ``small_pixels`` through the unfused NCHW
     module instead (None: on CUDA only). The model's input and output are RGB in [-1, 1]; any H, W work:
     ``multiple`` None = what the model needs (:func:`size_multiple`; 1 = run at the input's size),
     sides are reflect-padded to a multiple of it (and to ``MIN_SIDE``) and the output cropped back.
@@ -165,7 +167,7 @@ class Translator:
         channels_last: bool | None = None,
         compile: bool = False,
         multiple: int | None = None,
-        fuse: bool = True,
+        fuse: bool | None = None,
         small_plain: bool | None = None,
     ) -> None:
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
@@ -182,6 +184,8 @@ class Translator:
         self.dtype = _DTYPES[precision] if cuda else torch.float32
         if cuda:
             enable_tf32()
+        fuse = cuda if fuse is None else bool(fuse)
+        self.fuse = fuse
         # A copy: Module.to() works in place, and the caller's model must keep its device and dtype.
         G0 = G
         G = copy.deepcopy(G0).eval().requires_grad_(False)
