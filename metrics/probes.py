@@ -941,9 +941,9 @@ def _echo_metrics(bundle: ProbeBundle) -> None:
         click.echo("held-out R² per field" + ("   crisp  GAN-look" if gan else ""))
         for k, v in m["r2_per_field"].items():
             click.echo(f"  {k:16s} {v:6.3f}" + (f"  {gan[k]:6.3f}" if k in gan else ""))
-        click.echo("R² per domain: " + ", ".join(f"{k} {v:.3f}" for k, v in m["r2_per_domain"].items()))
-        probs = m["cartoon_prob_per_domain"]
-        click.echo("P(cartoon) per domain: " + ", ".join(f"{k} {v:.3f}" for k, v in probs.items()))
+    for key, label in (("r2_per_domain", "R² per domain"), ("cartoon_prob_per_domain", "P(cartoon) per domain")):
+        if m.get(key):
+            click.echo(f"{label}: " + ", ".join(f"{k} {v:.3f}" for k, v in m[key].items()))
 
 
 if __name__ == "__main__":
