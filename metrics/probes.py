@@ -1,7 +1,10 @@
 """Small scorers for comparing fine-tuning methods, trained on the built-in synthetic domains.
 
-    python -m metrics.probes train [--out toonlab/assets/probes64.pt] [--target webtoon]
+    python -m metrics.probes train [--out toonlab/assets/probes64.pt] [--target webtoon] [--iters N]
     python -m metrics.probes show [toonlab/assets/probes64.pt]
+    python -m metrics.probes quality --ckpt G.pt [--domain photo] [--n 2000] [--json q.json]
+
+(docs/PROBES.md: how the bundled probes were trained, their held-out R² per field, the quality score.)
 
 Two probes, both tiny CNNs reading 64×64 RGB in [-1, 1] (other sizes are resized with
 antialiasing):
@@ -15,6 +18,10 @@ antialiasing):
 The synthetic parameters are the ground truth no real dataset has, which is what makes these
 probes possible: "did fine-tuning keep the source face's structure?" becomes "do the regressor's
 readings of the source image and the fine-tuned image agree?" (:func:`structure_error`).
+
+The sample-quality score (:func:`quality_score`) is a Fréchet distance in the probes' own feature
+space (both probes' penultimate features) between a generator's samples and fresh renders of its
+synthetic domain, quoted with its floor (two sets of renders) and scale (photo vs cartoon renders).
 
 Both probes are trained with a mild "GAN look" augmentation (down/up-sampling blur and pixel
 noise, applied to every class alike) because they score generator samples, which are softer
