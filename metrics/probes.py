@@ -385,19 +385,20 @@ def _render_batch(domains: Sequence[str], domain_idx: np.ndarray, face_idx: np.n
 
 
 def _batches(domains: Sequence[str], steps: int, batch: int, size: int, seed: int, n_per_domain: int | None,
-             g: torch.Generator, fixed_domains: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
+             g: torch.Generator, start: int = 0) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
     """``steps`` training batches (images, geometry, domain index), rendered one step ahead in a
     thread so drawing the next batch (PIL and numpy release the GIL) overlaps the current step.
 
-    ``n_per_domain=None``: every batch is fresh faces (indices 0, 1, 2, … in order; an unlimited
-    stream, so nothing can be memorised); otherwise faces are drawn from the first ``n_per_domain``.
+    ``n_per_domain=None``: every batch is fresh faces (indices ``start``, ``start + 1``, … in order;
+    an unlimited stream, so nothing can be memorised); otherwise faces are drawn from the first
+    ``n_per_domain``.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     def plan(step: int) -> tuple[np.ndarray, np.ndarray]:
         di = torch.randint(len(domains), (batch,), generator=g).numpy()
         if n_per_domain is None:
-            fi = np.arange(step * batch, (step + 1) * batch)
+            fi = np.arange(start + step * batch, start + (step + 1) * batch)
         else:
             fi = torch.randint(n_per_domain, (batch,), generator=g).numpy()
         return di, fi
@@ -432,6 +433,7 @@ def train_probes(
     lr: float = 2e-3,
     log: Callable[[str], None] | None = None,
     show_progress: bool = False,
+    init: ProbeBundle | None = None,
 ) -> ProbeBundle:
     """Train both probes on synthetic faces rendered on the fly; returns the bundle with held-out
     metrics on ``n_eval`` fresh faces per domain (indices ≥ ``EVAL_OFFSET``).
@@ -445,6 +447,10 @@ def train_probes(
     Held-out R² is measured twice: on the crisp renders (``r2_per_field``) and on the same faces
     with the GAN look applied to every image (``r2_per_field_gan``: what generator samples
     resemble). Rendering costs ~1.5 ms a face at 64 px, a small part of a training step.
+
+    ``init``: start both probes from this bundle's weights (same architecture and widths) and run
+    a new cosine schedule — training longer without starting over. The face stream continues
+    after the faces ``init`` was trained on, and the config adds up the steps of both runs.
     """
     say = log or (lambda s: None)
     domains = list(dict.fromkeys(domains))
@@ -464,15 +470,29 @@ def train_probes(
 
     # ---- structure regressor: MSE on standardised targets, batches mixed across domains
     reg = StructureRegressor(width, size, arch=arch).to(device)
+    clf = StyleClassifier(classifier_width, size, arch=arch).to(device)
     with torch.no_grad():
         geo_sample = torch.from_numpy(np.stack([sample_params(i, seed).geometry_vector() for i in range(4096)]))
         reg.target_mean.copy_(geo_sample.mean(0))
         reg.target_std.copy_(geo_sample.std(0).clamp_min(1e-3))
+    start = 0  # first face of the training stream
+    if init is not None:
+        ic = init.config
+        if (ic.get("arch"), ic.get("width"), ic.get("classifier_width"), ic.get("size")) != (arch, width,
+                                                                                            classifier_width, size):
+            raise UserInputError(f"--init bundle is {ic.get('arch')} width {ic.get('width')}/"
+                                 f"{ic.get('classifier_width')} at {ic.get('size')} px; train with the same "
+                                 f"--width, --classifier-width and --size")
+        reg.load_state_dict(init.regressor.state_dict())
+        clf.load_state_dict(init.classifier.state_dict())
+        start = int(ic.get("faces_seen", ic.get("steps", 0) * ic.get("batch", batch)))
+        say(f"starting from the given bundle ({ic.get('steps_total', ic.get('steps'))} steps); "
+            f"faces from {start:,} on")
     opt = torch.optim.Adam(reg.parameters(), lr=lr)
     reg.train()
     bar = progress(total=steps, desc="regressor", unit="step", disable=not show_progress)
     ema = None
-    for step, (u8, y, _) in enumerate(_batches(domains, steps, batch, size, seed, n_per_domain, g)):
+    for step, (u8, y, _) in enumerate(_batches(domains, steps, batch, size, seed, n_per_domain, g, start)):
         x, y = _flip(_to_float(u8), y, g)
         x = degrade(x, g)
         _cosine_lr(opt, lr, step, steps)
@@ -491,7 +511,6 @@ def train_probes(
     reg.eval().requires_grad_(False)
 
     # ---- style classifier: photo (0) vs target (1)
-    clf = StyleClassifier(classifier_width, size, arch=arch).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     clf.train()
     # Offset the face stream so the classifier sees other faces than the regressor did (cheap variety).
@@ -523,7 +542,12 @@ def train_probes(
                          n_per_domain=None if n_per_domain is None else int(n_per_domain), size=int(size),
                          steps=int(steps), classifier_steps=int(classifier_steps), batch=int(batch), seed=int(seed),
                          width=int(width), classifier_width=int(classifier_width), lr=float(lr),
-                         geometry_fields=list(GEOMETRY_FIELDS))
+                         geometry_fields=list(GEOMETRY_FIELDS), faces_seen=start + int(steps) * int(batch),
+                         steps_total=int(steps) + (int(init.config.get("steps_total", init.config.get("steps", 0)))
+                                                   if init is not None else 0),
+                         train_seconds_total=metrics["train_seconds"] + (
+                             float(init.config.get("train_seconds_total", init.metrics.get("train_seconds", 0.0)))
+                             if init is not None else 0.0))
     bundle.metrics = metrics
     say(bundle.summary())
     return bundle
@@ -879,18 +903,22 @@ def main() -> None:
 @click.option("--n-eval", type=click.IntRange(2), default=300, help="Held-out faces per domain.")
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="auto")
+@click.option("--init", "init_path", type=click.Path(dir_okay=False), default=None,
+              help="Start from this bundle's weights (train longer without starting over).")
 def train_cmd(out: str, domains: str, target: str, n_per_domain: int | None, size: int, iters: int,
               classifier_steps: int | None, batch: int, width: int, classifier_width: int, lr: float, n_eval: int,
-              seed: int, device: str) -> None:
+              seed: int, device: str, init_path: str | None) -> None:
     """Train both probes on synthetic faces rendered on the fly (minutes to an hour on two CPU cores)."""
     from toonlab.runtime import pick_device
 
     with user_errors():
         dev = pick_device(device)
         names = [d.strip() for d in domains.split(",") if d.strip()]
+        init = ProbeBundle.load(init_path) if init_path else None
         bundle = train_probes(names, target, n_per_domain, size, iters, batch, seed, dev,
                               classifier_steps=classifier_steps, n_eval=n_eval, width=width,
-                              classifier_width=classifier_width, lr=lr, log=click.echo, show_progress=True)
+                              classifier_width=classifier_width, lr=lr, log=click.echo, show_progress=True,
+                              init=init)
         bundle.save(out)
     click.echo(f"wrote {out}")
     _echo_metrics(bundle)

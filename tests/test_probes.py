@@ -127,3 +127,19 @@ def test_quality_score_of_a_generator_and_the_cli(probes, tmp_path):
     assert bad.exit_code == 2 and "not found" in bad.output
     bad = CliRunner().invoke(main, ["quality", "--ckpt", str(ckpt), "--probes", str(bundle), "--domain", "oil"])
     assert bad.exit_code == 2 and "unknown synthetic domain" in bad.output
+
+
+def test_init_continues_training_from_a_bundle(probes):
+    from toonlab.errors import UserInputError
+
+    more = train_probes(("photo", "webtoon", "sketch"), "webtoon", steps=1, batch=8, seed=0, n_eval=4, width=8,
+                        classifier_width=8, classifier_steps=1, lr=1e-12, init=probes)
+    w0 = probes.regressor.features[0].weight
+    assert torch.allclose(more.regressor.features[0].weight, w0, atol=1e-3)  # started from its weights
+    assert not torch.allclose(StructureRegressor(8).features[0].weight, w0, atol=1e-3)  # a fresh one does not
+    c = more.config
+    assert c["steps_total"] == probes.config["steps_total"] + 1
+    assert c["faces_seen"] == probes.config["faces_seen"] + 8  # the face stream went on
+    with pytest.raises(UserInputError, match="same --width"):
+        train_probes(("photo", "webtoon"), "webtoon", steps=1, batch=4, n_eval=4, width=16, classifier_width=8,
+                     init=probes)
