@@ -143,3 +143,19 @@ def test_init_continues_training_from_a_bundle(probes):
     with pytest.raises(UserInputError, match="same --width"):
         train_probes(("photo", "webtoon"), "webtoon", steps=1, batch=4, n_eval=4, width=16, classifier_width=8,
                      init=probes)
+
+
+def test_bundled_probes_are_current_and_read_their_scored_fields():
+    from metrics.probes import DEFAULT_PROBES, evaluate_probes
+
+    b = ProbeBundle.load(DEFAULT_PROBES)
+    assert not b.is_old and b.config["format"] == FORMAT and DEFAULT_PROBES.stat().st_size < 3e6
+    r2 = b.field_r2()
+    scored = [GEOMETRY_FIELDS[i] for i in b.readable_fields()]
+    assert set(r2) == set(GEOMETRY_FIELDS) and len(scored) >= 6
+    assert all(r2[f] >= SCORE_MIN_R2 for f in scored)
+    # the stored numbers belong to these weights: a fresh small held-out set reads the position fields as well
+    again = evaluate_probes(b, n_eval=40, seed=0)
+    for f in ("center_x", "center_y", "roll"):
+        assert again["r2_per_field"][f] > 0.9, (f, again["r2_per_field"][f])
+    assert again["accuracy"] > 0.95
