@@ -820,6 +820,10 @@ class QualityScore:
     n: int
     truncation: float
     seed: int
+    #: the same distance on each half of the features alone: the regressor's (face geometry) and the
+    #: classifier's (drawing style); says which of the two a generator misses
+    score_geometry: float | None = None
+    score_style: float | None = None
 
     @property
     def relative(self) -> float:
@@ -833,7 +837,9 @@ class QualityScore:
         a, b = self.scale_domains
         return (f"quality score (probe-feature Fréchet distance to {self.domain} renders, n={self.n}, "
                 f"truncation {self.truncation:g}): {self.score:.3f}; floor (renders vs renders) {self.floor:.3f}; "
-                f"scale ({a} vs {b} renders) {self.scale:.3f}; relative {self.relative:.3f}")
+                f"scale ({a} vs {b} renders) {self.scale:.3f}; relative {self.relative:.3f}"
+                + (f" (geometry features alone {self.score_geometry:.3f}, style features alone {self.score_style:.3f})"
+                   if self.score_geometry is not None and self.score_style is not None else ""))
 
 
 def _fd(a: Tensor, b: Tensor) -> float:
@@ -874,7 +880,9 @@ def quality_score(bundle: ProbeBundle, G: Generator, domain: str = "photo", n: i
                                                                                             log)
     feats = generator_features(bundle, G, n, seed, truncation, batch)
     bundle.to("cpu")
-    return QualityScore(_fd(feats, ref), floor, scale, domain, pair, n, float(truncation), int(seed))
+    h = bundle.regressor.head[1].out_features  # the regressor's half of probe_features
+    return QualityScore(_fd(feats, ref), floor, scale, domain, pair, n, float(truncation), int(seed),
+                        _fd(feats[:, :h], ref[:, :h]), _fd(feats[:, h:], ref[:, h:]))
 
 
 # --------------------------------------------------------------------------- CLI

@@ -114,6 +114,8 @@ def test_quality_score_of_a_generator_and_the_cli(probes, tmp_path):
     q = quality_score(probes, G, "photo", n=64, references=refs)
     assert math.isfinite(q.score) and q.score > q.floor  # random tiny weights draw no faces
     assert q.floor == refs[1] and q.scale == refs[2]
+    assert q.score_geometry is not None and q.score_style is not None
+    assert 0 < q.score_geometry < q.score and 0 < q.score_style < q.score  # each half is part of the whole
     assert quality_score(probes, G, "photo", n=64, references=refs).score == q.score  # deterministic
     ckpt = conftest.tiny_checkpoint(tmp_path / "G.pt", perturb="noise")
     bundle = probes.save(tmp_path / "p.pt")
