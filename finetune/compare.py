@@ -442,9 +442,8 @@ def what_the_numbers_say(results: Sequence[MethodResult], probes: ProbeBundle | 
         r2 = probes.field_r2()
         n_readable = sum(v >= SCORE_MIN_R2 for v in r2.values())
         if n_readable < 5 or m.get("accuracy", 1.0) < 0.9:
-            out.append(f"Caution: the probes are weak ({n_readable} geometry fields read with R² ≥ {SCORE_MIN_R2:g}, "
-                       "classifier "
-                       f"accuracy {m.get('accuracy', float('nan')):.2f}); treat these numbers as rough.")
+            out.append(f"Caution: the probes are weak ({n_readable} geometry fields read with R² ≥ "
+                       f"{SCORE_MIN_R2:g}, classifier accuracy {m.get('accuracy', float('nan')):.2f}); treat these numbers as rough.")
     return " ".join(out)
 
 
@@ -499,7 +498,8 @@ def write_report(
         lines.append(f"- Probes: `{_display(s.probes)}` — {probes.summary()}")
     lines += [
         "",
-        "| method | flags | images seen | fine-tune time | structure error ↓ | ± s.e. | style score ↑ | quality ↓ |",
+        "| method | flags | images seen | fine-tune time | structure error ↓ | ± s.e. | style score ↑ "
+        "| quality ↓ |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -525,7 +525,8 @@ def write_report(
         "- **Structure error**: for each latent, the structure regressor (`metrics/probes.py`) reads the "
         "normalised face geometry (each field in [0, 1] over its sampling range) from the source image and from "
         "the fine-tuned image of the same w and noise; the error is the mean absolute difference over the fields "
-        f"it reads with held-out R² ≥ {SCORE_MIN_R2:g} on GAN-look images ({fields}), averaged over latents (0.05 = the readings differ "
+        f"it reads with held-out R² ≥ {SCORE_MIN_R2:g} on GAN-look images ({fields}; the others, and why, in "
+        "docs/PROBES.md), averaged over latents (0.05 = the readings differ "
         "by 5 % of a parameter's range). The regressor was trained on all synthetic domains with the same face "
         "parameters, so it reads geometry, not drawing style. "
         + (f"For scale, on synthetic faces: the same face drawn as photo and as {s.target} scores {_num(floor)} "

@@ -124,7 +124,8 @@ def test_quality_score_of_a_generator_and_the_cli(probes, tmp_path):
                                     "--device", "cpu", "--json", str(out)])
     assert res.exit_code == 0, res.output
     rec = json.loads(out.read_text())
-    assert rec["n"] == 64 and rec["floor"] > 0 and rec["scale"] > rec["floor"] and "floor (renders vs renders)" in res.output
+    assert rec["n"] == 64 and rec["floor"] > 0 and rec["scale"] > rec["floor"]
+    assert "floor (renders vs renders)" in res.output
     bad = CliRunner().invoke(main, ["quality", "--ckpt", str(tmp_path / "missing.pt"), "--probes", str(bundle)])
     assert bad.exit_code == 2 and "not found" in bad.output
     bad = CliRunner().invoke(main, ["quality", "--ckpt", str(ckpt), "--probes", str(bundle), "--domain", "oil"])
