@@ -443,7 +443,8 @@ def what_the_numbers_say(results: Sequence[MethodResult], probes: ProbeBundle | 
         n_readable = sum(v >= SCORE_MIN_R2 for v in r2.values())
         if n_readable < 5 or m.get("accuracy", 1.0) < 0.9:
             out.append(f"Caution: the probes are weak ({n_readable} geometry fields read with R² ≥ "
-                       f"{SCORE_MIN_R2:g}, classifier accuracy {m.get('accuracy', float('nan')):.2f}); treat these numbers as rough.")
+                       f"{SCORE_MIN_R2:g}, classifier accuracy {m.get('accuracy', float('nan')):.2f}); "
+                       "treat these numbers as rough.")
     return " ".join(out)
 
 
