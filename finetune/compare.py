@@ -42,11 +42,14 @@ from torch import Tensor
 
 from metrics.probes import (
     DEFAULT_PROBES,
+    SCORE_MIN_R2,
     ProbeBundle,
+    domain_references,
     geometry_predictions,
     structure_errors,
     structure_references,
     style_probabilities,
+    quality_score,
     train_probes,
 )
 from stylegan2.networks import Generator
@@ -170,6 +173,8 @@ class MethodResult:
     structure_error: float
     structure_se: float  # standard error over the scored latents
     style_score: float
+    quality: float | None = None  # probe-feature Fréchet distance of its samples to its domain's renders
+    quality_ref: tuple[float, float] | None = None  # that distance's (floor, scale), see metrics.probes.QualityScore
     images: int | None = None  # images the method saw while fine-tuning
     train_seconds: float | None = None
     checkpoint: str | None = None
@@ -188,6 +193,7 @@ def _load_bundle(s: CompareSettings, probes: ProbeBundle | None, log: Callable[[
         if s.quick and not Path(s.probes).is_file():
             log(f"--quick: {s.probes} not found, training throw-away tiny probes (their scores mean nothing)")
             probes = train_probes(("photo", s.target), s.target, n_per_domain=32, steps=20, batch=16, seed=s.seed,
+                                  width=8, classifier_width=8,
                                   n_eval=16)
         else:
             probes = ProbeBundle.load(s.probes)
@@ -285,9 +291,16 @@ def run_comparison(
     score_kw = dict(n=s.n, seed=s.seed, batch=64, truncation=s.truncation)
     # The source's readings are shared by every row: render it once.
     src_pred = geometry_predictions(bundle, src, src, **score_kw)
+    # Quality references (renders, floor, scale) once per domain: the source draws photo, the rest the target.
+    refs = {d: domain_references(bundle, d, n=s.n, seed=s.seed) for d in ("photo", s.target)}
+    quality_ref = {d: (r[1], r[2]) for d, r in refs.items()}
+
+    def quality(G: Generator, domain: str) -> float:
+        return quality_score(bundle, G, domain, n=s.n, seed=s.seed, references=refs[domain]).score
+
     results = [MethodResult("source", "source", "(reference)", 0.0, 0.0,
-                            float(style_probabilities(bundle, src, **score_kw).mean()), generator=src,
-                            per_latent=torch.zeros(s.n), checkpoint=str(s.source))]
+                            float(style_probabilities(bundle, src, **score_kw).mean()), quality(src, "photo"),
+                            quality_ref["photo"], generator=src, per_latent=torch.zeros(s.n), checkpoint=str(s.source))]
     for name in s.methods:
         ckpt, seconds, images = finetune_method(name, s, say)
         tuned = load_generator(ckpt, "g_ema", device)
@@ -297,10 +310,11 @@ def run_comparison(
             style = float(style_probabilities(bundle, G, **score_kw).mean())
             results.append(MethodResult(
                 row_name, kind, method_flags(name) + (f" + swap {s.swap_block}" if kind == "swap" else ""),
-                float(err.mean()), _se(err), style,
-                images=images, train_seconds=seconds if kind == "finetune" else None,
+                float(err.mean()), _se(err), style, quality(G, s.target),
+                quality_ref[s.target], images=images, train_seconds=seconds if kind == "finetune" else None,
                 checkpoint=str(ckpt), per_latent=err, generator=G))
-            say(f"[{row_name}] structure error {err.mean():.4f} ± {_se(err):.4f}, style score {style:.3f}")
+            say(f"[{row_name}] structure error {err.mean():.4f} ± {_se(err):.4f}, style score {style:.3f}, "
+                f"quality {results[-1].quality:.3f}")
     write_json_atomic(Path(s.out_root) / "results.json",
                       {"settings": s.__dict__, "results": [r.to_dict() for r in results]})
     return results
@@ -425,11 +439,12 @@ def what_the_numbers_say(results: Sequence[MethodResult], probes: ProbeBundle | 
                    + f", changing the style score by {dstyle:+.3f} on average.")
     if probes is not None and probes.metrics:
         m = probes.metrics
-        r2 = m.get("r2_per_field") or {}
-        n_readable = sum(v >= 0.5 for v in r2.values())
+        r2 = probes.field_r2()
+        n_readable = sum(v >= SCORE_MIN_R2 for v in r2.values())
         if n_readable < 5 or m.get("accuracy", 1.0) < 0.9:
-            out.append(f"Caution: the probes are weak ({n_readable} geometry fields read with R² ≥ 0.5, classifier "
-                       f"accuracy {m.get('accuracy', float('nan')):.2f}); treat these numbers as rough.")
+            out.append(f"Caution: the probes are weak ({n_readable} geometry fields read with R² ≥ "
+                       f"{SCORE_MIN_R2:g}, classifier accuracy {m.get('accuracy', float('nan')):.2f}); "
+                       "treat these numbers as rough.")
     return " ".join(out)
 
 
@@ -463,6 +478,7 @@ def write_report(
     images = {r.images for r in results if r.images is not None}
     size = results[0].generator.size if results[0].generator is not None else "?"
     floor, ceiling = structure_references(probes, s.target, seed=s.seed) if probes is not None else (0.0, 0.0)
+    quality_refs = {("photo" if r.kind == "source" else s.target): r.quality_ref for r in results if r.quality_ref}
     lines = [
         "# Fine-tuning methods compared (measured)",
         "",
@@ -483,15 +499,16 @@ def write_report(
         lines.append(f"- Probes: `{_display(s.probes)}` — {probes.summary()}")
     lines += [
         "",
-        "| method | flags | images seen | fine-tune time | structure error ↓ | ± s.e. | style score ↑ |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| method | flags | images seen | fine-tune time | structure error ↓ | ± s.e. | style score ↑ "
+        "| quality ↓ |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         img = f"{r.images:,}" if r.images is not None and r.kind == "finetune" else "–"
         se = _num(r.structure_se) if r.kind != "source" else "–"
         err = "0 (by definition)" if r.kind == "source" else _num(r.structure_error)
         lines.append(f"| {r.name} | {r.flags} | {img} | {_fmt_time(r.train_seconds)} | {err} | {se} | "
-                     f"{r.style_score:.3f} |")
+                     f"{r.style_score:.3f} | {'–' if r.quality is None else f'{r.quality:.3f}'} |")
     lines += [
         "",
         f"![rows = methods (source first), columns = the same seeds]({grid_rel})",
@@ -509,7 +526,8 @@ def write_report(
         "- **Structure error**: for each latent, the structure regressor (`metrics/probes.py`) reads the "
         "normalised face geometry (each field in [0, 1] over its sampling range) from the source image and from "
         "the fine-tuned image of the same w and noise; the error is the mean absolute difference over the fields "
-        f"it reads with held-out R² ≥ 0.5 ({fields}), averaged over latents (0.05 = the readings differ "
+        f"it reads with held-out R² ≥ {SCORE_MIN_R2:g} on GAN-look images ({fields}; the others, and why, in "
+        "docs/PROBES.md), averaged over latents (0.05 = the readings differ "
         "by 5 % of a parameter's range). The regressor was trained on all synthetic domains with the same face "
         "parameters, so it reads geometry, not drawing style. "
         + (f"For scale, on synthetic faces: the same face drawn as photo and as {s.target} scores {_num(floor)} "
@@ -517,6 +535,12 @@ def write_report(
            if probes is not None else ""),
         "- **Style score**: mean probability that the style classifier (photo vs "
         f"{s.target}) calls the generator's own samples (its own mapping network, ψ = {s.truncation:g}) cartoon.",
+        "- **Quality**: Fréchet distance in the probes' feature space (`metrics.probes quality`) between "
+        f"{s.n:,} of the generator's own samples (ψ = 1, random noise) and {s.n:,} fresh renders of its domain "
+        f"(photo for the source, {s.target} for the rest); lower is better. "
+        + ("; ".join(f"{d}: floor (renders vs renders) {f:.3f}, scale (photo vs {s.target if d == 'photo' else d} "
+                     f"renders) {c:.3f}" for d, (f, c) in quality_refs.items()) + "."
+           if quality_refs else ""),
         "- Differences between methods are paired over the same latents; the text calls one only when it "
         "exceeds two standard errors. A low structure error alone is not a win: the untouched source scores 0.",
         "- Fine-tune time is the wall time of `finetune()` for that method on this machine (summed over resumed runs).",

@@ -6,7 +6,7 @@ LPIPS metrics, the trainer metric hook, the synthetic-domain probes and StarGAN 
 Modules: ``fid`` (maths), ``features`` (Inception / random extractors), ``sources`` (datasets,
 generators, translators, tensors), ``stats`` (statistics + cache, FID/KID between sources),
 ``lpips`` (diversity, reconstruction), ``hook`` (periodic metrics while training), ``probes``
-(structure regressor / style classifier), ``stargan2`` (the StarGAN v2 evaluation),
+(structure regressor / style classifier / sample-quality score), ``stargan2`` (the StarGAN v2 evaluation),
 ``translation_comparison`` (CartoonGAN vs CycleGAN), ``cli``.
 """
 

@@ -1,7 +1,10 @@
 """Small scorers for comparing fine-tuning methods, trained on the built-in synthetic domains.
 
-    python -m metrics.probes train [--out toonlab/assets/probes64.pt] [--target webtoon]
+    python -m metrics.probes train [--out toonlab/assets/probes64.pt] [--target webtoon] [--iters N]
     python -m metrics.probes show [toonlab/assets/probes64.pt]
+    python -m metrics.probes quality --ckpt G.pt [--domain photo] [--n 2000] [--json q.json]
+
+(docs/PROBES.md: how the bundled probes were trained, their held-out R² per field, the quality score.)
 
 Two probes, both tiny CNNs reading 64×64 RGB in [-1, 1] (other sizes are resized with
 antialiasing):
@@ -16,6 +19,10 @@ The synthetic parameters are the ground truth no real dataset has, which is what
 probes possible: "did fine-tuning keep the source face's structure?" becomes "do the regressor's
 readings of the source image and the fine-tuned image agree?" (:func:`structure_error`).
 
+The sample-quality score (:func:`quality_score`) is a Fréchet distance in the probes' own feature
+space (both probes' penultimate features) between a generator's samples and fresh renders of its
+synthetic domain, quoted with its floor (two sets of renders) and scale (photo vs cartoon renders).
+
 Both probes are trained with a mild "GAN look" augmentation (down/up-sampling blur and pixel
 noise, applied to every class alike) because they score generator samples, which are softer
 than the crisp renders; without it the classifier can learn "sharp = cartoon".
@@ -28,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from toonlab.images import uint8_to_tensor
 
@@ -44,7 +51,8 @@ from torch import Tensor, nn
 from stylegan2.networks import Generator
 from toonlab.checkpoint import load_torch_file
 from toonlab.errors import UserInputError, user_errors
-from toonlab.runtime import ASSETS
+from toonlab.options import ToonGroup
+from toonlab.runtime import ASSETS, progress
 from toonlab.synthetic import DOMAINS, GEOMETRY_FIELDS, render, sample_params
 
 __all__ = [
@@ -62,16 +70,28 @@ __all__ = [
     "structure_references",
     "style_probabilities",
     "style_score",
+    "evaluate_probes",
+    "probe_features",
+    "render_features",
+    "generator_features",
+    "domain_references",
+    "QualityScore",
+    "quality_score",
 ]
 
 DEFAULT_PROBES = ASSETS / "probes64.pt"
 PROBE_SIZE = 64
-FORMAT = "toonlab-probes-v1"
+FORMAT = "toonlab-probes-v2"
+# Bundles of the first layout (v1 networks, fp32 weights) still load; see ProbeBundle.load.
+OLD_FORMATS = ("toonlab-probes-v1",)
 # Indices of the held-out faces: far beyond any n_per_domain anyone will train with, so the
 # evaluation faces are fresh draws of the same parameter stream.
 EVAL_OFFSET = 10_000_000
 # FaceParams.flipped() mirrors center_x and roll; both ranges are symmetric, so in normalised
 # units the mirrored value is 1 - v (used by the flip augmentation).
+#: Structure errors are taken over the fields the regressor reads with held-out R² at least this
+#: (on GAN-look images, :meth:`ProbeBundle.field_r2`): a field read worse only adds noise.
+SCORE_MIN_R2 = 0.9
 _FLIP_FIELDS = [GEOMETRY_FIELDS.index("center_x"), GEOMETRY_FIELDS.index("roll")]
 
 
@@ -86,33 +106,53 @@ def to_probe_input(images: Tensor, size: int = PROBE_SIZE) -> Tensor:
     return x
 
 
+def _block(cin: int, cout: int, stride: int, k: int = 3) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
+
+
 class _SmallCNN(nn.Module):
-    """Six 3×3 convolutions, four of them stride 2 (64 → 4 px), and a 2-layer head.
+    """A small CNN and a 2-layer head; ``arch`` picks the layout.
+
+    ``"v1"`` (the first bundled probes): six 3×3 convolutions, four of them stride 2 (64 → 4 px),
+    128 hidden units. ``"v2"`` (default): a full-resolution stem, two convolutions at each of 32,
+    16 and 8 px and a stride-2 one down to 4 px, 256 hidden units. The extra resolution is for
+    the geometry fields that are a few pixels big at 64 px (brow thickness, nose width, mouth
+    curvature): v1 reads them with R² < 0.5.
 
     The head is a *flattened* 4×4 map, not global pooling: the geometry targets include
     positions (centre, eye line), which pooling would throw away. BatchNorm speeds up the short
     CPU training; scoring always runs in eval mode, so an image scores the same in any batch.
     """
 
-    def __init__(self, out_dim: int, width: int = 24, size: int = PROBE_SIZE) -> None:
+    def __init__(self, out_dim: int, width: int = 32, size: int = PROBE_SIZE, arch: str = "v2") -> None:
         super().__init__()
         self.size = size
+        self.arch = arch
         w = width
+        if arch == "v1":
+            layers = [*_block(3, w, 2), *_block(w, w, 1),  # 32 px
+                      *_block(w, 2 * w, 2), *_block(2 * w, 2 * w, 1),  # 16 px
+                      *_block(2 * w, 4 * w, 2),  # 8 px
+                      *_block(4 * w, 4 * w, 2)]  # 4 px
+            flat, hidden = 4 * w * 16, 128
+        elif arch == "v2":
+            layers = [*_block(3, max(8, w // 2), 1),  # 64 px: a few-pixel brow or nostril survives the stride
+                      *_block(max(8, w // 2), w, 2), *_block(w, w, 1),  # 32 px
+                      *_block(w, 2 * w, 2), *_block(2 * w, 2 * w, 1),  # 16 px
+                      *_block(2 * w, 4 * w, 2), *_block(4 * w, 4 * w, 1),  # 8 px
+                      *_block(4 * w, 64, 2)]  # 4 px, 64 channels: keeps the flattened head small
+            flat, hidden = 64 * 16, 256
+        else:
+            raise ValueError(f"unknown probe architecture {arch!r}")
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4))  # a no-op at 64 px; other sizes work
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, out_dim))
 
-        def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
-
-        self.features = nn.Sequential(
-            *block(3, w, 2), *block(w, w, 1),  # 32 px: eyes, brows and mouth are a few pixels wide
-            *block(w, 2 * w, 2), *block(2 * w, 2 * w, 1),  # 16 px
-            *block(2 * w, 4 * w, 2),  # 8 px
-            *block(4 * w, 4 * w, 2),  # 4 px
-            nn.AdaptiveAvgPool2d(4),  # a no-op at 64 px; keeps other probe sizes working
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, 128), nn.LeakyReLU(0.2), nn.Linear(128, out_dim))
+    def embed(self, images: Tensor) -> Tensor:
+        """The penultimate features [N, hidden] (what the quality score's Fréchet distance compares)."""
+        return self.head[:3](self.features(to_probe_input(images, self.size)))
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.head(self.features(to_probe_input(images, self.size)))
+        return self.head[3](self.embed(images))
 
 
 class StructureRegressor(_SmallCNN):
@@ -122,8 +162,9 @@ class StructureRegressor(_SmallCNN):
     :meth:`forward` answers in the [0, 1] units of ``FaceParams.geometry_vector()``.
     """
 
-    def __init__(self, width: int = 24, size: int = PROBE_SIZE, n_fields: int = len(GEOMETRY_FIELDS)) -> None:
-        super().__init__(n_fields, width, size)
+    def __init__(self, width: int = 32, size: int = PROBE_SIZE, n_fields: int = len(GEOMETRY_FIELDS),
+                 arch: str = "v2") -> None:
+        super().__init__(n_fields, width, size, arch)
         self.register_buffer("target_mean", torch.full((n_fields,), 0.5))
         self.register_buffer("target_std", torch.full((n_fields,), math.sqrt(1 / 12)))  # uniform on [0, 1]
 
@@ -138,8 +179,8 @@ class StructureRegressor(_SmallCNN):
 class StyleClassifier(_SmallCNN):
     """Images → one logit: > 0 means the target cartoon domain, < 0 photo."""
 
-    def __init__(self, width: int = 24, size: int = PROBE_SIZE) -> None:
-        super().__init__(1, width, size)
+    def __init__(self, width: int = 16, size: int = PROBE_SIZE, arch: str = "v2") -> None:
+        super().__init__(1, width, size, arch)
 
     def forward(self, images: Tensor) -> Tensor:
         return super().forward(images).squeeze(1)
@@ -176,13 +217,19 @@ class ProbeBundle:
         return self
 
     def save(self, path: str | Path) -> Path:
-        """Write plain tensors, strings and numbers only, so :meth:`load` works with ``weights_only``."""
+        """Write plain tensors, strings and numbers only, so :meth:`load` works with ``weights_only``.
+
+        Float weights are stored as float16 (half the bytes; the readings move by < 1e-3 of a
+        field's range, far below the probes' own error) and loaded back as float32."""
         from toonlab.atomic import torch_save_atomic
+
+        def half(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+            return {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()) for k, v in sd.items()}
 
         obj = {
             "format": FORMAT,
-            "regressor": {k: v.detach().cpu() for k, v in self.regressor.state_dict().items()},
-            "classifier": {k: v.detach().cpu() for k, v in self.classifier.state_dict().items()},
+            "regressor": half(self.regressor.state_dict()),
+            "classifier": half(self.classifier.state_dict()),
             "config": self.config,
             "metrics": self.metrics,
         }
@@ -190,34 +237,49 @@ class ProbeBundle:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "ProbeBundle":
-        """Load a bundle written by :meth:`save`; bad files raise a one-line ``UserInputError``."""
+        """Load a bundle written by :meth:`save` (this format or an older one: ``config["format"]``
+        then says which); bad files raise a one-line ``UserInputError``."""
         path = Path(path)
         if not path.is_file():
             raise UserInputError(f"probe bundle not found: {path} (train it with: python -m metrics.probes train "
                                  f"--out {path})")
         obj = load_torch_file(path, "probe bundle")
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        fmt = obj.get("format") if isinstance(obj, dict) else None
+        if fmt not in (FORMAT, *OLD_FORMATS):
             raise UserInputError(f"{path} is not a toonlab probe bundle (expected format {FORMAT})")
         cfg = dict(obj["config"])
+        cfg["format"] = fmt
         fields = list(cfg.get("geometry_fields", GEOMETRY_FIELDS))
         if fields != list(GEOMETRY_FIELDS):
             raise UserInputError(f"{path} was trained on other geometry fields than this toonlab's; retrain it")
-        reg = StructureRegressor(cfg["width"], cfg["size"], len(fields))
-        clf = StyleClassifier(cfg["width"], cfg["size"])
+        arch = str(cfg.get("arch", "v1"))  # v1 bundles predate the key
+        reg = StructureRegressor(cfg["width"], cfg["size"], len(fields), arch)
+        clf = StyleClassifier(cfg.get("classifier_width", cfg["width"]), cfg["size"], arch)
         try:
-            reg.load_state_dict(obj["regressor"])
+            reg.load_state_dict(obj["regressor"])  # copies float16 into the float32 parameters
             clf.load_state_dict(obj["classifier"])
         except RuntimeError as e:
             raise UserInputError(f"{path}: probe weights do not fit: {str(e).splitlines()[0][:200]}") from None
         return cls(reg, clf, cfg, dict(obj.get("metrics") or {})).to(device).eval()
 
-    def readable_fields(self, min_r2: float = 0.5) -> list[int]:
-        """Indices of the geometry fields the regressor reads with held-out R² ≥ ``min_r2``.
+    @property
+    def is_old(self) -> bool:
+        """True for a bundle of an older format (weaker probes; retrain with ``metrics.probes train``)."""
+        return self.config.get("format") in OLD_FORMATS
 
-        Fine details (mouth curvature, nose width) are a few pixels at 64 px and barely readable;
-        their near-constant readings would only dilute the structure error. All fields when no
-        metrics are stored or none qualifies (``min_r2 <= -inf`` also gives all)."""
-        r2 = self.metrics.get("r2_per_field") or {}
+    def field_r2(self) -> dict[str, float]:
+        """Held-out R² per geometry field on generator-like images (the GAN look on every image)
+        where the bundle stored it, else on crisp renders (older bundles); empty when unknown."""
+        return dict(self.metrics.get("r2_per_field_gan") or self.metrics.get("r2_per_field") or {})
+
+    def readable_fields(self, min_r2: float = SCORE_MIN_R2) -> list[int]:
+        """Indices of the geometry fields the regressor reads with held-out R² ≥ ``min_r2``
+        (:meth:`field_r2`).
+
+        A field the regressor cannot read gives near-constant readings that would only dilute
+        the structure error. All fields when no metrics are stored or none qualifies
+        (``min_r2 <= -inf`` also gives all)."""
+        r2 = self.field_r2()
         idx = [i for i, f in enumerate(GEOMETRY_FIELDS) if r2.get(f, -math.inf) >= min_r2]
         return idx or list(range(len(GEOMETRY_FIELDS)))
 
@@ -226,10 +288,16 @@ class ProbeBundle:
         m = self.metrics
         if not m:
             return "probe quality unknown (no held-out metrics stored)"
-        n_read = sum(v >= 0.5 for v in (m.get("r2_per_field") or {}).values())
+        r2 = self.field_r2()
+        n_read = sum(v >= SCORE_MIN_R2 for v in r2.values())
+        worst = min(r2, key=r2.get) if r2 else None
+        on = "GAN-look" if m.get("r2_per_field_gan") else "crisp"
+        gan = f", {m['r2_mean_gan']:.3f} on GAN-look images" if "r2_mean_gan" in m else ""
         return (f"structure regressor held-out R² {m['r2_mean']:.3f} (mean over {len(GEOMETRY_FIELDS)} geometry "
-                f"fields, all domains; {n_read} fields with R² ≥ 0.5); style classifier held-out accuracy "
-                f"{m['accuracy']:.3f} photo vs {self.target} ({m['accuracy_blurred']:.3f} on blurred images)")
+                f"fields, all domains, crisp renders{gan}; {n_read} fields with {on} R² ≥ {SCORE_MIN_R2:g}"
+                + (f", lowest {worst} {r2[worst]:.3f}" if worst else "")
+                + f"); style classifier held-out accuracy {m['accuracy']:.3f} photo vs {self.target} "
+                f"({m['accuracy_blurred']:.3f} on blurred images)")
 
 
 def load_probes(path: str | Path = DEFAULT_PROBES, device: str | torch.device = "cpu") -> ProbeBundle:
@@ -300,14 +368,57 @@ def _r2(pred: Tensor, target: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, x: Tensor, batch: int, device: torch.device) -> Tensor:
+def _predict(model: Callable[[Tensor], Tensor], x: Tensor, batch: int, device: torch.device) -> Tensor:
     return torch.cat([model(x[i : i + batch].to(device)).cpu() for i in range(0, len(x), batch)])
+
+
+def _render_batch(domains: Sequence[str], domain_idx: np.ndarray, face_idx: np.ndarray, size: int,
+                  seed: int) -> tuple[np.ndarray, Tensor]:
+    """uint8 images [B,size,size,3] of faces ``face_idx`` drawn in ``domains[domain_idx]``, and their geometry."""
+    imgs = np.empty((len(face_idx), size, size, 3), dtype=np.uint8)
+    geo = np.empty((len(face_idx), len(GEOMETRY_FIELDS)), dtype=np.float32)
+    for j, (d, i) in enumerate(zip(domain_idx.tolist(), face_idx.tolist())):
+        p = sample_params(int(i), seed)
+        imgs[j] = render(p, domains[d], size)
+        geo[j] = p.geometry_vector()
+    return imgs, torch.from_numpy(geo)
+
+
+def _batches(domains: Sequence[str], steps: int, batch: int, size: int, seed: int, n_per_domain: int | None,
+             g: torch.Generator, start: int = 0) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
+    """``steps`` training batches (images, geometry, domain index), rendered one step ahead in a
+    thread so drawing the next batch (PIL and numpy release the GIL) overlaps the current step.
+
+    ``n_per_domain=None``: every batch is fresh faces (indices ``start``, ``start + 1``, … in order;
+    an unlimited stream, so nothing can be memorised); otherwise faces are drawn from the first
+    ``n_per_domain``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def plan(step: int) -> tuple[np.ndarray, np.ndarray]:
+        di = torch.randint(len(domains), (batch,), generator=g).numpy()
+        if n_per_domain is None:
+            fi = np.arange(start + step * batch, start + (step + 1) * batch)
+        else:
+            fi = torch.randint(n_per_domain, (batch,), generator=g).numpy()
+        return di, fi
+
+    with ThreadPoolExecutor(1) as pool:
+        di, fi = plan(0)
+        nxt = pool.submit(_render_batch, domains, di, fi, size, seed)
+        for step in range(steps):
+            imgs, geo = nxt.result()
+            cur = torch.from_numpy(di)
+            if step + 1 < steps:
+                di, fi = plan(step + 1)
+                nxt = pool.submit(_render_batch, domains, di, fi, size, seed)
+            yield imgs, geo, cur
 
 
 def train_probes(
     domains: Sequence[str] = DOMAINS,
     target: str = "webtoon",
-    n_per_domain: int = 3000,
+    n_per_domain: int | None = None,
     size: int = PROBE_SIZE,
     steps: int = 1000,
     batch: int = 64,
@@ -316,17 +427,30 @@ def train_probes(
     *,
     classifier_steps: int | None = None,
     n_eval: int = 300,
-    width: int = 24,
+    width: int = 32,
+    classifier_width: int = 16,
+    arch: str = "v2",
     lr: float = 2e-3,
     log: Callable[[str], None] | None = None,
+    show_progress: bool = False,
+    init: ProbeBundle | None = None,
 ) -> ProbeBundle:
-    """Render synthetic faces once into memory and train both probes; returns the bundle with
-    held-out metrics on ``n_eval`` fresh faces per domain (indices ≥ ``EVAL_OFFSET``).
+    """Train both probes on synthetic faces rendered on the fly; returns the bundle with held-out
+    metrics on ``n_eval`` fresh faces per domain (indices ≥ ``EVAL_OFFSET``).
 
-    ``steps`` are regressor steps of ``batch`` images drawn from all ``domains``;
-    ``classifier_steps`` (default ``steps // 4``: photo vs cartoon is an easy task) train the
-    classifier on ``photo`` vs ``target``. Rendering 4 × 3000 faces takes ~40 s on one core; the
-    defaults train in ~3 minutes on two free CPU cores (twice that on a busy machine).
+    ``steps`` are regressor steps of ``batch`` images drawn from all ``domains`` (each image in a
+    random domain); ``classifier_steps`` (default ``steps // 4``: photo vs cartoon is an easy task)
+    train the classifier on ``photo`` vs ``target``. ``n_per_domain=None`` renders fresh faces for
+    every batch (unlimited data: what the bundled probes use); a number reuses that many faces.
+    Every training image gets the GAN-look augmentation (:func:`degrade`) and a random mirror.
+
+    Held-out R² is measured twice: on the crisp renders (``r2_per_field``) and on the same faces
+    with the GAN look applied to every image (``r2_per_field_gan``: what generator samples
+    resemble). Rendering costs ~1.5 ms a face at 64 px, a small part of a training step.
+
+    ``init``: start both probes from this bundle's weights (same architecture and widths) and run
+    a new cosine schedule — training longer without starting over. The face stream continues
+    after the faces ``init`` was trained on, and the config adds up the steps of both runs.
     """
     say = log or (lambda s: None)
     domains = list(dict.fromkeys(domains))
@@ -335,40 +459,41 @@ def train_probes(
             raise UserInputError(f"unknown synthetic domain {d!r}; choose from {', '.join(DOMAINS)}")
     if target == "photo":
         raise UserInputError("the style classifier separates photo from a cartoon domain: --target cannot be photo")
-    if n_per_domain < 1 or steps < 1 or batch < 2:
+    if (n_per_domain is not None and n_per_domain < 1) or steps < 1 or batch < 2:
         raise UserInputError("n_per_domain, steps must be ≥ 1 and batch ≥ 2")
     classifier_steps = max(1, steps // 4) if classifier_steps is None else int(classifier_steps)
     device = torch.device(device)
     t0 = time.time()
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-
-    # The same faces (indices) in every domain: the regressor cannot use style to predict geometry.
     needed = list(dict.fromkeys([*domains, "photo", target]))
-    train_idx = range(n_per_domain)
-    eval_idx = range(EVAL_OFFSET, EVAL_OFFSET + n_eval)
-    train_imgs: dict[str, np.ndarray] = {}
-    eval_imgs: dict[str, np.ndarray] = {}
-    for d in needed:
-        train_imgs[d], geo_train = render_domain(d, train_idx, size, seed)
-        eval_imgs[d], geo_eval = render_domain(d, eval_idx, size, seed)
-    say(f"rendered {n_per_domain:,} + {n_eval:,} held-out faces in each of {', '.join(needed)} "
-        f"at {size} px ({time.time() - t0:.0f} s)")
-    geo_train_t, geo_eval_t = torch.from_numpy(geo_train), torch.from_numpy(geo_eval)
 
     # ---- structure regressor: MSE on standardised targets, batches mixed across domains
-    reg = StructureRegressor(width, size).to(device)
+    reg = StructureRegressor(width, size, arch=arch).to(device)
+    clf = StyleClassifier(classifier_width, size, arch=arch).to(device)
     with torch.no_grad():
-        reg.target_mean.copy_(geo_train_t.mean(0))
-        reg.target_std.copy_(geo_train_t.std(0).clamp_min(1e-3))
-    stack = np.stack([train_imgs[d] for d in domains])  # [D, N, H, W, 3]
+        geo_sample = torch.from_numpy(np.stack([sample_params(i, seed).geometry_vector() for i in range(4096)]))
+        reg.target_mean.copy_(geo_sample.mean(0))
+        reg.target_std.copy_(geo_sample.std(0).clamp_min(1e-3))
+    start = 0  # first face of the training stream
+    if init is not None:
+        ic = init.config
+        if (ic.get("arch"), ic.get("width"), ic.get("classifier_width"), ic.get("size")) != (arch, width,
+                                                                                            classifier_width, size):
+            raise UserInputError(f"--init bundle is {ic.get('arch')} width {ic.get('width')}/"
+                                 f"{ic.get('classifier_width')} at {ic.get('size')} px; train with the same "
+                                 f"--width, --classifier-width and --size")
+        reg.load_state_dict(init.regressor.state_dict())
+        clf.load_state_dict(init.classifier.state_dict())
+        start = int(ic.get("faces_seen", ic.get("steps", 0) * ic.get("batch", batch)))
+        say(f"starting from the given bundle ({ic.get('steps_total', ic.get('steps'))} steps); "
+            f"faces from {start:,} on")
     opt = torch.optim.Adam(reg.parameters(), lr=lr)
     reg.train()
-    for step in range(steps):
-        di = torch.randint(len(domains), (batch,), generator=g)
-        fi = torch.randint(n_per_domain, (batch,), generator=g)
-        x = _to_float(stack[di.numpy(), fi.numpy()])
-        x, y = _flip(x, geo_train_t[fi], g)
+    bar = progress(total=steps, desc="regressor", unit="step", disable=not show_progress)
+    ema = None
+    for step, (u8, y, _) in enumerate(_batches(domains, steps, batch, size, seed, n_per_domain, g, start)):
+        x, y = _flip(_to_float(u8), y, g)
         x = degrade(x, g)
         _cosine_lr(opt, lr, step, steps)
         pred = reg.standardised(x.to(device))
@@ -376,54 +501,103 @@ def train_probes(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if (step + 1) % max(1, steps // 5) == 0:
-            say(f"regressor step {step + 1}/{steps}: mse {loss.item():.3f}")
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        bar.update(1)
+        bar.set_postfix(mse=f"{ema:.3f}", refresh=False)
+        if (step + 1) % max(1, steps // 10) == 0:
+            say(f"regressor step {step + 1}/{steps}: mse {ema:.3f} (running mean; 1.0 = predicting the mean) "
+                f"{time.time() - t0:.0f} s")
+    bar.close()
     reg.eval().requires_grad_(False)
 
-    # ---- style classifier: photo (0) vs target (1), same faces in both classes
-    clf = StyleClassifier(width, size).to(device)
-    pair = np.stack([train_imgs["photo"], train_imgs[target]])
+    # ---- style classifier: photo (0) vs target (1)
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     clf.train()
-    for step in range(classifier_steps):
-        label = torch.randint(2, (batch,), generator=g)
-        fi = torch.randint(n_per_domain, (batch,), generator=g)
-        x, _ = _flip(_to_float(pair[label.numpy(), fi.numpy()]), None, g)
+    # Offset the face stream so the classifier sees other faces than the regressor did (cheap variety).
+    pair = ["photo", target]
+    bar = progress(total=classifier_steps, desc="classifier", unit="step", disable=not show_progress)
+    for step, (u8, _, label) in enumerate(_batches(pair, classifier_steps, batch, size, seed + 1, n_per_domain, g)):
+        x, _ = _flip(_to_float(u8), None, g)
         x = degrade(x, g)
         _cosine_lr(opt, lr, step, classifier_steps)
         loss = F.binary_cross_entropy_with_logits(clf(x.to(device)), label.float().to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        bar.update(1)
+    bar.close()
     say(f"classifier: {classifier_steps} steps, last bce {loss.item():.3f}")
     clf.eval().requires_grad_(False)
 
-    # ---- held-out quality (fresh faces, never seen in training)
-    metrics: dict[str, Any] = {"n_eval_per_domain": n_eval}
-    preds = {d: _predict(reg, _to_float(eval_imgs[d]), 256, device) for d in domains}
-    all_pred = torch.cat([preds[d] for d in domains])
-    all_true = geo_eval_t.repeat(len(domains), 1)
-    r2 = _r2(all_pred, all_true)
-    metrics["r2_mean"] = float(r2.mean())
-    metrics["r2_per_field"] = {f: float(v) for f, v in zip(GEOMETRY_FIELDS, r2)}
-    metrics["r2_per_domain"] = {d: float(_r2(preds[d], geo_eval_t).mean()) for d in domains}
-    metrics["mae_per_domain"] = {d: float((preds[d] - geo_eval_t).abs().mean()) for d in domains}
-    probs = {d: torch.sigmoid(_predict(clf, _to_float(eval_imgs[d]), 256, device)) for d in needed}
-    correct = torch.cat([probs["photo"] < 0.5, probs[target] >= 0.5]).float()
-    metrics["accuracy"] = float(correct.mean())
-    gb = torch.Generator().manual_seed(seed + 1)
-    blurred = {d: _blur_all(_to_float(eval_imgs[d]), gb) for d in ("photo", target)}
-    pb = {d: torch.sigmoid(_predict(clf, blurred[d], 256, device)) for d in blurred}
-    metrics["accuracy_blurred"] = float(torch.cat([pb["photo"] < 0.5, pb[target] >= 0.5]).float().mean())
-    metrics["cartoon_prob_per_domain"] = {d: float(probs[d].mean()) for d in needed}
+    bundle = ProbeBundle(reg.cpu(), clf.cpu(), {}, {}).eval()
+    # The file stores float16 weights (ProbeBundle.save): round now, so the metrics below are those
+    # of the weights that get saved and a loaded bundle scores exactly like this one.
+    with torch.no_grad():
+        for t in [*reg.state_dict().values(), *clf.state_dict().values()]:
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    metrics = evaluate_probes(bundle, domains, target, n_eval, seed, device)
     metrics["train_seconds"] = round(time.time() - t0, 1)
-
-    config = dict(format=FORMAT, domains=list(domains), target=target, n_per_domain=int(n_per_domain), size=int(size),
-                  steps=int(steps), classifier_steps=int(classifier_steps), batch=int(batch), seed=int(seed),
-                  width=int(width), lr=float(lr), geometry_fields=list(GEOMETRY_FIELDS))
-    bundle = ProbeBundle(reg.cpu(), clf.cpu(), config, metrics).eval()
+    bundle.config = dict(format=FORMAT, arch=arch, domains=list(domains), target=target,
+                         n_per_domain=None if n_per_domain is None else int(n_per_domain), size=int(size),
+                         steps=int(steps), classifier_steps=int(classifier_steps), batch=int(batch), seed=int(seed),
+                         width=int(width), classifier_width=int(classifier_width), lr=float(lr),
+                         geometry_fields=list(GEOMETRY_FIELDS), faces_seen=start + int(steps) * int(batch),
+                         steps_total=int(steps) + (int(init.config.get("steps_total", init.config.get("steps", 0)))
+                                                   if init is not None else 0),
+                         train_seconds_total=metrics["train_seconds"] + (
+                             float(init.config.get("train_seconds_total", init.metrics.get("train_seconds", 0.0)))
+                             if init is not None else 0.0))
+    bundle.metrics = metrics
     say(bundle.summary())
     return bundle
+
+
+@torch.no_grad()
+def evaluate_probes(bundle: ProbeBundle, domains: Sequence[str] = DOMAINS, target: str | None = None,
+                    n_eval: int = 300, seed: int = 0, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Held-out quality on ``n_eval`` fresh faces per domain (indices ≥ ``EVAL_OFFSET``): R² per
+    field over all ``domains`` on crisp renders and with the GAN look on every image, per-domain
+    R² and MAE, the classifier's accuracy (crisp and half-resolution blurred) and P(cartoon) per domain."""
+    target = target or bundle.target
+    device = torch.device(device)
+    bundle.to(device).eval()
+    reg, clf = bundle.regressor, bundle.classifier
+    size = reg.size
+    needed = list(dict.fromkeys([*domains, "photo", target]))
+    eval_idx = range(EVAL_OFFSET, EVAL_OFFSET + n_eval)
+    imgs: dict[str, Tensor] = {}
+    geo = None
+    for d in needed:
+        u8, geo_np = render_domain(d, eval_idx, size, seed)
+        imgs[d] = _to_float(u8)
+        geo = torch.from_numpy(geo_np)
+    assert geo is not None
+    metrics: dict[str, Any] = {"n_eval_per_domain": n_eval}
+    preds = {d: _predict(reg, imgs[d], 256, device) for d in domains}
+    all_true = geo.repeat(len(domains), 1)
+    r2 = _r2(torch.cat([preds[d] for d in domains]), all_true)
+    gd = torch.Generator().manual_seed(seed + 2)
+    gan = torch.cat([_predict(reg, degrade(imgs[d], gd, p=1.0), 256, device) for d in domains])
+    r2_gan = _r2(gan, all_true)
+    metrics["r2_mean"] = float(r2.mean())
+    metrics["r2_per_field"] = {f: float(v) for f, v in zip(GEOMETRY_FIELDS, r2)}
+    metrics["r2_mean_gan"] = float(r2_gan.mean())
+    metrics["r2_per_field_gan"] = {f: float(v) for f, v in zip(GEOMETRY_FIELDS, r2_gan)}
+    metrics["r2_per_domain"] = {d: float(_r2(preds[d], geo).mean()) for d in domains}
+    metrics["mae_per_domain"] = {d: float((preds[d] - geo).abs().mean()) for d in domains}
+    probs = {d: torch.sigmoid(_predict(clf, imgs[d], 256, device)) for d in needed}
+    metrics["accuracy"] = float(torch.cat([probs["photo"] < 0.5, probs[target] >= 0.5]).float().mean())
+    gb = torch.Generator().manual_seed(seed + 1)
+    pb = {d: torch.sigmoid(_predict(clf, _blur_all(imgs[d], gb), 256, device)) for d in ("photo", target)}
+    metrics["accuracy_blurred"] = float(torch.cat([pb["photo"] < 0.5, pb[target] >= 0.5]).float().mean())
+    metrics["cartoon_prob_per_domain"] = {d: float(probs[d].mean()) for d in needed}
+    # typical size of each half of probe_features (RMS over held-out renders of every domain)
+    allx = torch.cat([imgs[d] for d in needed])
+    metrics["feature_scale"] = [float(_predict(m.embed, allx, 256, device).pow(2).mean().sqrt().clamp_min(1e-6))
+                                for m in (reg, clf)]
+    bundle.to("cpu")
+    return metrics
 
 
 def _blur_all(x: Tensor, g: torch.Generator) -> Tensor:
@@ -438,7 +612,7 @@ def _blur_all(x: Tensor, g: torch.Generator) -> Tensor:
 
 @torch.no_grad()
 def structure_references(bundle: ProbeBundle, domain: str | None = None, n: int = 200, seed: int = 0,
-                         min_r2: float = 0.5) -> tuple[float, float]:
+                         min_r2: float = SCORE_MIN_R2) -> tuple[float, float]:
     """(floor, ceiling) to read structure errors against, on ``n`` fresh synthetic faces.
 
     floor: the regressor's mean disagreement between the *same* faces drawn as ``photo`` and as
@@ -503,7 +677,7 @@ def structure_errors(
     batch: int = 64,
     truncation: float = 0.7,
     src_predictions: Tensor | None = None,
-    min_r2: float = 0.5,
+    min_r2: float = SCORE_MIN_R2,
 ) -> Tensor:
     """Per-latent structure error [n]: mean over the readable geometry fields
     (:meth:`ProbeBundle.readable_fields` with ``min_r2``) of |reading(src) − reading(tgt)|.
@@ -526,7 +700,7 @@ def structure_error(
     seed: int = 0,
     batch: int = 64,
     truncation: float = 0.7,
-    min_r2: float = 0.5,
+    min_r2: float = SCORE_MIN_R2,
 ) -> float:
     """Mean absolute disagreement (L1, averaged over latents and the geometry fields the regressor
     reads with held-out R² ≥ ``min_r2``; ``-math.inf`` = all ``GEOMETRY_FIELDS``) of the structure
@@ -577,40 +751,182 @@ def style_score(
     return float(style_probabilities(bundle, G, n, seed, batch, truncation, mapping).mean())
 
 
+# --------------------------------------------------------------------------- sample quality
+
+#: Face indices of the quality score's two render sets: fresh faces, not the training stream, the
+#: held-out set or the structure references.
+QUALITY_OFFSETS = (3 * EVAL_OFFSET, 4 * EVAL_OFFSET)
+
+
+@torch.no_grad()
+def probe_features(bundle: ProbeBundle, images: Tensor, batch: int = 256) -> Tensor:
+    """The probes' penultimate features of ``images`` [N,3,H,W] in [-1, 1]: the regressor's (face
+    geometry) and the classifier's (drawing style) hidden units side by side, [N, 256 + 256] for v2
+    probes, float32 on the CPU.
+
+    Each half is divided by its typical size on held-out renders (``metrics["feature_scale"]``,
+    stored by :func:`evaluate_probes`), so geometry and style weigh alike in a distance."""
+    scale = bundle.metrics.get("feature_scale") or [1.0, 1.0]
+    dev = bundle.device
+    out = []
+    for i in range(0, len(images), batch):
+        x = images[i : i + batch].to(dev)
+        out.append(torch.cat([bundle.regressor.embed(x) / scale[0], bundle.classifier.embed(x) / scale[1]], 1)
+                   .float().cpu())
+    return torch.cat(out)
+
+
+def render_features(bundle: ProbeBundle, domain: str, n: int, offset: int, seed: int = 0,
+                    batch: int = 256) -> Tensor:
+    """:func:`probe_features` of ``n`` fresh renders of ``domain`` (faces ``offset``, ``offset+1``, …)."""
+    size = int(bundle.config["size"])
+    out = []
+    for i in range(0, n, batch):
+        u8, _ = render_domain(domain, range(offset + i, offset + min(n, i + batch)), size, seed)
+        out.append(probe_features(bundle, _to_float(u8), batch))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def generator_features(bundle: ProbeBundle, G: Generator, n: int = 2000, seed: int = 0, truncation: float = 1.0,
+                       batch: int = 64) -> Tensor:
+    """:func:`probe_features` of ``n`` samples of ``G``: z(``seed``) (:func:`fixed_latents`), its own
+    mapping and truncation, per-pixel noise drawn from ``seed`` (the samples the generator really makes)."""
+    dev = G.w_avg.device
+    bundle.to(dev).eval()
+    z = fixed_latents(G.style_dim, n, seed)
+    out = []
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for i in range(0, n, batch):
+            w = G.mapping(z[i : i + batch].to(dev), truncation=truncation)
+            out.append(probe_features(bundle, G.synthesis(w, noise_mode="random").image.float(), batch))
+    return torch.cat(out)
+
+
+@dataclass
+class QualityScore:
+    """A generator's Fréchet distance to its domain in the probes' feature space, with references.
+
+    ``floor``: two independent sets of renders of ``domain`` (what a perfect generator scores at
+    this ``n``: the estimate's own finite-sample bias). ``scale``: photo renders vs the cartoon
+    domain's (``scale_domains``): what drawing in the wrong domain altogether scores."""
+
+    score: float
+    floor: float
+    scale: float
+    domain: str
+    scale_domains: tuple[str, str]
+    n: int
+    truncation: float
+    seed: int
+    #: the same distance on each half of the features alone: the regressor's (face geometry) and the
+    #: classifier's (drawing style); says which of the two a generator misses
+    score_geometry: float | None = None
+    score_style: float | None = None
+
+    @property
+    def relative(self) -> float:
+        """(score − floor) / (scale − floor): 0 = as close as renders get, 1 = as far as the other domain."""
+        return (self.score - self.floor) / max(self.scale - self.floor, 1e-12)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "scale_domains": list(self.scale_domains), "relative": self.relative}
+
+    def line(self) -> str:
+        a, b = self.scale_domains
+        return (f"quality score (probe-feature Fréchet distance to {self.domain} renders, n={self.n}, "
+                f"truncation {self.truncation:g}): {self.score:.3f}; floor (renders vs renders) {self.floor:.3f}; "
+                f"scale ({a} vs {b} renders) {self.scale:.3f}; relative {self.relative:.3f}"
+                + (f" (geometry features alone {self.score_geometry:.3f}, style features alone {self.score_style:.3f})"
+                   if self.score_geometry is not None and self.score_style is not None else ""))
+
+
+def _fd(a: Tensor, b: Tensor) -> float:
+    from metrics.fid import feature_statistics, frechet_distance
+
+    return frechet_distance(*feature_statistics(a), *feature_statistics(b))
+
+
+def domain_references(bundle: ProbeBundle, domain: str = "photo", n: int = 2000, seed: int = 0,
+                      log: Callable[[str], None] | None = None) -> tuple[Tensor, float, float, tuple[str, str]]:
+    """(features of the reference renders of ``domain``, floor, scale, scale domains) for
+    :func:`quality_score`; separate so one set of references scores many generators."""
+    if domain not in DOMAINS:
+        raise UserInputError(f"unknown synthetic domain {domain!r}; choose from {', '.join(DOMAINS)}")
+    if n < 2:
+        raise UserInputError("the quality score needs n ≥ 2 samples")
+    say = log or (lambda s: None)
+    other = bundle.target if domain == "photo" else domain
+    ref = render_features(bundle, domain, n, QUALITY_OFFSETS[0], seed)
+    second = render_features(bundle, domain, n, QUALITY_OFFSETS[1], seed)
+    floor = _fd(second, ref)
+    # photo renders of the second set vs the cartoon domain's first: different faces, as in the score
+    photo_b = second if domain == "photo" else render_features(bundle, "photo", n, QUALITY_OFFSETS[1], seed)
+    cartoon_a = ref if domain != "photo" else render_features(bundle, other, n, QUALITY_OFFSETS[0], seed)
+    scale = _fd(photo_b, cartoon_a)
+    say(f"references: {n} + {n} {domain} renders (floor {floor:.3f}), photo vs {other} (scale {scale:.3f})")
+    return ref, floor, scale, ("photo", other)
+
+
+def quality_score(bundle: ProbeBundle, G: Generator, domain: str = "photo", n: int = 2000, seed: int = 0,
+                  truncation: float = 1.0, batch: int = 64, log: Callable[[str], None] | None = None,
+                  references: tuple[Tensor, float, float, tuple[str, str]] | None = None) -> QualityScore:
+    """Sample quality of ``G`` for a synthetic ``domain``: the Fréchet distance between the probes'
+    features (:func:`probe_features`) of ``n`` samples of ``G`` and of ``n`` fresh renders of the
+    domain, with its floor and scale (:class:`QualityScore`). Lower is better; the floor is the
+    best a generator can score at this ``n``. ``references`` from :func:`domain_references`."""
+    ref, floor, scale, pair = references if references is not None else domain_references(bundle, domain, n, seed,
+                                                                                            log)
+    feats = generator_features(bundle, G, n, seed, truncation, batch)
+    bundle.to("cpu")
+    h = bundle.regressor.head[1].out_features  # the regressor's half of probe_features
+    return QualityScore(_fd(feats, ref), floor, scale, domain, pair, n, float(truncation), int(seed),
+                        _fd(feats[:, :h], ref[:, :h]), _fd(feats[:, h:], ref[:, h:]))
+
+
 # --------------------------------------------------------------------------- CLI
 
 
-@click.group(name="probes")
+@click.group(name="probes", cls=ToonGroup)
 def main() -> None:
-    """Train or inspect the structure/style probes used by finetune/compare.py."""
+    """Train or inspect the structure/style probes used by finetune/compare.py; score a generator's samples."""
 
 
-@main.command(name="train")
-@click.option("--out", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES), show_default=True,
-              help="Bundle to write.")
-@click.option("--domains", default=",".join(DOMAINS), show_default=True,
+@main.command(name="train", aliases={"--steps": "--iters"})
+@click.option("--out", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES), help="Bundle to write.")
+@click.option("--domains", default=",".join(DOMAINS),
               help="Domains the structure regressor learns from (comma-separated).")
-@click.option("--target", default="webtoon", show_default=True, help="Cartoon domain the style classifier detects.")
-@click.option("--n-per-domain", type=click.IntRange(1), default=3000, show_default=True)
-@click.option("--size", type=click.IntRange(32, 512), default=PROBE_SIZE, show_default=True,
+@click.option("--target", default="webtoon", help="Cartoon domain the style classifier detects.")
+@click.option("--n-per-domain", type=click.IntRange(1), default=None,
+              help="Reuse this many faces [default: fresh faces every batch].")
+@click.option("--size", type=click.IntRange(32, 512), default=PROBE_SIZE,
               help="Probe input resolution (images of other sizes are resized).")
-@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Regressor steps.")
-@click.option("--classifier-steps", type=click.IntRange(1), default=None, help="Classifier steps [steps/4].")
-@click.option("--batch", type=click.IntRange(2), default=64, show_default=True)
-@click.option("--n-eval", type=click.IntRange(2), default=300, show_default=True,
-              help="Held-out faces per domain.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-def train_cmd(out: str, domains: str, target: str, n_per_domain: int, size: int, steps: int,
-              classifier_steps: int | None, batch: int, n_eval: int, seed: int, device: str) -> None:
-    """Render synthetic faces and train both probes (a few minutes on two CPU cores)."""
+@click.option("--iters", type=click.IntRange(1), default=1000, help="Regressor steps.")
+@click.option("--classifier-steps", type=click.IntRange(1), default=None, help="Classifier steps [iters/4].")
+@click.option("--batch", type=click.IntRange(2), default=64)
+@click.option("--width", type=click.IntRange(4), default=32, help="Regressor width (channels of its 32-px stage).")
+@click.option("--classifier-width", type=click.IntRange(4), default=16)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3)
+@click.option("--n-eval", type=click.IntRange(2), default=300, help="Held-out faces per domain.")
+@click.option("--seed", type=int, default=0)
+@click.option("--device", default="auto")
+@click.option("--init", "init_path", type=click.Path(dir_okay=False), default=None,
+              help="Start from this bundle's weights (train longer without starting over).")
+def train_cmd(out: str, domains: str, target: str, n_per_domain: int | None, size: int, iters: int,
+              classifier_steps: int | None, batch: int, width: int, classifier_width: int, lr: float, n_eval: int,
+              seed: int, device: str, init_path: str | None) -> None:
+    """Train both probes on synthetic faces rendered on the fly (minutes to an hour on two CPU cores)."""
     from toonlab.runtime import pick_device
 
     with user_errors():
         dev = pick_device(device)
         names = [d.strip() for d in domains.split(",") if d.strip()]
-        bundle = train_probes(names, target, n_per_domain, size, steps, batch, seed, dev,
-                              classifier_steps=classifier_steps, n_eval=n_eval, log=click.echo)
+        init = ProbeBundle.load(init_path) if init_path else None
+        bundle = train_probes(names, target, n_per_domain, size, iters, batch, seed, dev,
+                              classifier_steps=classifier_steps, n_eval=n_eval, width=width,
+                              classifier_width=classifier_width, lr=lr, log=click.echo, show_progress=True,
+                              init=init)
         bundle.save(out)
     click.echo(f"wrote {out}")
     _echo_metrics(bundle)
@@ -619,21 +935,58 @@ def train_cmd(out: str, domains: str, target: str, n_per_domain: int, size: int,
 @main.command(name="show")
 @click.argument("path", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES))
 def show_cmd(path: str) -> None:
-    """Print how a probe bundle was trained and its held-out quality."""
+    """Print how a probe bundle was trained and its held-out quality (R² per geometry field)."""
     with user_errors():
         bundle = ProbeBundle.load(path)
     click.echo(f"{path}: {bundle.config}")
+    if bundle.is_old:
+        click.echo(f"note: an old-format bundle ({bundle.config['format']}); retrain with python -m metrics.probes "
+                   f"train for the current probes")
     _echo_metrics(bundle)
+
+
+@main.command(name="quality")
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="Generator checkpoint to score.")
+@click.option("--domain", default="photo", help="Synthetic domain the generator draws.")
+@click.option("--n", type=click.IntRange(2), default=2000, help="Generator samples, and renders per reference set.")
+@click.option("--truncation", type=click.FloatRange(0, 1), default=1.0)
+@click.option("--probes", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES))
+@click.option("--seed", type=int, default=0)
+@click.option("--batch", type=click.IntRange(1), default=64)
+@click.option("--device", default="auto")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the result to this JSON file.")
+def quality_cmd(ckpt: str, domain: str, n: int, truncation: float, probes: str, seed: int, batch: int, device: str,
+                json_path: str | None) -> None:
+    """Sample quality: Fréchet distance in the probes' feature space between the generator's samples
+    and fresh renders of DOMAIN, with its floor (renders vs renders) and scale (photo vs cartoon renders)."""
+    from stylegan2.checkpoint import load_generator
+    from toonlab.atomic import write_json_atomic
+    from toonlab.runtime import pick_device
+
+    with user_errors():
+        if not Path(ckpt).is_file():
+            raise UserInputError(f"generator checkpoint not found: {ckpt}")
+        bundle = ProbeBundle.load(probes)
+        G = load_generator(ckpt, "g_ema", pick_device(device))
+        q = quality_score(bundle, G, domain, n, seed, truncation, batch, log=click.echo)
+    click.echo(q.line())
+    if json_path:
+        write_json_atomic(json_path, {"ckpt": ckpt, "probes": probes, **q.to_dict()})
+        click.echo(f"wrote {json_path}")
 
 
 def _echo_metrics(bundle: ProbeBundle) -> None:
     m = bundle.metrics
     click.echo(bundle.summary())
     if "r2_per_field" in m:
-        click.echo("R² per field: " + ", ".join(f"{k} {v:.2f}" for k, v in m["r2_per_field"].items()))
-        click.echo("R² per domain: " + ", ".join(f"{k} {v:.3f}" for k, v in m["r2_per_domain"].items()))
-        probs = m["cartoon_prob_per_domain"]
-        click.echo("P(cartoon) per domain: " + ", ".join(f"{k} {v:.3f}" for k, v in probs.items()))
+        gan = m.get("r2_per_field_gan") or {}
+        click.echo("held-out R² per field" + ("   crisp  GAN-look" if gan else ""))
+        for k, v in m["r2_per_field"].items():
+            click.echo(f"  {k:16s} {v:6.3f}" + (f"  {gan[k]:6.3f}" if k in gan else ""))
+    for key, label in (("r2_per_domain", "R² per domain"), ("cartoon_prob_per_domain", "P(cartoon) per domain")):
+        if m.get(key):
+            click.echo(f"{label}: " + ", ".join(f"{k} {v:.3f}" for k, v in m[key].items()))
 
 
 if __name__ == "__main__":

@@ -112,12 +112,16 @@ def test_run_comparison_quick_writes_table_and_grid(probes, tmp_path):
     assert all(r.structure_error > 0 for r in results[1:])
     assert len({r.style_score for r in results}) > 1
     assert all(r.images == 4 for r in results[1:])  # 1 step × quick batch 4
+    # Every row has a quality score (samples vs renders of its domain) with that domain's floor and scale.
+    assert all(r.quality is not None and math.isfinite(r.quality) and r.quality_ref is not None for r in results)
+    assert results[0].quality_ref != results[1].quality_ref  # the source is scored against photo, the rest webtoon
     assert (tmp_path / "runs/freezeG/checkpoints/000001.pt").exists()
     report, grid = write_report(results, tmp_path / "docs/COMPARISON.md", settings=settings, probes=probes)
     text = report.read_text()
     for name in ("source", "freezeG", "freezeG+swap2", "freezeSG", "freezeSG+swap2"):
         assert f"| {name} |" in text, name
     assert "## What the numbers say" in text and "images/comparison.png" in text
+    assert "quality ↓ |" in text and "floor (renders vs renders)" in text
     assert grid == tmp_path / "docs/images/comparison.png" and grid.stat().st_size > 0
     # Re-running skips the finished methods (same checkpoint, no new step).
     again = run_comparison(settings, probes, log=(msgs := []).append)

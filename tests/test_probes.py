@@ -1,0 +1,164 @@
+"""The probes as a measuring instrument: held-out R² per field stored and shown, old bundles still
+load, and the quality score (probe-feature Fréchet distance) with its floor and scale."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from metrics.probes import (
+    FORMAT,
+    QUALITY_OFFSETS,
+    SCORE_MIN_R2,
+    ProbeBundle,
+    StructureRegressor,
+    StyleClassifier,
+    _fd,
+    domain_references,
+    main,
+    probe_features,
+    quality_score,
+    render_features,
+    train_probes,
+)
+from tests import conftest
+from toonlab.atomic import torch_save_atomic
+from toonlab.synthetic import GEOMETRY_FIELDS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on a busy machine: one thread is faster
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def probes() -> ProbeBundle:
+    # Fresh faces every batch (the default stream), a few steps: enough for features that tell
+    # domains apart, not for good R².
+    return train_probes(("photo", "webtoon", "sketch"), "webtoon", steps=6, batch=8, seed=0, n_eval=16, width=8,
+                        classifier_width=8)
+
+
+def test_metrics_hold_per_field_r2_crisp_and_gan_look(probes, tmp_path):
+    m = probes.metrics
+    for key in ("r2_per_field", "r2_per_field_gan"):
+        assert list(m[key]) == list(GEOMETRY_FIELDS) and all(math.isfinite(v) for v in m[key].values())
+    # the GAN look changes the images, so it changes the readings
+    assert m["r2_per_field"] != m["r2_per_field_gan"]
+    assert probes.field_r2() == m["r2_per_field_gan"]  # scoring goes by the generator-like images
+    assert len(m["feature_scale"]) == 2 and all(v > 0 for v in m["feature_scale"])
+    assert probes.config["format"] == FORMAT and probes.config["n_per_domain"] is None
+    # readable_fields follows the stored R²: force two fields above the threshold
+    probes2 = ProbeBundle(probes.regressor, probes.classifier, dict(probes.config),
+                          {**m, "r2_per_field_gan": {f: (0.95 if f in ("roll", "eye_y") else 0.1)
+                                                     for f in GEOMETRY_FIELDS}})
+    assert [GEOMETRY_FIELDS[i] for i in probes2.readable_fields()] == ["roll", "eye_y"]
+    assert "2 fields with GAN-look R² ≥ 0.9" in probes2.summary() and SCORE_MIN_R2 == 0.9
+
+    path = probes.save(tmp_path / "p.pt")
+    res = CliRunner().invoke(main, ["show", str(path)])
+    assert res.exit_code == 0, res.output
+    for f in GEOMETRY_FIELDS:  # one table row per field, with both R² columns
+        row = next(line for line in res.output.splitlines() if line.strip().startswith(f + " "))
+        assert f"{m['r2_per_field'][f]:.3f}" in row and f"{m['r2_per_field_gan'][f]:.3f}" in row
+    assert path.stat().st_size < 3e6
+
+
+def test_old_format_bundle_still_loads_and_says_so(tmp_path):
+    torch.manual_seed(0)
+    reg, clf = StructureRegressor(8, arch="v1"), StyleClassifier(8, arch="v1")
+    cfg = dict(format="toonlab-probes-v1", domains=["photo", "webtoon"], target="webtoon", n_per_domain=8, size=64,
+               steps=1, classifier_steps=1, batch=4, seed=0, width=8, lr=2e-3, geometry_fields=list(GEOMETRY_FIELDS))
+    metrics = {"r2_mean": 0.5, "r2_per_field": {f: 0.6 for f in GEOMETRY_FIELDS}, "accuracy": 0.9,
+               "accuracy_blurred": 0.8}
+    obj = {"format": "toonlab-probes-v1", "regressor": reg.state_dict(), "classifier": clf.state_dict(),
+           "config": cfg, "metrics": metrics}
+    path = torch_save_atomic(obj, tmp_path / "old.pt")
+    back = ProbeBundle.load(path)
+    assert back.is_old and back.regressor.arch == "v1"
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert torch.equal(back.regressor(x), reg.eval()(x))
+    assert back.field_r2() == metrics["r2_per_field"]  # no GAN-look numbers in old bundles: the crisp ones
+    assert back.readable_fields() == list(range(len(GEOMETRY_FIELDS)))  # none ≥ 0.9: all fields
+    res = CliRunner().invoke(main, ["show", str(path)])
+    assert res.exit_code == 0 and "old-format bundle" in res.output
+
+
+def test_quality_renders_vs_renders_is_the_floor_and_another_domain_is_far(probes):
+    n = 256
+    ref, floor, scale, pair = domain_references(probes, "photo", n=n)
+    assert pair == ("photo", "webtoon") and floor > 0 and scale > floor
+    # a third independent set of photo renders scores about the floor ...
+    third = render_features(probes, "photo", n, QUALITY_OFFSETS[1] + 10 * n)
+    again = _fd(third, ref)
+    assert abs(again - floor) < 0.5 * floor
+    # ... and renders of another domain score far above it
+    sketch = render_features(probes, "sketch", n, QUALITY_OFFSETS[1] + 10 * n)
+    assert _fd(sketch, ref) > 3 * floor
+    # features: both probes' hidden units, scaled by the stored sizes
+    feats = probe_features(probes, torch.rand(3, 3, 64, 64) * 2 - 1)
+    assert feats.shape == (3, 512)
+
+
+def test_quality_score_of_a_generator_and_the_cli(probes, tmp_path):
+    G = conftest.tiny_generator(16, perturb="noise").eval().requires_grad_(False)
+    refs = domain_references(probes, "photo", n=64)
+    q = quality_score(probes, G, "photo", n=64, references=refs)
+    assert math.isfinite(q.score) and q.score > q.floor  # random tiny weights draw no faces
+    assert q.floor == refs[1] and q.scale == refs[2]
+    assert q.score_geometry is not None and q.score_style is not None
+    assert 0 < q.score_geometry < q.score and 0 < q.score_style < q.score  # each half is part of the whole
+    assert quality_score(probes, G, "photo", n=64, references=refs).score == q.score  # deterministic
+    ckpt = conftest.tiny_checkpoint(tmp_path / "G.pt", perturb="noise")
+    bundle = probes.save(tmp_path / "p.pt")
+    out = tmp_path / "q.json"
+    res = CliRunner().invoke(main, ["quality", "--ckpt", str(ckpt), "--probes", str(bundle), "--n", "64",
+                                    "--device", "cpu", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(out.read_text())
+    assert rec["n"] == 64 and rec["floor"] > 0 and rec["scale"] > rec["floor"]
+    assert "floor (renders vs renders)" in res.output
+    bad = CliRunner().invoke(main, ["quality", "--ckpt", str(tmp_path / "missing.pt"), "--probes", str(bundle)])
+    assert bad.exit_code == 2 and "not found" in bad.output
+    bad = CliRunner().invoke(main, ["quality", "--ckpt", str(ckpt), "--probes", str(bundle), "--domain", "oil"])
+    assert bad.exit_code == 2 and "unknown synthetic domain" in bad.output
+
+
+def test_init_continues_training_from_a_bundle(probes):
+    from toonlab.errors import UserInputError
+
+    more = train_probes(("photo", "webtoon", "sketch"), "webtoon", steps=1, batch=8, seed=0, n_eval=4, width=8,
+                        classifier_width=8, classifier_steps=1, lr=1e-12, init=probes)
+    w0 = probes.regressor.features[0].weight
+    assert torch.allclose(more.regressor.features[0].weight, w0, atol=1e-3)  # started from its weights
+    assert not torch.allclose(StructureRegressor(8).features[0].weight, w0, atol=1e-3)  # a fresh one does not
+    c = more.config
+    assert c["steps_total"] == probes.config["steps_total"] + 1
+    assert c["faces_seen"] == probes.config["faces_seen"] + 8  # the face stream went on
+    with pytest.raises(UserInputError, match="same --width"):
+        train_probes(("photo", "webtoon"), "webtoon", steps=1, batch=4, n_eval=4, width=16, classifier_width=8,
+                     init=probes)
+
+
+def test_bundled_probes_are_current_and_read_their_scored_fields():
+    from metrics.probes import DEFAULT_PROBES, evaluate_probes
+
+    b = ProbeBundle.load(DEFAULT_PROBES)
+    assert not b.is_old and b.config["format"] == FORMAT and DEFAULT_PROBES.stat().st_size < 3e6
+    r2 = b.field_r2()
+    scored = [GEOMETRY_FIELDS[i] for i in b.readable_fields()]
+    assert set(r2) == set(GEOMETRY_FIELDS) and len(scored) >= 6
+    assert all(r2[f] >= SCORE_MIN_R2 for f in scored)
+    # the stored numbers belong to these weights: a fresh small held-out set reads the position fields as well
+    again = evaluate_probes(b, n_eval=40, seed=0)
+    for f in ("center_x", "center_y", "roll"):
+        assert again["r2_per_field"][f] > 0.9, (f, again["r2_per_field"][f])
+    assert again["accuracy"] > 0.95
