@@ -11,7 +11,8 @@ resumes unfinished ones). Each result, and its layer-swapped blend with the sour
 ``metrics/probes.py``:
 
 - structure error (lower = keeps the source's face geometry): the structure regressor's mean
-  absolute disagreement between the source and the result rendering the same w and noise;
+  absolute disagreement between the source and the result rendering the same z (each through its
+  own mapping network, as a user samples them) and noise;
 - style score (higher = more cartoon): the style classifier's mean P(target domain).
 
 The report (markdown table + a grid PNG + a paragraph derived from the numbers) says whether the
@@ -325,8 +326,9 @@ def run_comparison(
 
 @torch.no_grad()
 def comparison_grid(results: Sequence[MethodResult], seeds: Sequence[int], truncation: float = 0.7) -> Image.Image:
-    """Rows = results (source first), columns = ``seeds``; every row renders the *source's* w
-    (z of ``generate.py --seeds``, truncated) with the source's const noise, as the scores do."""
+    """Rows = results (source first), columns = ``seeds``; every row renders the same z (that of
+    ``generate.py --seeds``) through its *own* mapping network, truncated toward its own mean w,
+    with the source's const noise, as the scores do (``metrics.probes.structure_errors``)."""
     from stylegan2.sampling import seed_inputs
     from toonlab.images import make_grid
 
@@ -334,9 +336,9 @@ def comparison_grid(results: Sequence[MethodResult], seeds: Sequence[int], trunc
     assert src is not None and results[0].kind == "source"
     dev = src.w_avg.device
     z = torch.cat([seed_inputs(src, s)[0] for s in seeds]).to(dev)
-    w = src.mapping(z, truncation=truncation)
     noise = src.const_noise()
-    rows = [r.generator.synthesis(w, noise=noise, noise_mode="const").image.float().cpu()
+    rows = [r.generator.synthesis(r.generator.mapping(z, truncation=truncation), noise=noise,
+                                  noise_mode="const").image.float().cpu()
             for r in results if r.generator is not None]
     return make_grid(torch.cat(rows), cols=len(seeds), col_labels=[f"seed {s}" for s in seeds],
                      row_labels=[r.name for r in results if r.generator is not None])
@@ -514,8 +516,8 @@ def write_report(
         f"![rows = methods (source first), columns = the same seeds]({grid_rel})",
         "",
         f"_Grid: rows = the source, then each method and its `+swap{s.swap_block}` blend; columns = seeds "
-        f"{', '.join(map(str, s.grid_seeds))} (the z of `generate.py --seeds`) mapped by the source, ψ = "
-        f"{s.truncation:g}, const noise — the same w in every row._",
+        f"{', '.join(map(str, s.grid_seeds))} (the z of `generate.py --seeds`), each row through its own mapping "
+        f"network, ψ = {s.truncation:g}, const noise — the same z in every row._",
         "",
         "## What the numbers say",
         "",
@@ -525,7 +527,8 @@ def write_report(
         "",
         "- **Structure error**: for each latent, the structure regressor (`metrics/probes.py`) reads the "
         "normalised face geometry (each field in [0, 1] over its sampling range) from the source image and from "
-        "the fine-tuned image of the same w and noise; the error is the mean absolute difference over the fields "
+        "the fine-tuned image of the same z (through the fine-tuned model's own mapping network, which FreezeSG's "
+        "later style entries, FreezeD and the structure loss train) and noise; the error is the mean absolute difference over the fields "
         f"it reads with held-out R² ≥ {SCORE_MIN_R2:g} on GAN-look images ({fields}; the others, and why, in "
         "docs/PROBES.md), averaged over latents (0.05 = the readings differ "
         "by 5 % of a parameter's range). The regressor was trained on all synthetic domains with the same face "

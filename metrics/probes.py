@@ -678,17 +678,22 @@ def structure_errors(
     truncation: float = 0.7,
     src_predictions: Tensor | None = None,
     min_r2: float = SCORE_MIN_R2,
+    shared_w: bool = False,
 ) -> Tensor:
     """Per-latent structure error [n]: mean over the readable geometry fields
     (:meth:`ProbeBundle.readable_fields` with ``min_r2``) of |reading(src) − reading(tgt)|.
 
-    Both images come from the *same* w (``G_src``'s mapping, truncated) and the same const noise
-    (``G_src``'s), so any disagreement is what fine-tuning changed. ``src_predictions`` skips
-    re-rendering the source when scoring many targets.
+    Both images come from the *same* z, each mapped by its own generator's mapping network
+    (truncated toward that network's mean w) — the sample a user gets for that seed from each
+    model — and the same const noise (fine-tuning never changes the noise buffers). A method
+    that trains the mapping network (FreezeSG's later style entries, FreezeD, structure loss) is
+    scored with what that mapping does. ``shared_w=True`` renders the target from the *source's*
+    w instead (the shared-latent figures of Cartoon-StyleGAN's notebooks), which ignores the
+    target's mapping. ``src_predictions`` skips re-rendering the source when scoring many targets.
     """
     a = src_predictions if src_predictions is not None else geometry_predictions(bundle, G_src, G_src, n, seed, batch,
                                                                                  truncation)
-    b = geometry_predictions(bundle, G_tgt, G_src, n, seed, batch, truncation)
+    b = geometry_predictions(bundle, G_tgt, G_src if shared_w else G_tgt, n, seed, batch, truncation)
     return (a - b).abs()[:, bundle.readable_fields(min_r2)].mean(1)
 
 

@@ -16,6 +16,7 @@ from metrics.probes import (
     StructureRegressor,
     StyleClassifier,
     structure_error,
+    structure_errors,
     structure_references,
     style_score,
     train_probes,
@@ -163,3 +164,25 @@ def test_missing_bundled_source_is_one_line_exit_2(tmp_path, monkeypatch):
     assert str(missing) in r.output and "--ckpt" in r.output
     r = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "none.pt"), "--quick"])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "none.pt" in r.output, r.output
+
+
+def test_structure_error_scores_each_generator_through_its_own_mapping(probes):
+    """A target whose synthesis equals the source's but whose mapping network trained (FreezeSG's
+    later entries, FreezeD) draws other faces for the same seeds: the score must see that; with
+    ``shared_w`` (the source's w for both) it cannot. A FreezeSG model whose every W+ entry comes from
+    the source's frozen mapping draws the source's faces again, whatever its own mapping did."""
+    from stylegan2.networks import SplitMappingGenerator
+
+    G = tiny_generator()
+    H = tiny_generator()
+    H.load_state_dict(G.state_dict())
+    with torch.no_grad():
+        for name, p in H.named_parameters():
+            if name.startswith("style."):
+                p.add_(torch.randn_like(p))
+    assert structure_error(probes, G, H, n=16, batch=8) > 0
+    assert structure_errors(probes, G, H, n=16, batch=8, shared_w=True).abs().max() == 0
+    S = SplitMappingGenerator(**G.config, n_early=G.n_latent)
+    S.load_state_dict(H.state_dict())
+    S.load_early_style({k[len("style."):]: v for k, v in G.state_dict().items() if k.startswith("style.")})
+    assert structure_errors(probes, G, S, n=16, batch=8).abs().max() < 1e-5
