@@ -107,32 +107,37 @@ def face_to_cartoon(G: Generator, cartoon: Path, outdir: Path, dev: torch.device
     from skimage import data
 
     from inversion.align import align_face, detect_faces
-    from inversion.project import ProjectConfig, build_perceptual, project
+    from inversion.encoder import bundled_encoder_path, encode, load_encoder
+    from inversion.project import LOSS_NAMES, ProjectConfig, build_perceptual, project, resolve_perceptual
     from inversion.sefa import edit_grid, factorize
     from stylegan2.blend import blend_generators
     from stylegan2.sampling import render
-    from toonlab.errors import UserInputError
 
-    steps = steps or (1000 if dev.type == "cuda" else 400)
+    # The bundled encoder was trained for the bundled source: its W+ starts the optimisation, which
+    # then needs far fewer steps (docs/BENCHMARKS.md "Encoder": encoder + 61 steps reach plain 400).
+    use_encoder = bundled_generator().exists() and bundled_encoder_path().exists()
+    steps = steps or (1000 if dev.type == "cuda" else (200 if use_encoder else 400))
     photo = Image.fromarray(data.astronaut())
     faces = detect_faces(photo)
     B = load_generator(cartoon, device=dev)
     aligned = align_face(photo, faces[0], 256)
     save_image_atomic(aligned, outdir / "aligned.png")
-    percept_random = False
-    try:
-        percept, pnote = build_perceptual("lpips", None, dev), "LPIPS-VGG"
-    except UserInputError:  # offline machine without torchvision's VGG16 weights: say so on the page
-        percept, percept_random = build_perceptual("random", None, dev), True
-        pnote = ("LPIPS with a RANDOM VGG trunk (torchvision's vgg16-397923af.pth is not in the torch hub cache "
-                 "here; with it the likeness is closer) + pixel MSE")
-    click.echo(f"demo: projecting the astronaut photo ({steps} steps, {pnote.split(' (')[0]})")
-    target = to_tensor(aligned.resize((G.size, G.size), Image.Resampling.LANCZOS))[None]
-    # Without trained VGG weights LPIPS alone is a weak guide: add pixel MSE. On CPU keep the noise
-    # maps fixed (half the time per step; at 64 px they add little).
+    # The projector's own default: LPIPS-VGG when its trunk is on disk, else pixel + MS-SSIM (offline).
+    choice, missing = resolve_perceptual("auto")
+    percept = build_perceptual(choice, None, dev)
+    pnote = LOSS_NAMES[choice] + ("" if missing is None else
+                                  " — offline fallback: torchvision's vgg16-397923af.pth is not in the torch hub "
+                                  "cache here; with it LPIPS-VGG is used")
+    click.echo(f"demo: projecting the astronaut photo ({'encoder + ' if use_encoder else ''}{steps} steps, "
+               f"{LOSS_NAMES[choice]})")
+    target = to_tensor(aligned.resize((G.size, G.size), Image.Resampling.LANCZOS))[None].to(dev)
+    init = encode(load_encoder(None, device=dev), G, target) if use_encoder else None
+    if use_encoder:
+        pnote = f"started from the bundled encoder's W+; {pnote}"
+    # On CPU keep the noise maps fixed (half the time per step; at 64 px they add little).
     cfg = ProjectConfig(steps=steps, precision=resolve_precision("auto", dev),
-                        mse=1.0 if percept_random else 0.0, optimize_noise=dev.type == "cuda")
-    res = project(G, target, percept, cfg)
+                        mse=1.0 if choice == "random" else 0.0, optimize_noise=dev.type == "cuda")
+    res = project(G, target, percept, cfg, init=init)
     # Blocks 1..k from the source: at 64 px (5 blocks) the face's layout lives up to block 3-4.
     blends = [(f"blend@{k}", blend_generators(G, B, k)) for k in ((2, 3) if G.size >= 256 else (3, 4))]
     tiles = [aligned.resize((G.size, G.size), Image.Resampling.LANCZOS), to_pil(res.image[0]),
