@@ -260,7 +260,8 @@ def row_inference(ros_loader, size: int, batch: int, repeats: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def row_animegan(port_dir: Path, size: int, repeats: int) -> None:
+def row_animegan(port_dir: Path, size: int, repeats: int, variants: tuple[str, ...] = ("fp32",)) -> None:
+    """The port's module call vs ours and ``Translator`` runs; ``variants``: ``PREC`` or ``PREC+compile``."""
     from translation.animegan import AnimeGANv2Generator
     from translation.inference import Translator
 
@@ -274,20 +275,27 @@ def row_animegan(port_dir: Path, size: int, repeats: int) -> None:
                 m.bias.normal_(0, 0.1)
     ours = AnimeGANv2Generator().eval().to(DEV)
     ours.load_state_dict(P.state_dict(), strict=True)
-    tr = Translator(ours, device=DEV, precision="fp32")
+    trs = {}
+    for v in variants:
+        prec, _, extra = v.partition("+")
+        trs[v] = Translator(ours, device=DEV, precision=prec, compile=extra == "compile")
     x = torch.rand(1, 3, size, size, device=DEV) * 2 - 1
     with torch.inference_mode():
         y_ref = P(x)
         d_mod = float((y_ref - ours(x)).abs().max())
-        d_tr = float((y_ref - tr(x)).abs().max())
+        d_tr = {v: float((y_ref - tr(x).float()).abs().max()) for v, tr in trs.items()}
 
     def run(net):
         with torch.inference_mode():
             return net(x)
 
-    t = interleaved({"ref": lambda: run(P), "ours": lambda: run(ours), "tr": lambda: tr(x)}, repeats)
+    fns = {"ref": lambda: run(P), "ours": lambda: run(ours)}
+    fns.update({f"tr {v}": (lambda tr=tr: tr(x)) for v, tr in trs.items()})
+    t = interleaved(fns, repeats, warmup=3 if any("compile" in v for v in variants) else 1)
     report("d", f"AnimeGANv2 {size}², module call", {"ref": t["ref"], "ours": t["ours"]}, d_mod)
-    report("d", f"AnimeGANv2 {size}², Translator", {"ref": t["ref"], "ours": t["tr"]}, d_tr)
+    for v in trs:
+        name = "Translator" if v == "fp32" else f"Translator {v}"
+        report("d", f"AnimeGANv2 {size}², {name}", {"ref": t["ref"], "ours": t[f"tr {v}"]}, d_tr[v])
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,6 +372,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="row b: image side")
     ap.add_argument("--batch", type=int, default=8, help="row b: batch")
     ap.add_argument("--channel-max", type=int, default=128, help="row b: channel cap (512 = config-f)")
+    ap.add_argument("--animegan-size", type=int, default=256, help="row d: image side")
+    ap.add_argument("--animegan-variants", default="fp32", help="row d: Translator runs, comma-separated PREC or "
+                    "PREC+compile (e.g. fp32,fp16,bf16+compile)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     ap.add_argument("--profile", action="store_true", help="also print torch.profiler's top ops of one call per side")
     ap.add_argument("--shapes", default="8x128x32", help="op shapes of row e, NxCxR, comma-separated")
     args = ap.parse_args()
@@ -402,13 +414,19 @@ def main() -> None:
     if "c" in rows:
         row_inference(ros_loader, 256, 1, args.repeats)
     if "d" in rows:
-        row_animegan(args.animegan_ref, 256, args.repeats)
+        row_animegan(args.animegan_ref, args.animegan_size, args.repeats,
+                     tuple(v.strip() for v in args.animegan_variants.split(",") if v.strip()))
     print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in _loadavg())}\n")
     print("| row | workload | reference ms | toonlab ms | ratio (ref / toonlab) | max abs Δ |")
     print("|---|---|---:|---:|---:|---:|")
     for row, what, tr, to, diff in ROWS:
         d = "—" if diff is None else f"{diff:.1e}"
         print(f"| {row} | {what} | {_ms(tr)} | {_ms(to)} | {tr / to:.2f}× | {d} |")
+    if args.json:
+        from toonlab.atomic import write_json_atomic
+
+        write_json_atomic(args.json, dict(workload="sidebyside", device=where, rows=[
+            dict(row=r, what=w, ref_s=a, ours_s=b, ratio=a / b, max_abs_diff=d) for r, w, a, b, d in ROWS]))
 
 
 def _loadavg() -> tuple[float, float, float]:

@@ -3,7 +3,7 @@
     python bench/fid_sidebyside.py --device cuda --n 10000 --size 256        # issue 17 row
     python bench/fid_sidebyside.py --tiny                                    # CPU smoke (N=16, 32 px)
 
-N images of a random config-f generator (set A) and N more (set B, other seeds) are rendered and
+N images of a random config-f generator (set A) and ``--n-ref`` more (set B, other seeds) are rendered and
 written as PNG folders once, untimed. Set B plays the cached reference statistics: each side
 computes and caches B's statistics first (untimed), then the timed call is "FID of folder A
 against the cached B" — torch-fidelity with ``input2_cache_name``, toonlab with
@@ -42,19 +42,26 @@ def _sync(dev: torch.device) -> None:
 
 
 def write_folder(G: Generator, n: int, seed: int, folder: Path, batch: int, dev: torch.device) -> None:
+    """n PNGs (fast zlib level; PIL's encoder releases the GIL, so a thread pool scales)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     folder.mkdir(parents=True)
     i = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        jobs = []
         for u8 in GeneratorSource(G, n, seed=seed, device=dev).batches(batch, dev):
             for img in u8.permute(0, 2, 3, 1).cpu().numpy():
-                Image.fromarray(img).save(folder / f"{i:06d}.png", compress_level=1)
+                jobs.append(pool.submit(Image.fromarray(img).save, folder / f"{i:06d}.png", compress_level=1))
                 i += 1
+        for j in jobs:
+            j.result()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--n-ref", type=int, default=None, help="images in the cached reference set B (default: --n)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, default=64, help="feature batch, both sides")
     ap.add_argument("--workers", type=int, default=4, help="our loader workers (torch-fidelity uses min(4, 2 x cores))")
@@ -85,9 +92,10 @@ def main() -> None:
         G = Generator(args.size, channel_max=512 if args.size > 64 else 64).to(dev).eval().requires_grad_(False)
         t0 = time.perf_counter()
         write_folder(G, args.n, 0, root / "A", args.batch, dev)
-        write_folder(G, args.n, 1, root / "B", args.batch, dev)
+        n_ref = args.n_ref or args.n
+        write_folder(G, n_ref, 1, root / "B", args.batch, dev)
         print(f"{torch.cuda.get_device_name() if dev.type == 'cuda' else 'CPU'} | torch {torch.__version__} | "
-              f"torch-fidelity {torch_fidelity.__version__} | {what}\nwrote 2 x {args.n} PNGs at {args.size} px in "
+              f"torch-fidelity {torch_fidelity.__version__} | {what}\nwrote {args.n} + {n_ref} PNGs at {args.size} px in "
               f"{time.perf_counter() - t0:.1f} s (untimed)", flush=True)
         tf_kw = dict(fid=True, cuda=dev.type == "cuda", batch_size=args.batch, verbose=False, cache=True,
                      cache_root=str(root / "tf-cache"), feature_extractor_weights_path=weights, samples_shuffle=False)

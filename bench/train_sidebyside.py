@@ -236,8 +236,8 @@ def main() -> None:
     if dev.type == "cuda":
         torch.cuda.empty_cache()
 
-    variants = [(p, False) for p in args.precisions.split(",")] + ([(args.precisions.split(",")[-1], True)]
-                                                                    if args.ada_row else [])
+    precs = args.precisions.split(",")
+    variants = [(p, False) for p in precs] + ([(precs[0], True)] if args.ada_row else [])  # ADA: the first one
     for prec, ada in variants:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = TrainConfig(out=tmp, size=args.size, batch=args.batch, precision=prec, snapshot_every=0,
