@@ -267,7 +267,7 @@ def main() -> None:
                              ours_img_s=args.batch / s, ratio=s_ref / s, ref_peak_gib=m_ref, ours_peak_gib=m,
                              mem_ratio=m / m_ref if m_ref == m_ref else math.nan))
             print(f"  {name}: {args.batch / s:.1f} img/s, peak {m:.2f} GiB, ratio {s_ref / s:.2f}x", flush=True)
-            if args.profile and not ada:
+            if args.profile and not ada and prec == precs[0]:  # the headline run only (device time)
                 profiles[name] = profile_table(ours, 16, dev, args.top)
             del t, ours
             gc.collect()
