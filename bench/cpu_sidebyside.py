@@ -66,6 +66,31 @@ def _no_cpp_build() -> Iterator[None]:
         cpp.load = saved  # type: ignore[assignment]
 
 
+ROS_OPS = "not loaded"  # which of rosinality's op implementations the reference side runs
+
+
+def _native_ops(op: types.ModuleType) -> None:
+    """Route rosinality's two ops to the pure-torch paths their own code takes on the CPU (any device)."""
+    from collections import abc
+
+    up_mod, act_mod = sys.modules["op.upfirdn2d"], sys.modules["op.fused_act"]
+
+    def upfirdn2d(input, kernel, up=1, down=1, pad=(0, 0)):  # their upfirdn2d, the CPU branch always
+        up = up if isinstance(up, abc.Iterable) else (up, up)
+        down = down if isinstance(down, abc.Iterable) else (down, down)
+        pad = (pad[0], pad[1], pad[0], pad[1]) if len(pad) == 2 else pad
+        return up_mod.upfirdn2d_native(input, kernel, *up, *down, *pad)
+
+    def fused_leaky_relu(input, bias=None, negative_slope=0.2, scale=2 ** 0.5):  # their CPU branch
+        if bias is not None:
+            rest_dim = [1] * (input.ndim - bias.ndim - 1)
+            return F.leaky_relu(input + bias.view(1, bias.shape[0], *rest_dim), negative_slope=0.2) * scale
+        return F.leaky_relu(input, negative_slope=0.2) * scale
+
+    up_mod.upfirdn2d = op.upfirdn2d = upfirdn2d
+    act_mod.fused_leaky_relu = op.fused_leaky_relu = fused_leaky_relu
+
+
 def load_rosinality(ref: Path, channel_max: int | None = None, build: bool = False) -> types.ModuleType:
     """rosinality's model.py as a fresh module; ``channel_max`` caps its hard-coded channel tables.
 
@@ -79,8 +104,24 @@ def load_rosinality(ref: Path, channel_max: int | None = None, build: bool = Fal
         sys.exit(f"error: {ref} is not a rosinality stylegan2-pytorch checkout (model.py, op/)")
     if str(ref) not in sys.path:
         sys.path.insert(0, str(ref))
-    with contextlib.nullcontext() if build else _no_cpp_build():
-        import op  # noqa: F401  (rosinality's package, from `ref`)
+    global ROS_OPS
+    if build:
+        try:
+            import op  # noqa: F401  (rosinality's package, from `ref`; compiles its CUDA ops)
+            ROS_OPS = "their fused CUDA ops (compiled here)"
+        except Exception as e:  # noqa: BLE001 - a failed nvcc/ninja build must not cost the GPU run
+            for k in [k for k in sys.modules if k == "op" or k.startswith("op.")]:
+                del sys.modules[k]
+            with _no_cpp_build():
+                import op  # noqa: F401
+            _native_ops(op)
+            ROS_OPS = (f"their NATIVE pure-torch ops: the CUDA build failed ({type(e).__name__}: "
+                       f"{str(e).splitlines()[-1][:120] if str(e) else ''}); reference figures are pessimistic")
+            print(f"warning: rosinality's op did not build; {ROS_OPS}", flush=True)
+    else:
+        with _no_cpp_build():
+            import op  # noqa: F401  (rosinality's package, from `ref`)
+        ROS_OPS = "their CPU paths (upfirdn2d_native, plain leaky ReLU)"
     src = (ref / "model.py").read_text()
     if channel_max is not None:
         src, n = re.subn(r"(?m)^(\s+)(\d+): (.+),$", rf"\1\2: min(\3, {int(channel_max)}),", src)

@@ -66,6 +66,9 @@ def rows(folder: Path) -> list[str]:
         for r in s["rows"]:
             out.append(f"| StarGAN v2 {s['size']} px iteration, batch {s['batch']}, ours {r['precision']} | clovaai "
                        f"{r['ref_s'] * 1e3:.0f} ms | {r['ours_s'] * 1e3:.0f} ms | {r['ratio']:.2f}× | ≥ 1.5× |")
+    for name, d in (("training", t), ("projection", p)):
+        if d and "NATIVE" in str(d.get("ref_ops", "")):
+            out.append(f"| note | {name}: rosinality ran {d['ref_ops']} | | | |")
     missing = [n for n in ("sbs_train", "sbs_finetune", "sbs_project", "sbs_animegan", "sbs_fid", "sbs_stargan2")
                if _load(folder, n) is None]
     if missing:

@@ -241,8 +241,8 @@ def main() -> None:
         d_g = float((G_ref([w], randomize_noise=False)[0] - G([w], randomize_noise=False)[0]).abs().max())
     print(f"{sbs.platform.processor() if dev.type == 'cpu' else torch.cuda.get_device_name()} | torch {torch.__version__}"
           f" | G {args.size} px, channel max {args.channel_max} | LPIPS-VGG v0.1 with a RANDOM trunk (no weights "
-          f"downloaded; same cost as ImageNet's) | agreement: G max |Δ| {d_g:.1e}, LPIPS max |Δ| {d_lpips:.1e}",
-          flush=True)
+          f"downloaded; same cost as ImageNet's) | agreement: G max |Δ| {d_g:.1e}, LPIPS max |Δ| {d_lpips:.1e}"
+          f"\nrosinality's ops: {sbs.ROS_OPS}", flush=True)
 
     rows = []
     for batch in [int(x) for x in args.batches.split(",")]:
@@ -277,7 +277,8 @@ def main() -> None:
             print(f"toonlab batch {r['batch']} / batch 1 ({r['precision']}): {r['ours_s'] / ones[r['precision']]:.2f}× "
                   "the time (target <= 2)")
     if args.json:
-        write_json_atomic(args.json, dict(workload="projection", agreement=dict(G=d_g, lpips=d_lpips), rows=rows))
+        write_json_atomic(args.json, dict(workload="projection", agreement=dict(G=d_g, lpips=d_lpips), ref_ops=sbs.ROS_OPS,
+                                          rows=rows))
 
 
 if __name__ == "__main__":

@@ -213,7 +213,7 @@ def main() -> None:
     where = torch.cuda.get_device_name() if dev.type == "cuda" else "CPU"
     print(f"{where} | torch {torch.__version__} | StyleGAN2 {args.size} px, channel max {args.channel_max}, "
           f"batch {args.batch}, lazy R1/16 + path length/4, EMA, mixing 0.9, ADA off | same weights: max |Δ| "
-          f"{diff:.1e}", flush=True)
+          f"{diff:.1e}\nrosinality's ops: {sbs.ROS_OPS}", flush=True)
 
     rows: list[dict] = []
     profiles: dict[str, str] = {}
@@ -281,7 +281,7 @@ def main() -> None:
     for name, table in profiles.items():
         print(f"\n### top kernels, 16 iterations: {name}\n\n```\n{table}\n```")
     if args.json:
-        write_json_atomic(args.json, dict(workload="train", size=args.size, batch=args.batch, agreement=diff,
+        write_json_atomic(args.json, dict(workload="train", size=args.size, batch=args.batch, agreement=diff, ref_ops=sbs.ROS_OPS,
                                           rows=rows, profiles=profiles))
         if profiles:
             write_text_atomic(args.json.with_suffix(".profile.md"),
