@@ -12,6 +12,10 @@ the same PNGs with 4 loader workers (torch-fidelity's default) and the same Ince
 the real FID file when it is on disk (hub cache or ``--inception-weights``), else RANDOM weights
 (torchvision's init, written to a temporary file both sides load: timing is faithful, the FID
 value meaningless — said in the output). The two FIDs must agree (printed, relative difference).
+TF32: torch-fidelity runs with torch's defaults, as its users run it (on a GPU: TF32 cuDNN
+convolutions); toonlab turns TF32 off while extracting features (FID must not depend on the GPU
+generation), so on a GPU the two FIDs may differ in the 4th-5th digit and our side does more
+arithmetic. On the CPU both are plain fp32.
 """
 
 from __future__ import annotations

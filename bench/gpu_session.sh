@@ -64,7 +64,7 @@ tinyskip() { [ -n "${TINY:-}" ] && { echo "=== $1: skipped with TINY=1 (GPU only
 
 for s in "${expanded[@]}"; do
   case $s in
-    env) tinyskip env || step env 10 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c 'import torch, lpips, torch_fidelity; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(), lpips.__version__, torch_fidelity.__version__)'" ;;
+    env) tinyskip env || step env 10 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c 'import torch, lpips, torch_fidelity; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(), lpips.__file__, torch_fidelity.__version__)'" ;;
     # compile ours and rosinality's CUDA extensions at the same time (both lazy builds, cached on disk
     # for the later steps); only for this GPU's architecture
     build) tinyskip build || step build 100 env TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS=8 bash -c "$PY -c \"import torch, ops; x = torch.randn(2, 4, 8, 8, device='cuda'); ops.upfirdn2d(x, [1, 3, 3, 1], up=2, impl='cuda'); ops.bias_act(x, torch.zeros(4, device='cuda'), act='lrelu', impl='cuda'); print(ops.cuda_status())\" & a=\$!; $PY -c \"import sys; sys.path.insert(0, '$REF_SG2'); import op; print('rosinality op built')\" & b=\$!; wait \$a; ra=\$?; wait \$b; rb=\$?; exit \$((ra + rb))" ;;
