@@ -71,11 +71,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4, help="our loader workers (torch-fidelity uses min(4, 2 x cores))")
     ap.add_argument("--inception-weights", default=None)
     ap.add_argument("--tmp", default=None, help="folder for the PNGs and both caches (default: a temporary one)")
-    ap.add_argument("--tiny", action="store_true", help="CPU smoke: N=16, 32 px, batch 8, 2 workers")
+    ap.add_argument("--tiny", action="store_true", help="CPU smoke: N=16 (12 cached), 32 px, batch 8, 2 workers")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.tiny:
         args.n, args.size, args.batch, args.workers = min(args.n, 16), 32, 8, 2
+        args.n_ref = min(args.n_ref or args.n, 12)
     dev = torch.device(args.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda but no CUDA GPU is visible")
