@@ -66,6 +66,31 @@ def _no_cpp_build() -> Iterator[None]:
         cpp.load = saved  # type: ignore[assignment]
 
 
+ROS_OPS = "not loaded"  # which of rosinality's op implementations the reference side runs
+
+
+def _native_ops(op: types.ModuleType) -> None:
+    """Route rosinality's two ops to the pure-torch paths their own code takes on the CPU (any device)."""
+    from collections import abc
+
+    up_mod, act_mod = sys.modules["op.upfirdn2d"], sys.modules["op.fused_act"]
+
+    def upfirdn2d(input, kernel, up=1, down=1, pad=(0, 0)):  # their upfirdn2d, the CPU branch always
+        up = up if isinstance(up, abc.Iterable) else (up, up)
+        down = down if isinstance(down, abc.Iterable) else (down, down)
+        pad = (pad[0], pad[1], pad[0], pad[1]) if len(pad) == 2 else pad
+        return up_mod.upfirdn2d_native(input, kernel, *up, *down, *pad)
+
+    def fused_leaky_relu(input, bias=None, negative_slope=0.2, scale=2 ** 0.5):  # their CPU branch
+        if bias is not None:
+            rest_dim = [1] * (input.ndim - bias.ndim - 1)
+            return F.leaky_relu(input + bias.view(1, bias.shape[0], *rest_dim), negative_slope=0.2) * scale
+        return F.leaky_relu(input, negative_slope=0.2) * scale
+
+    up_mod.upfirdn2d = op.upfirdn2d = upfirdn2d
+    act_mod.fused_leaky_relu = op.fused_leaky_relu = fused_leaky_relu
+
+
 def load_rosinality(ref: Path, channel_max: int | None = None, build: bool = False) -> types.ModuleType:
     """rosinality's model.py as a fresh module; ``channel_max`` caps its hard-coded channel tables.
 
@@ -79,8 +104,24 @@ def load_rosinality(ref: Path, channel_max: int | None = None, build: bool = Fal
         sys.exit(f"error: {ref} is not a rosinality stylegan2-pytorch checkout (model.py, op/)")
     if str(ref) not in sys.path:
         sys.path.insert(0, str(ref))
-    with contextlib.nullcontext() if build else _no_cpp_build():
-        import op  # noqa: F401  (rosinality's package, from `ref`)
+    global ROS_OPS
+    if build:
+        try:
+            import op  # noqa: F401  (rosinality's package, from `ref`; compiles its CUDA ops)
+            ROS_OPS = "their fused CUDA ops (compiled here)"
+        except Exception as e:  # noqa: BLE001 - a failed nvcc/ninja build must not cost the GPU run
+            for k in [k for k in sys.modules if k == "op" or k.startswith("op.")]:
+                del sys.modules[k]
+            with _no_cpp_build():
+                import op  # noqa: F401
+            _native_ops(op)
+            ROS_OPS = (f"their NATIVE pure-torch ops: the CUDA build failed ({type(e).__name__}: "
+                       f"{str(e).splitlines()[-1][:120] if str(e) else ''}); reference figures are pessimistic")
+            print(f"warning: rosinality's op did not build; {ROS_OPS}", flush=True)
+    else:
+        with _no_cpp_build():
+            import op  # noqa: F401  (rosinality's package, from `ref`)
+        ROS_OPS = "their CPU paths (upfirdn2d_native, plain leaky ReLU)"
     src = (ref / "model.py").read_text()
     if channel_max is not None:
         src, n = re.subn(r"(?m)^(\s+)(\d+): (.+),$", rf"\1\2: min(\3, {int(channel_max)}),", src)
@@ -260,7 +301,8 @@ def row_inference(ros_loader, size: int, batch: int, repeats: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def row_animegan(port_dir: Path, size: int, repeats: int) -> None:
+def row_animegan(port_dir: Path, size: int, repeats: int, variants: tuple[str, ...] = ("fp32",)) -> None:
+    """The port's module call vs ours and ``Translator`` runs; ``variants``: ``PREC`` or ``PREC+compile``."""
     from translation.animegan import AnimeGANv2Generator
     from translation.inference import Translator
 
@@ -274,20 +316,27 @@ def row_animegan(port_dir: Path, size: int, repeats: int) -> None:
                 m.bias.normal_(0, 0.1)
     ours = AnimeGANv2Generator().eval().to(DEV)
     ours.load_state_dict(P.state_dict(), strict=True)
-    tr = Translator(ours, device=DEV, precision="fp32")
+    trs = {}
+    for v in variants:
+        prec, _, extra = v.partition("+")
+        trs[v] = Translator(ours, device=DEV, precision=prec, compile=extra == "compile")
     x = torch.rand(1, 3, size, size, device=DEV) * 2 - 1
     with torch.inference_mode():
         y_ref = P(x)
         d_mod = float((y_ref - ours(x)).abs().max())
-        d_tr = float((y_ref - tr(x)).abs().max())
+        d_tr = {v: float((y_ref - tr(x).float()).abs().max()) for v, tr in trs.items()}
 
     def run(net):
         with torch.inference_mode():
             return net(x)
 
-    t = interleaved({"ref": lambda: run(P), "ours": lambda: run(ours), "tr": lambda: tr(x)}, repeats)
+    fns = {"ref": lambda: run(P), "ours": lambda: run(ours)}
+    fns.update({f"tr {v}": (lambda tr=tr: tr(x)) for v, tr in trs.items()})
+    t = interleaved(fns, repeats, warmup=3 if any("compile" in v for v in variants) else 1)
     report("d", f"AnimeGANv2 {size}², module call", {"ref": t["ref"], "ours": t["ours"]}, d_mod)
-    report("d", f"AnimeGANv2 {size}², Translator", {"ref": t["ref"], "ours": t["tr"]}, d_tr)
+    for v in trs:
+        name = "Translator" if v == "fp32" else f"Translator {v}"
+        report("d", f"AnimeGANv2 {size}², {name}", {"ref": t["ref"], "ours": t[f"tr {v}"]}, d_tr[v])
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,6 +413,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="row b: image side")
     ap.add_argument("--batch", type=int, default=8, help="row b: batch")
     ap.add_argument("--channel-max", type=int, default=128, help="row b: channel cap (512 = config-f)")
+    ap.add_argument("--animegan-size", type=int, default=256, help="row d: image side")
+    ap.add_argument("--animegan-variants", default="fp32", help="row d: Translator runs, comma-separated PREC or "
+                    "PREC+compile (e.g. fp32,fp16,bf16+compile)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     ap.add_argument("--profile", action="store_true", help="also print torch.profiler's top ops of one call per side")
     ap.add_argument("--shapes", default="8x128x32", help="op shapes of row e, NxCxR, comma-separated")
     args = ap.parse_args()
@@ -402,13 +455,19 @@ def main() -> None:
     if "c" in rows:
         row_inference(ros_loader, 256, 1, args.repeats)
     if "d" in rows:
-        row_animegan(args.animegan_ref, 256, args.repeats)
+        row_animegan(args.animegan_ref, args.animegan_size, args.repeats,
+                     tuple(v.strip() for v in args.animegan_variants.split(",") if v.strip()))
     print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in _loadavg())}\n")
     print("| row | workload | reference ms | toonlab ms | ratio (ref / toonlab) | max abs Δ |")
     print("|---|---|---:|---:|---:|---:|")
     for row, what, tr, to, diff in ROWS:
         d = "—" if diff is None else f"{diff:.1e}"
         print(f"| {row} | {what} | {_ms(tr)} | {_ms(to)} | {tr / to:.2f}× | {d} |")
+    if args.json:
+        from toonlab.atomic import write_json_atomic
+
+        write_json_atomic(args.json, dict(workload="sidebyside", device=where, rows=[
+            dict(row=r, what=w, ref_s=a, ours_s=b, ratio=a / b, max_abs_diff=d) for r, w, a, b, d in ROWS]))
 
 
 def _loadavg() -> tuple[float, float, float]:

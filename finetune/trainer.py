@@ -41,6 +41,7 @@ from stylegan2.checkpoint import (
 from stylegan2.networks import Discriminator, Generator, SplitMappingGenerator, SynthesisOutput
 from stylegan2.training import DistInfo, StyleGAN2Trainer, TrainConfig
 from toonlab.errors import UserInputError
+from toonlab.runtime import autocast
 
 STRUCTURE_ON = ("rgb", "features")
 
@@ -214,16 +215,21 @@ class FinetuneTrainer(StyleGAN2Trainer):
         src_latent = self._source_latent
         if src_latent is None or src_latent.shape != latent.shape:  # called without latents_from (tests)
             src_latent = latent
-        with torch.no_grad():  # the source only renders up to the last compared block, forward only
+        # Under the G pass's autocast: with bf16/fp16 the latent arrives in half precision (g_main
+        # calls this outside its autocast block), and a plain fp32 layer would refuse it.
+        prec = autocast(self.device, self.precision)
+        with torch.no_grad(), prec:  # the source only renders up to the last compared block, forward only
             src = self.source.synthesis(src_latent.detach(), noise=noise, to_block=blocks[-1], **self.synthesis_kwargs())
         key = "rgbs" if self.cfg.structure_on == "rgb" else "features"
         plain = self._plain_latent
         if plain is not None and plain.shape == latent.shape:  # published mode: its own target pass
-            fake_out = self.G.synthesis(plain, noise=noise, to_block=blocks[-1], **self.synthesis_kwargs())
+            with autocast(self.device, self.precision):
+                fake_out = self.G.synthesis(plain, noise=noise, to_block=blocks[-1], **self.synthesis_kwargs())
         pick = [b - 1 for b in blocks]
         src_list, tgt_list = getattr(src, key), getattr(fake_out, key)
         reduction = "mean" if self.cfg.structure_on == "rgb" else "sum"
-        loss = structure_loss([src_list[i] for i in pick], [tgt_list[i] for i in pick], reduction=reduction)
+        loss = structure_loss([src_list[i].float() for i in pick], [tgt_list[i].float() for i in pick],
+                              reduction=reduction)
         return {"structure": loss * self.cfg.structure_weight}
 
     # ---- checkpoints ---------------------------------------------------------------------------

@@ -387,3 +387,18 @@ def test_freezesg_safetensors_export_keeps_the_second_mapping_network(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(st.mapping(z), G.mapping(z))
         torch.testing.assert_close(st.mapping(z, truncation=0.5), G.mapping(z, truncation=0.5))
+
+
+@pytest.mark.parametrize("mode", ["paper", "published"])
+def test_bf16_fine_tuning_step_with_structure_loss_runs(tmp_path, mode):
+    """Issue 17's fine-tuning row (--precision bf16 --freeze 2 --structure-loss 3): the latent comes
+    out of the G pass's autocast in bf16 and the source pass must run under the same autocast
+    (it raised "mat1 and mat2 must have the same dtype" before)."""
+    freeze = dict(freeze=2) if mode == "paper" else dict(freeze_g=2)  # published mode selects with --freeze-g
+    t = make_trainer(tmp_path, structure_loss=2, precision="bf16", freeze_mode=mode, **freeze)
+    t.train_step(torch.rand(4, 3, 32, 32) * 2 - 1)
+    w = t.sample_latents(2).to(torch.bfloat16)
+    noise = t.G.make_noise(2)
+    out = t.G.synthesis(w.float(), noise=noise, **t.synthesis_kwargs())
+    loss = t.extra_g_loss(w, noise, out)["structure"]
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
