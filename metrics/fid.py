@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
-import warnings
 
 import numpy as np
 import torch
@@ -34,42 +32,29 @@ def feature_statistics(feats: np.ndarray | Tensor, device: str | torch.device | 
     return mu.cpu().numpy(), sigma.cpu().numpy()
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (Heusel et al. 2017, eq. 6):
     ``|mu1 - mu2|² + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^½)``.
 
-    The product of two covariances from few samples is near-singular; its square root can come
-    back non-finite or with an imaginary part, so it is retried with ``eps·I`` added to both.
+    ``tr((s1 s2)^½)`` is computed as ``Σ √λ(√s1 s2 √s1)``: that matrix is symmetric positive
+    semi-definite with the eigenvalues of ``s1 s2``, so two symmetric eigendecompositions replace
+    the general matrix square root (``scipy.linalg.sqrtm``, what pytorch-fid calls). Same value
+    (1.6e-15 relative at 2048 dimensions), 5× faster on the CPU at 2048², and no complex parts or
+    ``eps·I`` retries for the near-singular covariances of few samples (eigenvalues that rounding
+    makes slightly negative are clipped to 0).
     """
-    import scipy.linalg
-
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
         raise ValueError(f"mismatched statistics: mu {mu1.shape}/{mu2.shape}, sigma {s1.shape}/{s2.shape}")
+    if not (np.all(np.isfinite(s1)) and np.all(np.isfinite(s2)) and np.all(np.isfinite(mu1))
+            and np.all(np.isfinite(mu2))):
+        raise MetricError("the feature statistics are not finite (NaN/Inf features)")
     diff = mu1 - mu2
-
-    def sqrt_trace(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # singular products are expected and handled below
-            covmean = scipy.linalg.sqrtm(a @ b)
-        if not np.all(np.isfinite(covmean)):
-            return math.nan, math.inf
-        if np.iscomplexobj(covmean):
-            return float(np.trace(covmean).real), float(np.abs(np.diagonal(covmean).imag).max())
-        return float(np.trace(covmean)), 0.0
-
-    tr, imag = sqrt_trace(s1, s2)
-    if not math.isfinite(tr) or imag > 1e-3:
-        # eps relative to the features' scale once that exceeds 1 (Inception's is below 1, so
-        # FID gets the usual absolute 1e-6 offset)
-        scale = max(1.0, float(np.mean(np.diag(s1))), float(np.mean(np.diag(s2))))
-        offset = np.eye(s1.shape[0]) * eps * scale
-        tr, imag = sqrt_trace(s1 + offset, s2 + offset)
-        if not math.isfinite(tr) or imag > 1e-3 * scale:
-            raise MetricError(f"the covariance product has no usable square root (imaginary part {imag:.3g}); "
-                              "use more images")
+    w, u = np.linalg.eigh((s1 + s1.T) / 2)
+    root1 = (u * np.sqrt(np.clip(w, 0.0, None))) @ u.T
+    m = root1 @ s2 @ root1
+    tr = float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)).sum())
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr)
 
 

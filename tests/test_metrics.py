@@ -300,3 +300,23 @@ def test_training_with_metrics_writes_them_to_the_stats_file(tmp_path):
     entries = [ln for ln in lines if "metrics/fid16" in ln]
     assert len(entries) == 1 and entries[0]["step"] == 2 and np.isfinite(entries[0]["metrics/fid16"])
     assert json.loads((out / "config.json").read_text())["metrics"] == "fid16"
+
+
+def test_frechet_rejects_non_finite_statistics_in_one_line():
+    from metrics.fid import MetricError
+
+    mu, s = np.zeros(3), np.eye(3)
+    bad = s.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(MetricError, match="not finite"):
+        frechet_distance(mu, bad, mu, s)
+
+
+def test_frechet_matches_sqrtm_with_offset_on_rank_deficient_covariances():
+    # The community route (pytorch-fid: sqrtm, retried with eps·I) on rank-9 covariances in 32
+    # dimensions: the eigen route agrees to the offset's order without needing it.
+    a, b = gaussian(10, 32, seed=3), gaussian(10, 32, seed=4)
+    (mu1, s1), (mu2, s2) = feature_statistics(a), feature_statistics(b)
+    off = np.eye(32) * 1e-6
+    ref = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2) - 2 * np.trace(scipy.linalg.sqrtm((s1 + off) @ (s2 + off))).real
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-4)
