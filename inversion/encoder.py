@@ -55,9 +55,9 @@ from torch import Tensor, nn
 from inversion.encoder_net import EncoderArch, EncoderNet
 from toonlab.atomic import save_image_atomic, torch_save_atomic
 from toonlab.checkpoint import CheckpointError, file_hash, load_torch_file
-from toonlab.errors import UserInputError, user_errors
+from toonlab.errors import UserInputError
 from toonlab.images import make_grid
-from toonlab.options import ToonGroup
+from toonlab.options import ToonGroup, run_config_command
 from toonlab.runtime import ASSETS, autocast, bundled_generator, pick_device, resolve_precision, seed_everything
 from toonlab.training import MUTABLE, Phase, Trainer, check_finite, run_training
 
@@ -527,13 +527,7 @@ def main() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the configuration and exit.")
 def train_cmd(dry_run: bool, **opts: Any) -> None:
     """Train an encoder against a frozen generator (resumes by re-running)."""
-    with user_errors():
-        cfg = EncoderConfig(**opts)
-        if dry_run:
-            click.echo(json.dumps(cfg.to_dict(), indent=2))
-            return
-        last = train(cfg)
-    click.echo(f"done: {last}")
+    run_config_command(EncoderConfig, train, dry_run, opts)
 
 
 if __name__ == "__main__":

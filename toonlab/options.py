@@ -123,3 +123,20 @@ def config_option(config_cls: type, field: str, *decls: str, **kw: Any):  # noqa
     if "show_default" not in kw:
         kw["show_default"] = "off" if default is None or default is False else str(default)
     return click.option(*decls, field, default=None, **kw)
+
+
+def run_config_command(config_cls: type, train: Any, dry_run: bool, opts: Mapping[str, Any]) -> None:
+    """The body trainer commands share: build ``config_cls(**opts)`` (bad values are one line,
+    exit 2), print it as JSON with ``--dry-run``, else ``train(cfg)`` and name the last checkpoint."""
+    import json
+
+    from toonlab.errors import user_errors
+
+    with user_errors():
+        cfg = config_cls(**opts)
+        if dry_run:
+            click.echo(json.dumps(cfg.to_dict(), indent=2))
+            return
+        last = train(cfg)
+    if last is not None:
+        click.echo(f"done: {last}")

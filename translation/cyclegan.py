@@ -8,7 +8,6 @@ The networks are in ``translation/cyclegan_networks.py``, the trainer in ``trans
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repo 
 
 import click
 
-from toonlab.errors import user_errors
-from toonlab.options import ToonCommand
+from toonlab.options import ToonCommand, run_config_command
 from translation.cyclegan_trainer import CycleGANConfig, train
 
 
@@ -50,13 +48,7 @@ from translation.cyclegan_trainer import CycleGANConfig, train
 @click.option("--dry-run", is_flag=True, help="Print the configuration and exit.")
 def main(dry_run: bool, **opts: Any) -> None:
     """Train a CycleGAN photo ↔ cartoon translator (resumes by re-running)."""
-    with user_errors():
-        cfg = CycleGANConfig(**opts)
-        if dry_run:
-            click.echo(json.dumps(cfg.to_dict(), indent=2))
-            return
-        last = train(cfg)
-    click.echo(f"done: {last}")
+    run_config_command(CycleGANConfig, train, dry_run, opts)
 
 
 if __name__ == "__main__":
