@@ -41,7 +41,8 @@ setup(
         "safetensors",
     ],
     extras_require={
-        "test": ["pytest", "selenium"],
+        # pytest-timeout: a hung test fails with every thread's stack instead of eating CI's 90 minutes.
+        "test": ["pytest", "pytest-timeout", "selenium"],
     },
     entry_points={"console_scripts": ["toonlab=toonlab.cli:main"]},
 )

@@ -14,6 +14,11 @@ import torch
 from stylegan2.checkpoint import snapshot
 from stylegan2.networks import Discriminator, Generator
 from toonlab.atomic import torch_save_atomic
+from toonlab.runtime import limit_cpu_threads
+
+# A CI container may show more cores than its CPU quota: size torch (and the commands tests start,
+# through OMP_NUM_THREADS) to the quota, or every test runs several times slower.
+limit_cpu_threads()
 
 #: The tiny StyleGAN2 shape (``channel_base`` 128 keeps 16-px models at ≤16 channels; 256 for 32 px).
 TINY_G = dict(style_dim=16, n_mlp=2, channel_max=16, channel_base=128)

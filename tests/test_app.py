@@ -507,7 +507,7 @@ def test_ctrl_c_stops_the_server_in_one_line(models, term, tmp_path):
         with urllib.request.urlopen(m.group(1), timeout=30) as r:
             assert b"<title>toonlab</title>" in r.read()
         proc.send_signal(signal.SIGINT if not term else signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=30)
+        rest, _ = proc.communicate(timeout=90)  # it may wait up to 60 s for dlib's loader (app.serve)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -102,6 +102,13 @@ class ToonCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, rewrite_aliases(args, self.aliases, self.positional))
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # Inside a CPU-quota'd container torch would start one thread per visible core (runtime.cpu_limit).
+        from toonlab.runtime import limit_cpu_threads
+
+        limit_cpu_threads()
+        return super().invoke(ctx)
+
 
 class ToonGroup(click.Group):
     """A click group whose commands are :class:`ToonCommand`\\ s by default."""

@@ -29,6 +29,44 @@ def pick_device(name: str = "auto") -> torch.device:
         raise UserInputError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
 
 
+def cpu_limit() -> int:
+    """How many CPUs this process may really use: its affinity mask, capped by a cgroup CPU quota
+    (Docker ``--cpus``, CI containers). torch sizes its thread pool from the cores it *sees*; with 16
+    visible and a 2-CPU quota, 16 OpenMP threads are throttled in turn and every op waits for the
+    slowest: 10× and worse on small convolutions."""
+    import math
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = None
+    try:  # cgroup v2: "max 100000" or "200000 100000"
+        q, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if q != "max":
+            quota = int(q) / int(period)
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+            if q > 0:
+                quota = q / int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            pass
+    return max(1, min(n, math.ceil(quota))) if quota else max(1, n)
+
+
+def limit_cpu_threads() -> int:
+    """Size torch's CPU thread pool to :func:`cpu_limit` unless the user chose (``OMP_NUM_THREADS``);
+    also exported, so the commands this process starts follow. Returns the thread count."""
+    import os
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    n = cpu_limit()
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    if torch.get_num_threads() > n:
+        torch.set_num_threads(n)
+    return n
+
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
