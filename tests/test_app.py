@@ -27,6 +27,21 @@ from toonlab.errors import UserInputError
 from toonlab.images import to_pil
 
 
+@pytest.fixture(autouse=True)
+def no_app_threads_outlive_the_test():
+    """The app's work runs in daemon threads (jobs, the demo fine-tune, dlib's warm-up). One still
+    computing after its test would slow every later test and could be mid-op when a later test forks
+    DataLoader or multiprocessing workers (a child that inherits a held lock hangs): wait for them."""
+    yield
+    import time
+
+    deadline = time.monotonic() + 300
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and t.name.startswith(("job-", "demo-cartoon", "warm-up")):
+            t.join(max(0.0, deadline - time.monotonic()))
+            assert not t.is_alive(), f"app thread {t.name} still running 300 s after its test"
+
+
 @pytest.fixture
 def models(tmp_path: Path) -> tuple[Path, Path]:
     src = tiny_checkpoint(tmp_path / "G.pt", 16, seed=0, perturb="biases")
