@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,23 +24,12 @@ pytest.importorskip("skimage")
 
 def _cartoon(path: Path, seed: int, **meta) -> Path:
     """A tiny generator of the source's shape (a stand-in for one fine-tuned from it), with metadata."""
-    return torch_save_atomic(snapshot(tiny_generator(16, seed, perturb="noise"), toonlab=meta), path)
+    return torch_save_atomic(snapshot(tiny_generator(32, seed, perturb="noise"), toonlab=meta), path)
 
 
-@pytest.fixture
-def assets(tmp_path: Path, monkeypatch) -> Path:
-    """An assets folder holding only a tiny 16-px source (with D, so the live fine-tune keeps it)."""
-    folder = tmp_path / "assets"
-    folder.mkdir()
-    tiny_checkpoint(folder / bundled.SOURCE_NAME, 16, with_d=True, perturb="noise")
-    monkeypatch.setattr(bundled, "FOLDER", folder)
-    return folder
-
-
-def _run(tmp_path: Path) -> tuple[str, Path]:
+def _run(out: Path) -> tuple[str, Path]:
     from toonlab.demo import run_demo
 
-    out = tmp_path / "demo"
     page = run_demo(out, device="cpu", seeds=4, finetune_iters=2, project_steps=2)
     text = page.read_text()
     for src in re.findall(r"<img src='([^']+)'", text):  # every picture the page names is there and readable
@@ -47,23 +37,42 @@ def _run(tmp_path: Path) -> tuple[str, Path]:
     return text, out
 
 
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory) -> dict[str, tuple[str, Path]]:
+    """Two demo pages over a tmp assets folder with a tiny 32-px source (synthetic faces start at 32 px;
+    with D, so the live fine-tune keeps one): first with nothing else bundled, then with two cartoon
+    generators, one of another shape and a translator. The second page's live fine-tune resumes the
+    first's finished run (instant), as re-running ``make demo`` does."""
+    root = tmp_path_factory.mktemp("zoo")
+    folder = root / "assets"
+    folder.mkdir()
+    tiny_checkpoint(folder / bundled.SOURCE_NAME, 32, with_d=True, perturb="noise")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bundled, "FOLDER", folder)
+        fallback = _run(root / "fallback")
+        _cartoon(folder / "cartoon_webtoon32.pt", 1,
+                 config={"source": "x/source_synthetic64.pt", "data": "synthetic:webtoon", "freeze": 2,
+                         "structure_loss": 3, "batch": 8}, step=500)
+        _cartoon(folder / "cartoon_sketch32.pt", 2, label="a sketch cartoon, made for this test")
+        # another shape: not fine-tuned from this source, so left out with a note
+        torch_save_atomic(snapshot(tiny_generator(32, 3, style_dim=8)), folder / "cartoon_pastel32.pt")
+        from translation.models import build_generator
+
+        torch.manual_seed(0)
+        torch.save(build_generator("animegan2-lite").state_dict(), folder / "animegan2_webtoon.pt")
+        shutil.copytree(root / "fallback" / "finetune", root / "zoo" / "finetune")
+        zoo = _run(root / "zoo")
+    return {"fallback": fallback, "zoo": zoo}
+
+
 def _sefa_height(rows: int) -> int:
-    """Height of a SeFa grid of ``rows`` generators × 5 degrees of 16-px tiles, shown ×2 as the demo does."""
-    blank = Image.new("RGB", (16, 16))
+    """Height of a SeFa grid of ``rows`` generators × 5 degrees of 32-px tiles, shown ×2 as the demo does."""
+    blank = Image.new("RGB", (32, 32))
     return make_grid([blank] * 5 * rows, cols=5, col_labels=["+6"] * 5, row_labels=["x"] * rows).height * 2
 
 
-def test_demo_shows_every_bundled_model(tmp_path, assets):
-    _cartoon(assets / "cartoon_webtoon16.pt", 1,
-             config={"source": "x/source_synthetic64.pt", "data": "synthetic:webtoon", "freeze": 2,
-                     "structure_loss": 3, "batch": 8}, step=500)
-    _cartoon(assets / "cartoon_sketch16.pt", 2, label="a sketch cartoon, made for this test")
-    torch.manual_seed(0)  # another shape: not fine-tuned from this source, so left out with a note
-    torch_save_atomic(snapshot(tiny_generator(16, 3, style_dim=8)), assets / "cartoon_pastel16.pt")
-    models = pytest.importorskip("translation.models")
-    torch.save(models.build_generator("animegan2-lite").state_dict(), assets / "animegan2_webtoon.pt")
-
-    text, out = _run(tmp_path)
+def test_demo_shows_every_bundled_model(pages):
+    text, out = pages["zoo"]
     for heading in ("(a) The source generator", "(b) Cartoon generator “sketch”", "(b) Cartoon generator “webtoon”",
                     "(c) Layer swapping: source × “sketch”", "(c) Layer swapping: source × “webtoon”",
                     "(d) Face to cartoon", "(d) Photo → cartoon translator “animegan2_webtoon”",
@@ -73,10 +82,13 @@ def test_demo_shows_every_bundled_model(tmp_path, assets):
     # labels come from each file's metadata
     assert "a sketch cartoon, made for this test" in text
     assert "fine-tuned from source_synthetic64.pt to synthetic:webtoon: FreezeSG 2 + structure loss 3, 500 steps" in text
-    assert "cartoon_pastel16.pt was left out" in text and "“pastel”" not in text
+    assert "cartoon_pastel32.pt was left out" in text and "“pastel”" not in text
     assert "not bundled" not in text and "No cartoon generator is bundled" not in text
+    assert "Sections (b)–(e) show the bundled cartoon generators instead" in text
+    assert "resumed from the finished run of an earlier demo" in text  # the copied run folder was not re-trained
     # the two cartoons are different models, and neither is the live run
-    a, b = (torch.tensor(list(Image.open(out / f"cartoon_{d}.png").getdata()), dtype=torch.float) for d in ("sketch", "webtoon"))
+    a, b = (torch.tensor(list(Image.open(out / f"cartoon_{d}.png").getdata()), dtype=torch.float)
+            for d in ("sketch", "webtoon"))
     assert (a - b).abs().mean() > 1
     assert not (out / "cartoon_webtoon_live.png").exists()
     assert Image.open(out / "translator_animegan2_webtoon.png").width > Image.open(out / "aligned.png").width
@@ -84,14 +96,14 @@ def test_demo_shows_every_bundled_model(tmp_path, assets):
     assert Image.open(out / "sefa.png").height == _sefa_height(rows=3)
 
 
-def test_demo_without_cartoons_or_translator_falls_back_and_says_so(tmp_path, assets):
-    text, out = _run(tmp_path)
+def test_demo_without_cartoons_or_translator_falls_back_and_says_so(pages):
+    text, out = pages["fallback"]
     assert "No cartoon generator is bundled" in text
     assert "<h2>(b) Cartoon generator “webtoon (live)”" in text
     assert "<h2>(c) Layer swapping: source × “webtoon (live)”" in text
     assert "<h2>(d) Photo → cartoon translator: not bundled" in text
     assert "Sections (b)–(e) use it because no cartoon generator is bundled" in text
-    assert "<h2>(f) Live: a 2-step fine-tune" in text
+    assert "<h2>(f) Live: a 2-step fine-tune" in text and " s here, just now" in text
     assert (out / "cartoon_webtoon_live.png").is_file() and not list(out.glob("translator_*.png"))
     assert Image.open(out / "sefa.png").height == _sefa_height(rows=2)
 

@@ -20,6 +20,7 @@ translator, (d) says none is bundled. Everything lands in ``demo/`` (``index.htm
 from __future__ import annotations
 
 import html
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -158,8 +159,10 @@ def write_page(outdir: Path, sections: list[Section], dev: torch.device, t0: flo
     return page
 
 
-def live_finetune(source: Path, outdir: Path, dev: torch.device, iters: int | None) -> tuple[Path, int, float]:
-    """Short FreezeSG + structure-loss fine-tune to synthetic webtoon faces; re-running resumes (instant)."""
+def live_finetune(source: Path, outdir: Path, dev: torch.device, iters: int | None) -> tuple[Path, int, float | None]:
+    """Short FreezeSG + structure-loss fine-tune to synthetic webtoon faces; re-running resumes (instant).
+
+    Returns the last checkpoint, the steps and the seconds it trained (None: an earlier run's was reused)."""
     from finetune.train import finetune, resolve_config
 
     iters = iters or (400 if dev.type == "cuda" else 60)
@@ -167,11 +170,13 @@ def live_finetune(source: Path, outdir: Path, dev: torch.device, iters: int | No
                                out=str(outdir / "finetune"), batch=8, workers=1, device=str(dev),
                                sample_every=0, snapshot_every=0, ema_kimg=0.1)
     click.echo(f"demo: (f) live fine-tune, {iters} steps (FreezeSG 2 + structure loss 3); re-running resumes")
+    # A finished run of the same length is resumed, not re-trained: the page says which it was.
+    resumed = (Path(cfg.out) / "checkpoints" / f"{iters:06d}.pt").is_file()
     t = time.time()
     last = finetune(cfg, note)
     if last is None:  # only a non-zero rank returns None; the demo is one process
         raise UserInputError("the live fine-tune wrote no checkpoint")
-    return Path(last), iters, time.time() - t
+    return Path(last), iters, None if resumed else time.time() - t
 
 
 def cartoon_samples(G: Generator, cartoons: list[Cartoon], seeds: list[int], outdir: Path,
@@ -315,24 +320,26 @@ def translator_sections(aligned: Image.Image, projected: Image.Image, outdir: Pa
     return out
 
 
-def live_section(G: Generator, B: Generator, label: str, path: Path, iters: int, seconds: float, outdir: Path,
-                 used_above: bool) -> Section:
+def live_section(G: Generator, B: Generator, label: str, path: Path, iters: int, seconds: float | None,
+                 outdir: Path, used_above: bool) -> Section:
     """(f) Source above live fine-tune for the same seeds: the loop ran here, just now."""
     seeds = list(range(8))
     src = [to_pil(i) for _, i in generate(G, seeds, truncation=PSI, noise_mode="const", show_progress=False)]
     tgt = [to_pil(i) for _, i in generate(B, seeds, truncation=PSI, noise_mode="const", show_progress=False)]
     grid = make_grid(src + tgt, cols=len(seeds), row_labels=["source", "live"])
+    when = (f"{seconds:.1f} s here, just now" if seconds is not None else
+            "resumed from the finished run of an earlier demo in the same folder; delete it to train again")
     used = (" Sections (b)–(e) use it because no cartoon generator is bundled." if used_above else
             " Sections (b)–(e) show the bundled cartoon generators instead.")
     return Section(f"(f) {label[0].upper()}{label[1:]}",
                    f"FreezeSG 2 + structure loss 3, batch 8, {iters} steps to the built-in synthetic webtoon faces "
-                   f"({seconds:.1f} s here; 0 s when a previous run's checkpoint was resumed). Top: the source; "
+                   f"({when}). Top: the source; "
                    f"bottom: the live run, seeds 0–7. Checkpoint: {html.escape(str(path))}. Expect rough cartoons."
                    + used, _save(grid, G, outdir / "live_finetune.png"))
 
 
 def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_") or "model"
+    return re.sub(r"[^A-Za-z0-9-]+", "_", name).strip("_") or "model"
 
 
 @click.command(name="demo", cls=ToonCommand)
