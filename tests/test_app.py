@@ -508,7 +508,10 @@ def test_ctrl_c_stops_the_server_in_one_line(models, term, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(repo), "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "toonlab.cli", "app", "--ckpt", str(models[0]), "--port", "0",
                              "--device", "cpu", "--no-demo-cartoon"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, cwd=repo)
+                            text=True, env=env, cwd=repo,
+                            # A run started in the background (`nohup make test &`) inherits SIGINT
+                            # ignored, and Python then installs no KeyboardInterrupt: give Ctrl-C back.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         out = []
         t0 = time.perf_counter()
