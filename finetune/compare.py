@@ -149,6 +149,7 @@ class CompareSettings:
     eval_every: int | None = None  # steps; set by resolved()
     eval_n: int = 200  # latents per curve point
     curve_quality: bool = False  # also the quality score on the curves
+    quality: bool = True  # the quality column (a Fréchet distance per row: the slowest score on a CPU)
     until_level: bool = False
     level_k: int = 3
     level_tol: float = 0.02
@@ -227,6 +228,8 @@ class CompareSettings:
                  "--eval-every-kimg", f"{self.eval_every_kimg:g}", "--eval-n", str(self.eval_n)]
         if self.curve_quality:
             args.append("--curve-quality")
+        if not self.quality:
+            args.append("--no-quality")
         if self.until_level:
             args += ["--until-level", "--level-k", str(self.level_k), "--level-tol", f"{self.level_tol:g}"]
         args += ["--probes", ",".join(_display(p) for p in _csv(self.probes))]
@@ -393,6 +396,7 @@ class _Scorer:
     seed: int
     n: int
     truncation: float
+    quality: bool = True
     refs: dict[str, Any] = field(default_factory=dict)
     src_pred: Tensor | None = None
 
@@ -416,7 +420,7 @@ class _Scorer:
         style = style_probabilities(self.bundle, G, **self.kw())
         out: dict[str, Any] = {"structure": err.tolist(), "style": style.tolist(), "quality": None,
                                "quality_ref": None}
-        if quality:
+        if quality and self.quality:
             ref = self.reference(domain)
             out["quality"] = quality_score(self.bundle, G, domain, n=self.n, seed=self.seed, references=ref).score
             out["quality_ref"] = [ref[1], ref[2]]
@@ -494,8 +498,10 @@ def finetune_method(name: str, s: CompareSettings, log: Callable[[str], None], t
         return latest, (int(CKPT_RE.match(latest.name).group(1)) if latest is not None else 0)
 
     _, done = latest_step()
+    if not s.until_level:  # a run stopped early by an earlier --until-level continues to the full length
+        curve["levelled_at_step"] = None
     if curve.get("levelled_at_step") is not None and done >= int(curve["levelled_at_step"]):
-        log(f"{tag} levelled off at step {curve['levelled_at_step']} earlier, skipping")
+        log(f"{tag} already fine-tuned: levelled off at step {curve['levelled_at_step']}, skipping")
     elif done >= s.iters:
         log(f"{tag} already fine-tuned ({done} steps), skipping")
     for stop in s.schedule():
@@ -602,11 +608,12 @@ def run_comparison(
         for target, seed in jobs:
             bundle = bundles[target]
             pkey = _bundle_key(bundle)
-            scorer = _Scorer(bundle, src, target, seed, s.n, s.truncation)
+            scorer = _Scorer(bundle, src, target, seed, s.n, s.truncation, s.quality)
             curve_scorer = _Scorer(bundle, src, target, seed, s.eval_n, s.truncation)
             keep = seed == s.seeds[0]  # the grid shows the first seed's generators
             base = Path(s.out_root) / target / f"seed{seed}"
-            key = {"source": src_sha, "probes": pkey, "n": s.n, "truncation": s.truncation, "seed": seed}
+            key = {"source": src_sha, "probes": pkey, "n": s.n, "truncation": s.truncation, "seed": seed,
+                   "quality": s.quality}
             sc = _cached(base / "source_scores.json", key, lambda: scorer.score(src, "photo"))
             sc["structure"] = [0.0] * s.n  # by definition (the source against itself)
             results.append(_result("source", "source", "(reference)", target, seed, sc, checkpoint=str(s.source),
@@ -628,7 +635,7 @@ def run_comparison(
                                 generator=G if keep else None)
                     results.append(r)
                     say(f"[{row_name} · {target} · seed {seed}] structure error {r.structure_error:.4f} ± "
-                        f"{r.structure_se:.4f}, style score {r.style_score:.3f}, quality {r.quality:.3f}")
+                        f"{r.structure_se:.4f}, style score {r.style_score:.3f}, quality {_num(r.quality)}")
                 bar.update(1)
             for spec in _translator_specs(s, target, seed, say):
                 fn = load_translator(spec, device, seed)
@@ -642,7 +649,7 @@ def run_comparison(
                             target, seed, sc, checkpoint=spec.path, generator=TG if keep else None)
                 results.append(r)
                 say(f"[{spec.label} · {target} · seed {seed}] structure error {r.structure_error:.4f}, style score "
-                    f"{r.style_score:.3f}, quality {r.quality:.3f}")
+                    f"{r.style_score:.3f}, quality {_num(r.quality)}")
     finally:
         bar.close()
     rows = {t: aggregate(results, t, REFERENCE) for t in s.targets}
@@ -1089,6 +1096,8 @@ def _ints(text: str | None, flag: str) -> list[int]:
               show_default="1/8 of the run", help="Score the EMA snapshot every this many kimg (the curves).")
 @click.option("--eval-n", type=click.IntRange(2), default=200, show_default=True, help="Latents per curve point.")
 @click.option("--curve-quality", is_flag=True, help="Also score the quality on the curves (slower).")
+@click.option("--quality/--no-quality", default=True, show_default=True,
+              help="The quality column (probe-feature Fréchet distance; the slowest score on a CPU).")
 @click.option("--until-level", is_flag=True,
               help="Stop a run once its style score has levelled off (the last --level-k points within --level-tol).")
 @click.option("--level-k", type=click.IntRange(2), default=3, show_default=True)
@@ -1119,7 +1128,8 @@ def _ints(text: str | None, flag: str) -> list[int]:
 @click.option("--quick", is_flag=True, help="Tiny smoke run: 2 steps per run, 64 latents.")
 def main(source: str | None, targets: str | None, target: str, kimg: float, iters: int | None, batch: int,
          seeds: str | None, seed: int, methods: str, swap_block: int, n: int, truncation: float,
-         ema_kimg: float | None, eval_every_kimg: float | None, eval_n: int, curve_quality: bool, until_level: bool,
+         ema_kimg: float | None, eval_every_kimg: float | None, eval_n: int, curve_quality: bool, quality: bool,
+         until_level: bool,
          level_k: int, level_tol: float, probes: str, translators: str | None, train_translators: str | None,
          translator_iters: int, translator_batch: int, translator_features: str,
          translator_features_weights: str | None, out_root: str, out: str, grid: str | None, curves: str | None,
@@ -1133,7 +1143,7 @@ def main(source: str | None, targets: str | None, target: str, kimg: float, iter
         settings = CompareSettings(
             source=source, target=target, targets=_csv(targets), kimg=kimg, iters=iters, batch=batch, seed=seed,
             seeds=_ints(seeds, "--seeds"), methods=_csv(methods), swap_block=swap_block, n=n, truncation=truncation,
-            ema_kimg=ema_kimg, eval_every_kimg=eval_every_kimg, eval_n=eval_n, curve_quality=curve_quality,
+            ema_kimg=ema_kimg, eval_every_kimg=eval_every_kimg, eval_n=eval_n, curve_quality=curve_quality, quality=quality,
             until_level=until_level, level_k=level_k, level_tol=level_tol, out_root=out_root, probes=probes,
             translators=_csv(translators), train_translators=_csv(train_translators),
             translator_iters=translator_iters, translator_batch=translator_batch,

@@ -133,7 +133,8 @@ def test_study_two_targets_two_seeds_translator_curves_and_resume(probes, sketch
         source=str(source_ckpt(tmp_path)), targets=["webtoon", "sketch"], seeds=[0, 1],
         methods=["freezeG", "freezeSG"], iters=2, quick=True, out_root=str(tmp_path / "runs"), device="cpu", n=8,
         eval_n=4, eval_every=1, grid_seeds=[0, 1], train_translators=["cyclegan"], translator_iters=2,
-        translator_overrides={"cyclegan": {"ngf": 4, "ndf": 4, "n_blocks": 1, "pool": 0}})
+        translator_overrides={"cyclegan": {"ngf": 4, "ndf": 4, "n_blocks": 1, "pool": 0}},
+        quality=False)  # the quality score (16 Fréchet distances per target and seed) is tested below
     bundles = {"webtoon": probes, "sketch": sketch_probes}
     study = run_comparison(settings, bundles, log=(first := []).append)
     names = ["source", "freezeG", "freezeG+swap2", "freezeSG", "freezeSG+swap2", "cyclegan (translation)"]
@@ -190,8 +191,8 @@ def test_study_two_targets_two_seeds_translator_curves_and_resume(probes, sketch
 
 
 def test_until_level_stops_a_run_and_records_where(probes, tmp_path):
-    # A tolerance of 1 levels off as soon as two points exist: the run stops at step 2 of 5.
-    settings = CompareSettings(source=str(source_ckpt(tmp_path)), methods=["freezeSG"], iters=5, quick=True,
+    # A tolerance of 1 levels off as soon as two points exist: the run stops at step 2 of 3.
+    settings = CompareSettings(source=str(source_ckpt(tmp_path)), methods=["freezeSG"], iters=3, quick=True,
                                out_root=str(tmp_path / "runs"), device="cpu", n=4, eval_n=4, eval_every=1,
                                until_level=True, level_k=2, level_tol=1.0, grid_seeds=[0])
     study = run_comparison(settings, probes)
@@ -200,6 +201,11 @@ def test_until_level_stops_a_run_and_records_where(probes, tmp_path):
     assert _json(run / "curve.json")["levelled_at_step"] == 2
     row = next(r for r in study.rows["webtoon"] if r.name == "freezeSG")
     assert row.images == [8] and row.stopped == ["levelled off at 0.008 kimg"]
+    # Every row has a quality score, the source's against photo renders, the rest against the target's.
+    assert all(r.quality is not None and math.isfinite(r.quality) for r in study.rows["webtoon"])
+    assert study.results[0].quality_ref != study.results[1].quality_ref
+    report, _, _ = write_report(study, tmp_path / "COMPARISON.md")
+    assert "levelled off at 0.008 kimg" in report.read_text() and "--until-level" in report.read_text()
     # Without the early stop, the same command continues the run to its full length from step 2.
     settings.until_level = False
     run_comparison(settings, probes, log=(msgs := []).append)
