@@ -1,23 +1,33 @@
 """Measured comparison of the fine-tuning methods (FreezeD, FreezeG, FreezeSG, structure loss,
-their combination, plain fine-tuning, and layer swapping on top of each).
+their combination, plain fine-tuning, and layer swapping on top of each), and of the translators
+(AnimeGANv2, CartoonGAN, CycleGAN, StarGAN v2) applied to the same source renders.
 
-    python finetune/compare.py [--ckpt G.pt] [--target webtoon] [--kimg 2] [--report docs/COMPARISON.md]
+    python finetune/compare.py --targets webtoon,sketch --seeds 0,1 --kimg 40 --eval-every-kimg 2 \\
+        --until-level --probes toonlab/assets/probes64.pt,runs/probes_sketch.pt \\
+        --train-translators animegan2,cartoongan,cyclegan --translator-iters 4000
     python finetune/compare.py --quick            # tiny smoke run: a few steps, 64 latents
 
-Every method fine-tunes the same source to the same synthetic target for the same number of
-images with the same seed, into ``runs/compare/<method>/`` (re-running skips finished methods and
-resumes unfinished ones). Each result, and its layer-swapped blend with the source
-(``blend_generators(source, tuned, k)``), is then scored with the probes of
+Every method × target × seed fine-tunes the same source for the same number of images into its
+own run folder, ``<out>/<target>/seed<k>/<method>/`` (re-running skips finished runs and resumes
+unfinished ones from their checkpoint). The run trains in segments of ``--eval-every-kimg``: after
+each, the EMA snapshot is scored (``curve.json`` next to the run: structure error, style score and,
+with ``--curve-quality``, the quality score against kimg), and with ``--until-level`` the method
+stops once its style score has levelled off (the last ``--level-k`` points within
+``--level-tol``). The final generator and its layer-swapped blend with the source
+(``blend_generators(source, tuned, k)``) are then scored with the probes of
 ``metrics/probes.py``:
 
 - structure error (lower = keeps the source's face geometry): the structure regressor's mean
   absolute disagreement between the source and the result rendering the same z (each through its
   own mapping network, as a user samples them) and noise;
-- style score (higher = more cartoon): the style classifier's mean P(target domain).
+- style score (higher = more cartoon): the style classifier's mean P(target domain);
+- quality (lower = better): Fréchet distance in the probes' features to renders of the domain.
 
-The report (markdown table + a grid PNG + a paragraph derived from the numbers) says whether the
-numbers support the paper's claim that FreezeSG and the structure loss keep the source's
-structure better than FreezeG.
+Translators are scored the same way on the source's renders of the same latents (their rows say
+"translation"). The report (per-target tables with standard errors over latents and over seeds,
+paired differences against FreezeSG, the curves plot, a grid per target and a paragraph derived
+from the numbers) says what the numbers say about the paper's claim that FreezeSG and the
+structure loss keep the source's structure better than FreezeG.
 """
 
 from __future__ import annotations
@@ -26,12 +36,13 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,25 +52,27 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from finetune.compare_stats import Paired, Row, aggregate, levelled, paired, se, verdict
 from metrics.probes import (
     DEFAULT_PROBES,
     SCORE_MIN_R2,
     ProbeBundle,
     domain_references,
     geometry_predictions,
+    quality_score,
     structure_errors,
     structure_references,
     style_probabilities,
-    quality_score,
     train_probes,
 )
 from stylegan2.networks import Generator
-from toonlab.atomic import write_json_atomic
+from toonlab.atomic import write_json_atomic, write_text_atomic
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.options import ToonCommand
 from toonlab.runtime import REPO_ROOT, bundled_generator
 
-__all__ = ["METHODS", "CompareSettings", "MethodResult", "run_comparison", "write_report", "comparison_grid"]
+__all__ = ["METHODS", "CompareSettings", "MethodResult", "Study", "run_comparison", "write_report",
+           "comparison_grid", "what_the_numbers_say", "score_translator", "mean_curves"]
 
 # Method name → FinetuneConfig overrides. The depths follow the paper's 256-px setups scaled to
 # the small generators here: 2 frozen blocks for FreezeSG, 2 trained blocks for FreezeG, 2 trained
@@ -78,6 +91,8 @@ DEFINITIONS = 2
 # The paper's claim is about these methods versus FreezeG.
 CLAIMED = ("freezeSG", "structure", "freezeSG+structure")
 BASELINE = "freezeG"
+# The table's paired differences are against this method (same latents, seed, target and swap state).
+REFERENCE = "freezeSG"
 _FLAG = {"freeze": "--freeze", "freeze_g": "--freeze-g", "freeze_d": "--freeze-d", "structure_loss": "--structure-loss",
          "freeze_style": "--freeze-style", "freeze_mapping": "--freeze-mapping", "freeze_mode": "--freeze-mode",
          "structure_on": "--structure-on"}
@@ -97,68 +112,136 @@ def _display(path: str | Path | None) -> str:
         return str(p)
 
 
+def _csv(value: str | Sequence[Any] | None) -> list[str]:
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [v.strip() for v in items if str(v).strip()]
+
+
 @dataclass
 class CompareSettings:
-    """Everything that defines one comparison; ``resolved()`` fills the derived values."""
+    """Everything that defines one comparison; ``resolved()`` fills the derived values.
+
+    ``target``/``seed`` are the single-run spellings of ``targets``/``seeds`` (used when those are
+    empty)."""
 
     source: str | None = None  # None → the bundled generator
     target: str = "webtoon"
-    kimg: float = 2.0  # images per method, in thousands
+    targets: list[str] = field(default_factory=list)
+    kimg: float = 2.0  # images per method (the most, with until_level), in thousands
     iters: int | None = None  # overrides kimg
     batch: int = 8
     seed: int = 0
+    seeds: list[int] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     swap_block: int = 2
-    n: int = 1000  # latents scored per generator
+    n: int = 1000  # latents scored per generator for the table
     truncation: float = 0.7
     ema_kimg: float | None = None  # None → min(10, 5 % of the run), see resolved()
     out_root: str = "runs/compare"
-    probes: str = str(DEFAULT_PROBES)
+    probes: str = str(DEFAULT_PROBES)  # comma-separated bundles; each scores the target it detects
     device: str = "auto"
     quick: bool = False
     grid_seeds: list[int] = field(default_factory=lambda: list(range(8)))
     snapshot_every: int = 50
+    eval_every_kimg: float | None = None  # None → 8 points per run
+    eval_every: int | None = None  # steps; set by resolved()
+    eval_n: int = 200  # latents per curve point
+    curve_quality: bool = False  # also the quality score on the curves
+    quality: bool = True  # the quality column (a Fréchet distance per row: the slowest score on a CPU)
+    until_level: bool = False
+    level_k: int = 3
+    level_tol: float = 0.02
+    translators: list[str] = field(default_factory=list)  # PATH or TARGET=PATH
+    train_translators: list[str] = field(default_factory=list)
+    translator_iters: int = 2000
+    translator_batch: int = 4
+    translator_features: str = "auto"  # auto | imagenet | random (AnimeGANv2/CartoonGAN content features)
+    translator_features_weights: str | None = None
+    # Extra translator config fields (tests: tiny CycleGANs); not a command-line option.
+    translator_overrides: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> "CompareSettings":
-        """A copy with the source path, iteration count, EMA half-life and quick-mode sizes set."""
-        s = CompareSettings(**{k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()})
+        """A copy with the source path, lists, iteration counts, EMA half-life and quick-mode sizes set."""
+        s = CompareSettings(**{k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
+                               for k, v in self.__dict__.items()})
         if s.source is None:
             s.source = str(bundled_generator())
+        s.targets = list(dict.fromkeys(s.targets or [s.target]))
+        s.target = s.targets[0]
+        s.seeds = list(dict.fromkeys(int(x) for x in (s.seeds or [s.seed])))
+        s.seed = s.seeds[0]
         if s.quick:  # a smoke test of the whole pipeline, numbers meaningless
             s.iters = s.iters or 2
             s.batch = min(s.batch, 4)
             s.n = min(s.n, 64)
+            s.eval_n = min(s.eval_n, 16)
             s.grid_seeds = s.grid_seeds[:4]
             s.snapshot_every = 0
+            s.translator_iters = min(s.translator_iters, 4)
+            s.translator_batch = min(s.translator_batch, 2)
         if s.iters is None:
             s.iters = max(1, int(round(s.kimg * 1000 / s.batch)))
         s.kimg = s.iters * s.batch / 1000
+        if s.eval_every is None:
+            s.eval_every = (max(1, int(round(s.eval_every_kimg * 1000 / s.batch))) if s.eval_every_kimg
+                            else max(1, s.iters // 8))
+        s.eval_every_kimg = s.eval_every * s.batch / 1000
         if s.ema_kimg is None:
             # The trainer's 10-kimg EMA half-life (community default) would leave g_ema ≈ 87 % source
             # weights after 2 kimg; StyleGAN2-ADA caps the half-life at 5 % of the images seen
             # (ema_rampup = 0.05). Same for every method, so the comparison stays fair.
             s.ema_kimg = min(10.0, 0.05 * s.kimg)
+        from finetune.compare_translators import TRAINABLE
         from toonlab.synthetic import DOMAINS
 
-        if s.target not in DOMAINS or s.target == "photo":
-            raise UserInputError(f"--target {s.target!r}: choose a built-in cartoon domain "
-                                 f"({', '.join(d for d in DOMAINS if d != 'photo')})")
+        for t in s.targets:
+            if t not in DOMAINS or t == "photo":
+                raise UserInputError(f"--targets {t!r}: choose built-in cartoon domains "
+                                     f"({', '.join(d for d in DOMAINS if d != 'photo')})")
         unknown = [m for m in s.methods if m not in METHODS]
         if unknown:
             raise UserInputError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
         if not s.methods:
             raise UserInputError("no methods to compare")
+        bad = [m for m in s.train_translators if m not in TRAINABLE]
+        if bad:
+            raise UserInputError(f"--train-translators {bad[0]!r}: choose from {', '.join(TRAINABLE)}")
+        if s.level_k < 2:
+            raise UserInputError(f"--level-k {s.level_k}: levelling needs at least 2 evaluations")
         return s
+
+    def schedule(self) -> list[int]:
+        """The steps at which a run is scored for its curve (the last one = the run's end)."""
+        e, n = int(self.eval_every or self.iters), int(self.iters or 1)
+        return list(range(e, n, e)) + [n]
 
     def command(self, out: str | Path) -> str:
         """The command line, run from the repository root, that reproduces this comparison (all
         settings explicit; paths inside the repository relative to it)."""
-        args = ["python", "finetune/compare.py", "--ckpt", _display(self.source), "--target", self.target]
+        args = ["python", "finetune/compare.py", "--ckpt", _display(self.source), "--targets", ",".join(self.targets)]
         args += ["--iters", str(self.iters)] if self.quick else ["--kimg", f"{self.kimg:g}"]
-        args += ["--batch", str(self.batch), "--seed", str(self.seed), "--methods", ",".join(self.methods),
-                 "--swap-block", str(self.swap_block), "--n", str(self.n), "--truncation", f"{self.truncation:g}",
-                 "--ema-kimg", f"{self.ema_kimg:g}", "--probes", _display(self.probes),
-                 "--out", _display(self.out_root), "--report", _display(out)]
+        args += ["--batch", str(self.batch), "--seeds", ",".join(map(str, self.seeds)), "--methods",
+                 ",".join(self.methods), "--swap-block", str(self.swap_block), "--n", str(self.n), "--truncation",
+                 f"{self.truncation:g}", "--ema-kimg", f"{self.ema_kimg:g}",
+                 "--eval-every-kimg", f"{self.eval_every_kimg:g}", "--eval-n", str(self.eval_n)]
+        if self.curve_quality:
+            args.append("--curve-quality")
+        if not self.quality:
+            args.append("--no-quality")
+        if self.until_level:
+            args += ["--until-level", "--level-k", str(self.level_k), "--level-tol", f"{self.level_tol:g}"]
+        args += ["--probes", ",".join(_display(p) for p in _csv(self.probes))]
+        if self.translators:
+            args += ["--translators", ",".join(self.translators)]
+        if self.train_translators:
+            args += ["--train-translators", ",".join(self.train_translators), "--translator-iters",
+                     str(self.translator_iters), "--translator-batch", str(self.translator_batch),
+                     "--translator-features", self.translator_features]
+            if self.translator_features_weights:
+                args += ["--translator-features-weights", _display(self.translator_features_weights)]
+        args += ["--out", _display(self.out_root), "--report", _display(out)]
         if self.quick:
             args.append("--quick")
         return shlex.join(args)
@@ -166,10 +249,11 @@ class CompareSettings:
 
 @dataclass
 class MethodResult:
-    """One row of the comparison: the source, a fine-tuned generator or its layer-swapped blend."""
+    """One row on one (target, seed): the source, a fine-tuned generator, its layer-swapped blend
+    or a translator applied to the source's renders."""
 
     name: str
-    kind: str  # "source" | "finetune" | "swap"
+    kind: str  # "source" | "finetune" | "swap" | "translation"
     flags: str
     structure_error: float
     structure_se: float  # standard error over the scored latents
@@ -179,29 +263,90 @@ class MethodResult:
     images: int | None = None  # images the method saw while fine-tuning
     train_seconds: float | None = None
     checkpoint: str | None = None
+    target: str = "webtoon"
+    seed: int = 0
+    stopped: str | None = None  # where and why fine-tuning stopped
     per_latent: Tensor | None = field(default=None, repr=False, compare=False)
-    generator: Generator | None = field(default=None, repr=False, compare=False)
+    style_per_latent: Tensor | None = field(default=None, repr=False, compare=False)
+    generator: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("per_latent", "generator")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("per_latent", "style_per_latent", "generator")}
+
+
+@dataclass
+class Study:
+    """What :func:`run_comparison` measured: per-(target, seed) results, the rows per target
+    (averaged over seeds, paired against FreezeSG), the curves, the probes."""
+
+    settings: CompareSettings
+    results: list[MethodResult]
+    rows: dict[str, list[Row]]
+    curves: dict[str, dict[str, dict[int, dict[str, Any]]]]  # target → method → seed → curve.json content
+    probes: dict[str, ProbeBundle]
+    probe_paths: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+    def __iter__(self):  # the old return value was the list of results
+        return iter(self.results)
+
+    def __getitem__(self, i: int) -> MethodResult:
+        return self.results[i]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def load_bundles(s: CompareSettings, probes: ProbeBundle | Mapping[str, ProbeBundle] | None,
+                 log: Callable[[str], None]) -> tuple[dict[str, ProbeBundle], dict[str, str]]:
+    """One probe bundle per target (each bundle scores the target its style classifier detects) and
+    where each came from. ``probes`` overrides ``s.probes`` (a bundle, or target → bundle)."""
+    found: dict[str, ProbeBundle] = {}
+    where: dict[str, str] = {}
+    if probes is not None:
+        given = {probes.target: probes} if isinstance(probes, ProbeBundle) else dict(probes)
+        for t, b in given.items():
+            found[t], where[t] = b, "(given)"
+    else:
+        for p in _csv(s.probes):
+            if not Path(p).is_file():
+                if s.quick:
+                    continue
+                ProbeBundle.load(p)  # the one-line "not found, train it with …"
+            b = ProbeBundle.load(p)
+            found.setdefault(b.target, b)
+            where.setdefault(b.target, p)
+    for t in s.targets:
+        if t in found:
+            continue
+        if s.quick:
+            log(f"--quick: no probe bundle for '{t}', training throw-away tiny probes (their scores mean nothing)")
+            found[t] = train_probes(("photo", t), t, n_per_domain=32, steps=20, batch=16, seed=s.seed, width=8,
+                                    classifier_width=8, n_eval=16)
+            where[t] = "(throw-away quick probes)"
+        else:
+            raise UserInputError(f"no probe bundle detects '{t}' (given: {', '.join(where) or 'none'}): train one with "
+                                 f"python -m metrics.probes train --target {t} --out runs/probes_{t}.pt, then pass "
+                                 f"--probes {','.join([*(_csv(s.probes)), f'runs/probes_{t}.pt'])}")
+    return {t: found[t] for t in s.targets}, {t: where[t] for t in s.targets}
+
+
+def _bundle_key(b: ProbeBundle) -> str:
+    """A fingerprint of a bundle's weights (cached scores are reused only for the same probes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for m in (b.regressor, b.classifier):
+        for k, v in sorted(m.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- running
-
-
-def _load_bundle(s: CompareSettings, probes: ProbeBundle | None, log: Callable[[str], None]) -> ProbeBundle:
-    if probes is None:
-        if s.quick and not Path(s.probes).is_file():
-            log(f"--quick: {s.probes} not found, training throw-away tiny probes (their scores mean nothing)")
-            probes = train_probes(("photo", s.target), s.target, n_per_domain=32, steps=20, batch=16, seed=s.seed,
-                                  width=8, classifier_width=8,
-                                  n_eval=16)
-        else:
-            probes = ProbeBundle.load(s.probes)
-    if probes.target != s.target:
-        raise UserInputError(f"the probes detect '{probes.target}', not '{s.target}': train matching ones with "
-                             f"python -m metrics.probes train --target {s.target} --out PATH, then pass --probes PATH")
-    return probes
 
 
 def _check_source(s: CompareSettings) -> None:
@@ -221,104 +366,322 @@ def _check_record(path: Path, expect: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-def finetune_method(name: str, s: CompareSettings, log: Callable[[str], None]) -> tuple[Path, float, int]:
-    """Fine-tune (or resume, or skip when done) one method; returns (checkpoint, seconds, images seen).
+def run_dir(s: CompareSettings, target: str, seed: int, name: str) -> Path:
+    """The run folder of one method (or trained translator) on one target and seed."""
+    return Path(s.out_root) / target / f"seed{seed}" / name
 
-    Seconds are summed over invocations, an interrupted one included, so a resumed method
-    reports the whole time it cost.
+
+def _cached(path: Path, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``, or what ``path`` stored for the same ``key`` (scores are costly; runs are not re-scored)."""
+    if path.is_file():
+        try:
+            obj = json.loads(path.read_text())
+            if obj.get("key") == key:
+                return obj["value"]
+        except (OSError, ValueError):
+            pass
+    value = compute()
+    write_json_atomic(path, {"key": key, "value": value})
+    return value
+
+
+@dataclass
+class _Scorer:
+    """The scoring of one (target, seed): the source's readings and the quality references, computed
+    once and shared by every row."""
+
+    bundle: ProbeBundle
+    src: Generator
+    target: str
+    seed: int
+    n: int
+    truncation: float
+    quality: bool = True
+    refs: dict[str, Any] = field(default_factory=dict)
+    src_pred: Tensor | None = None
+
+    def kw(self) -> dict[str, Any]:
+        return dict(n=self.n, seed=self.seed, batch=64, truncation=self.truncation)
+
+    def source_predictions(self) -> Tensor:
+        if self.src_pred is None:
+            self.src_pred = geometry_predictions(self.bundle, self.src, self.src, **self.kw())
+        return self.src_pred
+
+    def reference(self, domain: str):
+        if domain not in self.refs:
+            self.refs[domain] = domain_references(self.bundle, domain, n=self.n, seed=self.seed)
+        return self.refs[domain]
+
+    def score(self, G: Any, domain: str, quality: bool = True) -> dict[str, Any]:
+        """Per-latent structure error and P(cartoon), and the quality score, of ``G`` (a generator or
+        a :class:`~finetune.compare_translators.TranslatedGenerator`) against this source."""
+        err = structure_errors(self.bundle, self.src, G, src_predictions=self.source_predictions(), **self.kw())
+        style = style_probabilities(self.bundle, G, **self.kw())
+        out: dict[str, Any] = {"structure": err.tolist(), "style": style.tolist(), "quality": None,
+                               "quality_ref": None}
+        if quality and self.quality:
+            ref = self.reference(domain)
+            out["quality"] = quality_score(self.bundle, G, domain, n=self.n, seed=self.seed, references=ref).score
+            out["quality_ref"] = [ref[1], ref[2]]
+        return out
+
+
+def score_translator(bundle: ProbeBundle, src: Generator, translate: Callable[[Tensor], Tensor], target: str,
+                     n: int = 1000, seed: int = 0, truncation: float = 0.7, quality: bool = True) -> dict[str, Any]:
+    """Score ``translate`` applied to ``src``'s renders exactly as a fine-tuned generator is scored:
+    structure error against ``src``'s own render of the same z (ψ, const noise), style score, and
+    the quality score against ``target`` renders. Returns per-latent lists and the quality."""
+    from finetune.compare_translators import TranslatedGenerator
+
+    return _Scorer(bundle, src, target, seed, n, truncation).score(TranslatedGenerator(src, translate), target,
+                                                                    quality)
+
+
+def _result(name: str, kind: str, flags: str, target: str, seed: int, sc: dict[str, Any], **kw: Any) -> MethodResult:
+    err, style = torch.tensor(sc["structure"]), torch.tensor(sc["style"])
+    q = sc.get("quality_ref")
+    return MethodResult(name, kind, flags, float(err.mean()), se(err), float(style.mean()), sc.get("quality"),
+                        tuple(q) if q else None, target=target, seed=seed, per_latent=err, style_per_latent=style,
+                        **kw)
+
+
+def _curve_point(scorer: _Scorer, G: Generator, step: int, s: CompareSettings) -> dict[str, Any]:
+    sc = scorer.score(G, scorer.target, quality=s.curve_quality)
+    err, style = torch.tensor(sc["structure"]), torch.tensor(sc["style"])
+    return {"step": step, "kimg": step * s.batch / 1000, "structure_error": float(err.mean()),
+            "structure_se": se(err), "style_score": float(style.mean()), "style_se": se(style),
+            "quality": sc["quality"]}
+
+
+def finetune_method(name: str, s: CompareSettings, log: Callable[[str], None], target: str | None = None,
+                    seed: int | None = None, curve_scorer: _Scorer | None = None, probe_key: str = ""
+                    ) -> tuple[Path, float, int, dict[str, Any]]:
+    """Fine-tune (or resume, or skip when done) one method on one target and seed, in segments
+    ending at ``s.schedule()``'s steps, scoring each segment's EMA snapshot into ``curve.json``;
+    returns (checkpoint, seconds, images seen, curve).
+
+    A segment is a resume of the same run with a longer ``--iters`` (a setting the run folder lets
+    change), so the segmented run trains exactly as one straight run would. With ``until_level``
+    the run ends at the first point where the style score has levelled off. Seconds are summed
+    over invocations, an interrupted one included, so a resumed method reports the whole time it cost.
     """
     from finetune.train import finetune
     from finetune.trainer import FinetuneConfig
-    from toonlab.atomic import write_json_atomic
+    from stylegan2.checkpoint import load_generator
     from toonlab.checkpoint import file_hash
     from toonlab.run import CKPT_RE, RunDir
 
-    out = Path(s.out_root) / name
-    expect = {"method": name, "overrides": METHODS[name], "source_sha256": file_hash(s.source), "target": s.target,
-              "seed": s.seed, "batch": s.batch, "ema_kimg": s.ema_kimg, "definitions": DEFINITIONS}
+    target = s.target if target is None else target
+    seed = s.seed if seed is None else seed
+    out = run_dir(s, target, seed, name)
+    tag = f"[{name} · {target} · seed {seed}]"
+    expect = {"method": name, "overrides": METHODS[name], "source_sha256": file_hash(s.source), "target": target,
+              "seed": seed, "batch": s.batch, "ema_kimg": s.ema_kimg, "definitions": DEFINITIONS}
     record_path = out / "compare.json"
     record = _check_record(record_path, expect)
-    latest = RunDir(out).latest()
-    done = int(CKPT_RE.match(latest.name).group(1)) if latest is not None else 0
-    if done < s.iters:
-        cfg = FinetuneConfig(source=str(s.source), target=s.target, data=f"synthetic:{s.target}", out=str(out),
-                             iters=s.iters, batch=s.batch, seed=s.seed, ema_kimg=float(s.ema_kimg), workers=0,
-                             device=s.device, snapshot_every=s.snapshot_every, sample_every=0, keep=2,
-                             **METHODS[name])
-        log(f"[{name}] fine-tuning {method_flags(name)}: {s.iters} steps × {s.batch} images"
-            + (f" (resuming at step {done})" if done else ""))
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.time()
-        try:
-            finetune(cfg)
-        finally:
-            record["train_seconds"] = float(record.get("train_seconds", 0.0)) + time.time() - t0
-            write_json_atomic(record_path, record)
+    curve_path = out / "curve.json"
+    scoring = {"eval_n": s.eval_n, "truncation": s.truncation, "probes": probe_key, "quality": s.curve_quality}
+    curve: dict[str, Any] = {"method": name, "target": target, "seed": seed, "scoring": scoring, "points": [],
+                             "levelled_at_step": None}
+    if curve_path.is_file():
+        old = json.loads(curve_path.read_text())
+        if old.get("scoring") == scoring:
+            curve = old
+        else:
+            log(f"{tag} curve.json was scored with other settings ({old.get('scoring')}); starting a new curve "
+                f"(points of steps no longer on disk are lost)")
+    points = {int(p["step"]): p for p in curve["points"]}
+
+    def latest_step() -> tuple[Path | None, int]:
         latest = RunDir(out).latest()
-        done = int(CKPT_RE.match(latest.name).group(1))
-    else:
-        log(f"[{name}] already fine-tuned ({latest}), skipping")
-    return latest, float(record.get("train_seconds", 0.0)), done * s.batch
+        return latest, (int(CKPT_RE.match(latest.name).group(1)) if latest is not None else 0)
+
+    _, done = latest_step()
+    if not s.until_level:  # a run stopped early by an earlier --until-level continues to the full length
+        curve["levelled_at_step"] = None
+    if curve.get("levelled_at_step") is not None and done >= int(curve["levelled_at_step"]):
+        log(f"{tag} already fine-tuned: levelled off at step {curve['levelled_at_step']}, skipping")
+    elif done >= s.iters:
+        log(f"{tag} already fine-tuned ({done} steps), skipping")
+    for stop in s.schedule():
+        if curve.get("levelled_at_step") is not None:
+            break
+        if done < stop:
+            cfg = FinetuneConfig(source=str(s.source), target=target, data=f"synthetic:{target}", out=str(out),
+                                 iters=stop, batch=s.batch, seed=seed, ema_kimg=float(s.ema_kimg), workers=0,
+                                 device=s.device, snapshot_every=s.snapshot_every, sample_every=0, keep=2,
+                                 **METHODS[name])
+            log(f"{tag} fine-tuning {method_flags(name)}: steps {done}..{stop} of {s.iters} × {s.batch} images")
+            record_path.parent.mkdir(parents=True, exist_ok=True)
+            t0 = time.time()
+            try:
+                finetune(cfg)
+            finally:
+                record["train_seconds"] = float(record.get("train_seconds", 0.0)) + time.time() - t0
+                write_json_atomic(record_path, record)
+            _, done = latest_step()
+        if curve_scorer is not None and stop not in points:
+            ck = out / "checkpoints" / f"{stop:06d}.pt"
+            if ck.is_file():
+                G = load_generator(ck, "g_ema", curve_scorer.src.w_avg.device)
+                points[stop] = _curve_point(curve_scorer, G, stop, s)
+                curve["points"] = [points[k] for k in sorted(points)]
+                write_json_atomic(curve_path, curve)
+        if s.until_level and levelled([points[k]["style_score"] for k in sorted(points) if k <= stop],
+                                      s.level_k, s.level_tol):
+            curve["levelled_at_step"] = stop
+            write_json_atomic(curve_path, curve)
+            log(f"{tag} style score levelled off at {stop * s.batch / 1000:g} kimg (last {s.level_k} points within "
+                f"{s.level_tol:g}); stopping")
+            break
+    latest, done = latest_step()
+    if latest is None:
+        raise UserInputError(f"{out}: fine-tuning wrote no checkpoint")
+    return latest, float(record.get("train_seconds", 0.0)), done * s.batch, curve
 
 
-def _se(x: Tensor) -> float:
-    return float(x.std() / math.sqrt(len(x))) if len(x) > 1 else 0.0
+def _stopped(curve: dict[str, Any], s: CompareSettings, done_steps: int) -> str:
+    lv = curve.get("levelled_at_step")
+    if lv is not None:
+        return f"levelled off at {int(lv) * s.batch / 1000:g} kimg"
+    if s.until_level:
+        return f"not levelled off by {done_steps * s.batch / 1000:g} kimg (the limit)"
+    return f"fixed length {done_steps * s.batch / 1000:g} kimg"
+
+
+def _translator_specs(s: CompareSettings, target: str, seed: int, log: Callable[[str], None]):
+    """The translators scored on (target, seed): the given files for this target, then the trained ones."""
+    from finetune.compare_translators import TranslatorSpec, parse_translators, train_translator
+    from toonlab.runtime import pick_device
+
+    specs = [t for t in parse_translators(s.translators, s.targets) if t.target == target]
+    size = None
+    for model in s.train_translators:
+        if size is None:
+            from stylegan2.checkpoint import load_generator
+
+            size = load_generator(s.source, "g_ema", "cpu").size
+        dev = str(pick_device(s.device))
+        last = train_translator(model, target, seed, run_dir(s, target, seed, f"translate-{model}"),
+                                s.translator_iters, size, s.translator_batch, dev, log, s.translator_features,
+                                s.translator_features_weights, s.translator_overrides.get(model))
+        specs.append(TranslatorSpec(str(last), target, model, f"{model} (translation)", trained_here=True))
+    return specs
 
 
 def run_comparison(
     settings: CompareSettings | None = None,
-    probes: ProbeBundle | None = None,
+    probes: ProbeBundle | Mapping[str, ProbeBundle] | None = None,
     log: Callable[[str], None] | None = None,
-) -> list[MethodResult]:
-    """Fine-tune every method of ``settings`` (resumable) and score it and its layer-swapped
-    blend; returns the source row first, then each method followed by its ``+swapK`` row.
+) -> Study:
+    """Fine-tune every method × target × seed of ``settings`` (resumable), score each run and its
+    layer-swapped blend, score the translators on the same latents; returns the :class:`Study`
+    (iterating it gives the per-(target, seed) results: per target and seed the source row first,
+    then each method followed by its ``+swapK`` row, then the translators).
 
-    ``probes`` overrides ``settings.probes`` (a path). Raises ``UserInputError`` (one line) for a
-    missing source or probe bundle and for settings that do not fit the generator.
+    ``probes`` overrides ``settings.probes`` (a bundle, or target → bundle). Raises
+    ``UserInputError`` (one line) for a missing source or probe bundle and for settings that do not
+    fit the generator.
     """
+    from finetune.compare_translators import TranslatedGenerator, load_translator
     from stylegan2.blend import blend_generators
     from stylegan2.checkpoint import load_generator
-    from toonlab.runtime import pick_device
+    from toonlab.checkpoint import file_hash
+    from toonlab.runtime import pick_device, progress
 
     say = log or (lambda msg: None)
     s = (settings or CompareSettings()).resolved()
     _check_source(s)
-    bundle = _load_bundle(s, probes, say)
+    bundles, where = load_bundles(s, probes, say)
     device = pick_device(s.device)
     src = load_generator(s.source, "g_ema", device)
     if not 1 <= s.swap_block < src.n_blocks:
         raise UserInputError(f"--swap-block {s.swap_block}: this {src.size}-px generator has blocks 1..{src.n_blocks}; "
                              f"use 1..{src.n_blocks - 1}")
-    score_kw = dict(n=s.n, seed=s.seed, batch=64, truncation=s.truncation)
-    # The source's readings are shared by every row: render it once.
-    src_pred = geometry_predictions(bundle, src, src, **score_kw)
-    # Quality references (renders, floor, scale) once per domain: the source draws photo, the rest the target.
-    refs = {d: domain_references(bundle, d, n=s.n, seed=s.seed) for d in ("photo", s.target)}
-    quality_ref = {d: (r[1], r[2]) for d, r in refs.items()}
+    src_sha = file_hash(s.source)
+    results: list[MethodResult] = []
+    curves: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
+    jobs = [(t, seed) for t in s.targets for seed in s.seeds]
+    bar = progress(total=len(jobs) * len(s.methods), desc="compare", unit="run")
+    try:
+        for target, seed in jobs:
+            bundle = bundles[target]
+            pkey = _bundle_key(bundle)
+            scorer = _Scorer(bundle, src, target, seed, s.n, s.truncation, s.quality)
+            curve_scorer = _Scorer(bundle, src, target, seed, s.eval_n, s.truncation)
+            keep = seed == s.seeds[0]  # the grid shows the first seed's generators
+            base = Path(s.out_root) / target / f"seed{seed}"
+            key = {"source": src_sha, "probes": pkey, "n": s.n, "truncation": s.truncation, "seed": seed,
+                   "quality": s.quality}
+            sc = _cached(base / "source_scores.json", key, lambda: scorer.score(src, "photo"))
+            sc["structure"] = [0.0] * s.n  # by definition (the source against itself)
+            results.append(_result("source", "source", "(reference)", target, seed, sc, checkpoint=str(s.source),
+                                   generator=src if keep else None))
+            for name in s.methods:
+                ckpt, seconds, images, curve = finetune_method(name, s, say, target, seed, curve_scorer, pkey)
+                curves.setdefault(target, {}).setdefault(name, {})[seed] = curve
+                step = images // s.batch
+                tuned = load_generator(ckpt, "g_ema", device)
+                blend = blend_generators(src, tuned, s.swap_block)
+                rkey = {**key, "checkpoint_step": step, "swap_block": s.swap_block}
+                both = _cached(run_dir(s, target, seed, name) / "scores.json", rkey, lambda: {
+                    "finetune": scorer.score(tuned, target), "swap": scorer.score(blend, target)})
+                stopped = _stopped(curve, s, step)
+                for row_name, kind, G in ((name, "finetune", tuned), (f"{name}+swap{s.swap_block}", "swap", blend)):
+                    r = _result(row_name, kind, method_flags(name) + (f" + swap {s.swap_block}" if kind == "swap" else ""),
+                                target, seed, both[kind], images=images, stopped=stopped,
+                                train_seconds=seconds if kind == "finetune" else None, checkpoint=str(ckpt),
+                                generator=G if keep else None)
+                    results.append(r)
+                    say(f"[{row_name} · {target} · seed {seed}] structure error {r.structure_error:.4f} ± "
+                        f"{r.structure_se:.4f}, style score {r.style_score:.3f}, quality {_num(r.quality)}")
+                bar.update(1)
+            for spec in _translator_specs(s, target, seed, say):
+                fn = load_translator(spec, device, seed)
+                TG = TranslatedGenerator(src, fn)
+                tkey = {**key, "translator": file_hash(spec.path)}
+                safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.model)
+                sc = _cached(base / "translators" / f"{safe}-{tkey['translator']}.json", tkey,
+                             lambda: scorer.score(TG, target))
+                r = _result(spec.label, "translation", f"{_display(spec.path)}" + (" (trained here)" if spec.trained_here
+                                                                                    else ""),
+                            target, seed, sc, checkpoint=spec.path, generator=TG if keep else None)
+                results.append(r)
+                say(f"[{spec.label} · {target} · seed {seed}] structure error {r.structure_error:.4f}, style score "
+                    f"{r.style_score:.3f}, quality {_num(r.quality)}")
+    finally:
+        bar.close()
+    rows = {t: aggregate(results, t, REFERENCE) for t in s.targets}
+    study = Study(s, results, rows, curves, bundles, where)
+    write_json_atomic(Path(s.out_root) / "results.json", {
+        "settings": {k: v for k, v in s.__dict__.items()}, "probes": where,
+        "results": [r.to_dict() for r in results],
+        "rows": {t: [r.to_dict() for r in rs] for t, rs in rows.items()},
+        "curves": mean_curves(study)})
+    return study
 
-    def quality(G: Generator, domain: str) -> float:
-        return quality_score(bundle, G, domain, n=s.n, seed=s.seed, references=refs[domain]).score
 
-    results = [MethodResult("source", "source", "(reference)", 0.0, 0.0,
-                            float(style_probabilities(bundle, src, **score_kw).mean()), quality(src, "photo"),
-                            quality_ref["photo"], generator=src, per_latent=torch.zeros(s.n), checkpoint=str(s.source))]
-    for name in s.methods:
-        ckpt, seconds, images = finetune_method(name, s, say)
-        tuned = load_generator(ckpt, "g_ema", device)
-        blend = blend_generators(src, tuned, s.swap_block)
-        for row_name, kind, G in ((name, "finetune", tuned), (f"{name}+swap{s.swap_block}", "swap", blend)):
-            err = structure_errors(bundle, src, G, src_predictions=src_pred, **score_kw)
-            style = float(style_probabilities(bundle, G, **score_kw).mean())
-            results.append(MethodResult(
-                row_name, kind, method_flags(name) + (f" + swap {s.swap_block}" if kind == "swap" else ""),
-                float(err.mean()), _se(err), style, quality(G, s.target),
-                quality_ref[s.target], images=images, train_seconds=seconds if kind == "finetune" else None,
-                checkpoint=str(ckpt), per_latent=err, generator=G))
-            say(f"[{row_name}] structure error {err.mean():.4f} ± {_se(err):.4f}, style score {style:.3f}, "
-                f"quality {results[-1].quality:.3f}")
-    write_json_atomic(Path(s.out_root) / "results.json",
-                      {"settings": s.__dict__, "results": [r.to_dict() for r in results]})
-    return results
+def mean_curves(study: Study) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """target → method → {"kimg", "structure_error", "style_score"[, "quality"], "n_seeds"}: the mean
+    over the seeds that reached each point (a run that levelled off earlier stops contributing)."""
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for target, per in study.curves.items():
+        for method, by_seed in per.items():
+            steps = sorted({int(p["step"]) for c in by_seed.values() for p in c["points"]})
+            agg: dict[str, list[float]] = {"kimg": [], "structure_error": [], "style_score": [], "quality": [],
+                                           "n_seeds": []}
+            for st in steps:
+                pts = [p for c in by_seed.values() for p in c["points"] if int(p["step"]) == st]
+                agg["kimg"].append(float(pts[0]["kimg"]))
+                agg["n_seeds"].append(len(pts))
+                for k in ("structure_error", "style_score", "quality"):
+                    v = [p[k] for p in pts if p.get(k) is not None]
+                    agg[k].append(sum(v) / len(v) if v else None)  # type: ignore[arg-type]
+            if all(v is None for v in agg["quality"]):
+                del agg["quality"]
+            out.setdefault(target, {})[method] = agg
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -328,7 +691,8 @@ def run_comparison(
 def comparison_grid(results: Sequence[MethodResult], seeds: Sequence[int], truncation: float = 0.7) -> Image.Image:
     """Rows = results (source first), columns = ``seeds``; every row renders the same z (that of
     ``generate.py --seeds``) through its *own* mapping network, truncated toward its own mean w,
-    with the source's const noise, as the scores do (``metrics.probes.structure_errors``)."""
+    with the source's const noise, as the scores do (``metrics.probes.structure_errors``);
+    translator rows are the translated source renders."""
     from stylegan2.sampling import seed_inputs
     from toonlab.images import make_grid
 
@@ -337,11 +701,11 @@ def comparison_grid(results: Sequence[MethodResult], seeds: Sequence[int], trunc
     dev = src.w_avg.device
     z = torch.cat([seed_inputs(src, s)[0] for s in seeds]).to(dev)
     noise = src.const_noise()
+    shown = [r for r in results if r.generator is not None]
     rows = [r.generator.synthesis(r.generator.mapping(z, truncation=truncation), noise=noise,
-                                  noise_mode="const").image.float().cpu()
-            for r in results if r.generator is not None]
+                                  noise_mode="const").image.float().cpu() for r in shown]
     return make_grid(torch.cat(rows), cols=len(seeds), col_labels=[f"seed {s}" for s in seeds],
-                     row_labels=[r.name for r in results if r.generator is not None])
+                     row_labels=[r.name for r in shown])
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -352,37 +716,88 @@ def _fmt_time(seconds: float | None) -> str:
     return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s" if m else f"{sec}s"
 
 
-def _num(x: float) -> str:
+def _num(x: float | None) -> str:
     """4 decimals, or scientific notation when that would print 0.0000 for a non-zero value."""
+    if x is None:
+        return "–"
     return f"{x:.4f}" if x == 0 or abs(x) >= 5e-4 else f"{x:.2e}"
 
 
-def _paired(a: MethodResult, b: MethodResult) -> tuple[float, float]:
-    """Mean and standard error of a's minus b's per-latent structure error (same latents)."""
-    d = a.per_latent - b.per_latent
-    return float(d.mean()), _se(d)
+def _signed(p: Paired | None, digits: int = 4) -> str:
+    if p is None:
+        return "–"
+    sign = "+" if p.diff >= 0 else "−"
+    seeds = f" / {_num(p.se_seeds) if digits == 4 else f'{p.se_seeds:.3f}'}" if p.se_seeds is not None else ""
+    body = _num(abs(p.diff)) if digits == 4 else f"{abs(p.diff):.3f}"
+    lat = _num(p.se_latents) if digits == 4 else f"{p.se_latents:.3f}"
+    return f"{sign}{body} ± {lat}{seeds}"
 
 
-def _verdict(diff: float, se: float) -> str:
-    if diff + 2 * se < 0:
-        return "lower"
-    if diff - 2 * se > 0:
-        return "higher"
-    return "not clearly different"
+def _claim_verdict(rows: Sequence[Row]) -> tuple[str, str]:
+    """(short verdict, sentences) for one target: the paper's claim, FreezeSG/structure vs FreezeG."""
+    by = {r.name: r for r in rows}
+    base = by.get(BASELINE)
+    claimed = [by[m] for m in CLAIMED if m in by]
+    if base is None or not claimed:
+        return "n/a", (f"The paper's claim (FreezeSG and structure loss keep the structure better than FreezeG) cannot "
+                       f"be checked here: this run lacks {BASELINE if base is None else 'freezeSG/structure'}.")
+    lower, parts = [], []
+    for r in claimed:
+        d, ds = paired(r.structure, base.structure), paired(r.style, base.style)
+        if d is None or ds is None:
+            continue
+        v = d.verdict()
+        parts.append(f"{r.name} {_num(r.structure_error)} vs {BASELINE} {_num(base.structure_error)} (paired "
+                     f"difference {_signed(d)}: {v}; style score {ds.diff:+.3f})")
+        # "Keeps the structure better" only counts when the result is about as cartoon as FreezeG's.
+        if v == "lower" and ds.diff > -0.1:
+            lower.append(r.name)
+    text = ["Against FreezeG: " + "; ".join(parts) + "."]
+    claim = "the paper's claim that FreezeSG and the structure loss keep the source's structure better than FreezeG"
+    rule = ("counting a method only when its structure error is lower by more than two standard errors and its "
+            "style score is within 0.1 of FreezeG's")
+    if base.style_score < 0.5:
+        # FreezeG never reached the target domain: keeping the structure is then trivially easy.
+        text.append(f"These numbers cannot test {claim}: FreezeG's style score is {base.style_score:.3f} (< 0.5), "
+                    f"so the run was too short to reach the target domain.")
+        return "cannot test", " ".join(text)
+    if len(lower) == len(claimed):
+        short = "support"
+    elif lower:
+        short = f"partly support ({', '.join(lower)} only)"
+    else:
+        short = "do not support"
+    text.append(f"These numbers {short} {claim} ({rule}).")
+    return short, " ".join(text)
 
 
-def what_the_numbers_say(results: Sequence[MethodResult], probes: ProbeBundle | None, swap_block: int,
+def what_the_numbers_say(rows: Sequence[Row] | Mapping[str, Sequence[Row]], probes: ProbeBundle | None, swap_block: int,
                          scale: tuple[float, float] | None = None) -> str:
-    """The report's conclusion paragraph, derived from the numbers only (nothing hard-coded).
+    """The report's conclusion, derived from the numbers only (nothing hard-coded).
 
-    Differences are paired over the same latents and called only when they exceed two standard
-    errors; a lower structure error also needs a comparable style score to mean anything, since
-    a generator that never left the source would score 0. ``scale`` = (floor, ceiling) of
-    :func:`metrics.probes.structure_references`, quoted for scale.
+    ``rows``: one target's rows (:func:`finetune.compare_stats.aggregate`), or target → rows (a
+    paragraph per target, then one line across targets). Differences are paired over the same
+    latents and seeds and called only when they exceed two standard errors (the larger of the
+    s.e. over latents and over seeds); a lower structure error also needs a comparable style
+    score to mean anything, since a generator that never left the source would score 0.
+    ``scale`` = (floor, ceiling) of :func:`metrics.probes.structure_references`, quoted for scale.
     """
-    by = {r.name: r for r in results}
-    tuned = [r for r in results if r.kind == "finetune"]
-    src = by["source"]
+    if isinstance(rows, Mapping):
+        paras, verdicts = [], {}
+        for target, rs in rows.items():
+            text = what_the_numbers_say(rs, probes, swap_block, scale)
+            verdicts[target] = _claim_verdict(rs)[0]
+            paras.append(f"**{target}.** {text}")
+        if len(verdicts) > 1:
+            same = len(set(verdicts.values())) == 1
+            paras.append("**Across targets:** " + (f"the numbers {next(iter(verdicts.values()))} the claim on every "
+                                                   f"target." if same else
+                                                   "the targets disagree: " + "; ".join(f"{t}: {v}" for t, v in
+                                                                                        verdicts.items()) + "."))
+        return "\n\n".join(paras)
+    by = {r.name: r for r in rows}
+    tuned = [r for r in rows if r.kind == "finetune"]
+    src = by.get("source")
     out: list[str] = []
     if tuned:
         ranked = sorted(tuned, key=lambda r: r.structure_error)
@@ -392,53 +807,39 @@ def what_the_numbers_say(results: Sequence[MethodResult], probes: ProbeBundle | 
                       f"different faces {_num(scale[1])})" if scale else "") + ".")
         styl = sorted(tuned, key=lambda r: -r.style_score)
         out.append("Style score, highest first: " + ", ".join(f"{r.name} {r.style_score:.3f}" for r in styl)
-                   + f" (source {src.style_score:.3f}).")
+                   + (f" (source {src.style_score:.3f})" if src else "") + ".")
         weak = [r.name for r in tuned if r.style_score < 0.5]
         if weak:
             out.append(f"Not yet cartoon by the classifier (style score < 0.5): {', '.join(weak)}; their structure "
                        "errors are low partly because they changed little.")
-    base = by.get(BASELINE)
-    claimed = [by[m] for m in CLAIMED if m in by]
-    if base is None or not claimed:
-        out.append(f"The paper's claim (FreezeSG and structure loss keep the structure better than FreezeG) cannot be "
-                   f"checked here: this run lacks {BASELINE if base is None else 'freezeSG/structure'}.")
-    else:
-        lower, parts = [], []
-        for r in claimed:
-            diff, se = _paired(r, base)
-            v = _verdict(diff, se)
-            dstyle = r.style_score - base.style_score
-            parts.append(f"{r.name} {_num(r.structure_error)} vs {BASELINE} {_num(base.structure_error)} "
-                         f"(paired difference {'+' if diff >= 0 else '−'}{_num(abs(diff))} ± {_num(se)} s.e.: {v}; "
-                         f"style score {dstyle:+.3f})")
-            # "Keeps the structure better" only counts when the result is about as cartoon as FreezeG's.
-            if v == "lower" and dstyle > -0.1:
-                lower.append(r.name)
-        out.append("Against FreezeG: " + "; ".join(parts) + ".")
-        claim = "the paper's claim that FreezeSG and the structure loss keep the source's structure better than FreezeG"
-        rule = ("counting a method only when its structure error is lower by more than two standard errors and its "
-                "style score is within 0.1 of FreezeG's")
-        if base.style_score < 0.5:
-            # FreezeG never reached the target domain: keeping the structure is then trivially easy.
-            out.append(f"These numbers cannot test {claim}: FreezeG's style score is {base.style_score:.3f} (< 0.5), "
-                       f"so the run was too short to reach the target domain.")
-        else:
-            if len(lower) == len(claimed):
-                verdict = "support"
-            elif lower:
-                verdict = f"partly support ({', '.join(lower)} only)"
-            else:
-                verdict = "do not support"
-            out.append(f"These numbers {verdict} {claim} ({rule}).")
+    out.append(_claim_verdict(rows)[1])
+    seeds = max((len(r.seeds) for r in rows), default=1)
+    if seeds == 2:
+        out.append("With two seeds the standard error over seeds rests on one degree of freedom: treat a verdict "
+                   "that hinges on it as provisional.")
+    elif seeds == 1:
+        out.append("One seed: the standard errors cover the scored latents only, not a repeat of the fine-tuning.")
     swaps = [(by[r.name], by.get(f"{r.name}+swap{swap_block}")) for r in tuned]
     swaps = [(a, b) for a, b in swaps if b is not None]
     if swaps:
-        better = [a.name for a, b in swaps if _verdict(*_paired(b, a)) == "lower"]
+        better = []
+        for a, b in swaps:
+            d = paired(b.structure, a.structure)
+            if d is not None and d.verdict() == "lower":
+                better.append(a.name)
         dstyle = sum(b.style_score - a.style_score for a, b in swaps) / len(swaps)
         out.append(f"Layer swapping at block {swap_block} (source blocks 1..{swap_block}) lowered the structure error "
                    f"for {len(better)} of {len(swaps)} methods"
                    + (f" ({', '.join(better)})" if better else "")
                    + f", changing the style score by {dstyle:+.3f} on average.")
+    trans = [r for r in rows if r.kind == "translation"]
+    ref = by.get(REFERENCE)
+    for r in trans:
+        d, ds = (paired(r.structure, ref.structure), paired(r.style, ref.style)) if ref else (None, None)
+        vs = (f"; against {REFERENCE}: structure {d.verdict()} ({_signed(d)}), style {ds.verdict()} "
+              f"({ds.diff:+.3f})" if d is not None and ds is not None else "")
+        out.append(f"The translator {r.name}: structure error {_num(r.structure_error)}, style score "
+                   f"{r.style_score:.3f}, quality {_num(r.quality)}{vs}.")
     if probes is not None and probes.metrics:
         m = probes.metrics
         r2 = probes.field_r2()
@@ -452,123 +853,238 @@ def what_the_numbers_say(results: Sequence[MethodResult], probes: ProbeBundle | 
 
 def _machine() -> str:
     dev = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU only"
-    return (f"{platform.platform()}, {os.cpu_count()} CPUs, {dev}, Python {platform.python_version()}, "
-            f"torch {torch.__version__}")
+    return (f"{platform.platform()}, {os.cpu_count()} CPUs (torch uses {torch.get_num_threads()} threads), {dev}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def source_description(path: str | Path) -> str:
+    """The source model as the report names it: path, sha256 and (when the file says) kimg trained."""
+    from toonlab.checkpoint import load_torch_file, sha256_file
+
+    desc = f"`{_display(path)}`, sha256 `{sha256_file(path)[:16]}`"
+    try:
+        ck = load_torch_file(path, "generator checkpoint")
+        meta = ck.get("toonlab") if isinstance(ck, dict) else None
+        if isinstance(meta, dict) and isinstance(meta.get("step"), int):
+            batch = (meta.get("config") or {}).get("batch")
+            desc += (f", {meta['step']:,} steps" + (f" × batch {batch} = {meta['step'] * batch / 1000:g} kimg"
+                                                     if isinstance(batch, int) else ""))
+    except Exception:  # noqa: BLE001 - a source without metadata (an NVIDIA pickle) is described by path and hash
+        pass
+    return desc
+
+
+def _r2_table(probes: Mapping[str, ProbeBundle], where: Mapping[str, str]) -> list[str]:
+    from toonlab.synthetic import GEOMETRY_FIELDS
+
+    seen: dict[int, str] = {}
+    bundles = []
+    for t, b in probes.items():
+        if id(b) not in seen:
+            seen[id(b)] = t
+            bundles.append((t, b))
+    lines = []
+    for t, b in bundles:
+        crisp, gan = b.metrics.get("r2_per_field") or {}, b.metrics.get("r2_per_field_gan") or {}
+        lines += [f"Probes for **{t}** (`{_display(where[t]) if not where[t].startswith('(') else where[t]}`): "
+                  f"{b.summary()}", ""]
+        if not crisp:
+            lines += ["(no held-out R² stored in this bundle)", ""]
+            continue
+        readable = set(b.readable_fields())
+        lines += ["| field | held-out R², crisp | held-out R², GAN look | scored |", "|---|---:|---:|:---:|"]
+        for i, f in enumerate(GEOMETRY_FIELDS):
+            c, g = crisp.get(f), gan.get(f)
+            lines.append(f"| {f} | {'–' if c is None else f'{c:.3f}'} | {'–' if g is None else f'{g:.3f}'} | "
+                         f"{'yes' if i in readable else '**no**'} |")
+        lines.append("")
+    return lines
+
+
+def _grid_path(grid: str | Path | None, out: Path, target: str, n_targets: int) -> Path:
+    if grid is None:
+        return out.parent / "images" / f"comparison_{target}.png"
+    g = str(grid)
+    if "{target}" in g:
+        return Path(g.format(target=target))
+    p = Path(g)
+    return p if n_targets == 1 else p.with_name(f"{p.stem}_{target}{p.suffix}")
+
+
+def write_curves(study: Study, path: str | Path) -> tuple[Path, Path]:
+    """The curves plot (PNG) and its numbers (JSON beside it): structure error, style score (and the
+    quality score when measured) against kimg, one line per method, per target, mean over seeds."""
+    from finetune.compare_plot import curves_figure
+    from toonlab.atomic import save_image_atomic
+
+    curves = mean_curves(study)
+    panels = [("structure_error", "structure error (lower = structure kept)"),
+              ("style_score", "style score (higher = more cartoon)")]
+    if any("quality" in m for per in curves.values() for m in per.values()):
+        panels.append(("quality", "quality: probe-feature FD (lower better)"))
+    path = Path(path)
+    png = save_image_atomic(curves_figure(curves, panels), path)
+    js = write_json_atomic(path.with_suffix(".json"), curves)
+    return png, js
 
 
 def write_report(
-    results: Sequence[MethodResult],
+    results: Study | Sequence[MethodResult],
     out: str | Path = "docs/COMPARISON.md",
     *,
-    settings: CompareSettings,
-    probes: ProbeBundle | None = None,
+    settings: CompareSettings | None = None,
+    probes: ProbeBundle | Mapping[str, ProbeBundle] | None = None,
     grid: str | Path | None = None,
+    curves: str | Path | None = None,
     command: str | None = None,
-) -> tuple[Path, Path]:
-    """Write the markdown report and the grid PNG (default ``<out dir>/images/comparison.png``)."""
+) -> tuple[Path, list[Path], Path]:
+    """Write the markdown report, one grid PNG per target (default
+    ``<out dir>/images/comparison_<target>.png``) and the curves plot (default
+    ``<out dir>/images/comparison_curves.png``, its numbers in the ``.json`` beside it).
+    Returns (report, grids, curves PNG)."""
     from toonlab.atomic import save_image_atomic
 
-    s = settings.resolved()
+    if not isinstance(results, Study):  # a plain list of results: build the study around it
+        s0 = (settings or CompareSettings()).resolved()
+        bundles = probes if isinstance(probes, Mapping) else ({s0.target: probes} if probes is not None else {})
+        results = Study(s0, list(results), {t: aggregate(list(results), t, REFERENCE) for t in s0.targets}, {},
+                        dict(bundles), {t: "(given)" for t in bundles})
+    study = results
+    s = study.settings if settings is None else settings.resolved()
     out = Path(out)
-    grid = Path(grid) if grid is not None else out.parent / "images" / "comparison.png"
-    save_image_atomic(comparison_grid(results, s.grid_seeds, s.truncation), grid)
-    grid_rel = os.path.relpath(grid.resolve(), out.parent.resolve())
-    from toonlab.synthetic import GEOMETRY_FIELDS
-
-    fields = ", ".join(GEOMETRY_FIELDS[i] for i in (probes.readable_fields() if probes is not None
-                                                    else range(len(GEOMETRY_FIELDS))))
-    images = {r.images for r in results if r.images is not None}
-    size = results[0].generator.size if results[0].generator is not None else "?"
-    floor, ceiling = structure_references(probes, s.target, seed=s.seed) if probes is not None else (0.0, 0.0)
-    quality_refs = {("photo" if r.kind == "source" else s.target): r.quality_ref for r in results if r.quality_ref}
+    curves_png = Path(curves) if curves is not None else out.parent / "images" / "comparison_curves.png"
+    curves_png, curves_json = write_curves(study, curves_png)
+    grids = []
+    for target in s.targets:
+        rs = [r for r in study.results if r.target == target and r.generator is not None]
+        if rs and rs[0].kind == "source":
+            grids.append(save_image_atomic(comparison_grid(rs, s.grid_seeds, s.truncation),
+                                           _grid_path(grid, out, target, len(s.targets))))
+    rel = lambda p: os.path.relpath(Path(p).resolve(), out.parent.resolve())  # noqa: E731
+    size = next((r.generator.size for r in study.results if r.kind == "source" and r.generator is not None), "?")
     lines = [
-        "# Fine-tuning methods compared (measured)",
+        "# Fine-tuning methods and translators compared (measured)",
         "",
-        "_Generated by `finetune/compare.py`; re-run the command below to regenerate._"
-        + (" **Quick smoke run: the numbers mean nothing.**" if s.quick else ""),
+        "_Generated by `finetune/compare.py`; re-run the command below to regenerate (finished runs are reused, "
+        "unfinished ones resume)._" + (" **Quick smoke run: the numbers mean nothing.**" if s.quick else ""),
         "",
         f"- Command: `{command or s.command(out)}`",
         f"- Machine: {_machine()}",
-        f"- Source: `{_display(s.source)}` ({size} px); "
-        f"target: built-in `synthetic:{s.target}`",
-        f"- Fine-tuning: {s.iters} steps × batch {s.batch} = {s.iters * s.batch:,} images per method "
-        f"(seen: {', '.join(f'{i:,}' for i in sorted(images)) or '–'}), seed {s.seed}, "
-        f"EMA half-life {s.ema_kimg:g} kimg, other settings the `finetune/train.py` defaults",
-        f"- Scoring: {s.n:,} latents (z seed {s.seed}), truncation ψ = {s.truncation:g} toward the source's mean w, "
-        f"the source's stored (const) noise; layer swap = source blocks 1..{s.swap_block}, the rest fine-tuned",
+        f"- Source model: {source_description(s.source)} ({size} px)",
+        f"- Targets: {', '.join(f'built-in `synthetic:{t}`' for t in s.targets)}; seeds {', '.join(map(str, s.seeds))} "
+        f"(each seed = its own fine-tuning run *and* its own {s.n:,} scored latents)",
+        f"- Fine-tuning: up to {s.iters} steps × batch {s.batch} = {s.iters * s.batch:,} images per run, "
+        + (f"stopped earlier once the style score levelled off (the last {s.level_k} curve points within "
+           f"{s.level_tol:g}); " if s.until_level else "")
+        + f"EMA half-life {s.ema_kimg:g} kimg, other settings the `finetune/train.py` defaults",
+        f"- Curves: every {s.eval_every_kimg:g} kimg the run's EMA snapshot is scored on {s.eval_n:,} latents "
+        f"(`curve.json` in each run folder; means over seeds in `{rel(curves_json)}`)",
+        f"- Scoring: {s.n:,} latents per seed (z seed = the run's seed), truncation ψ = {s.truncation:g} toward each "
+        f"model's mean w, the source's stored (const) noise; layer swap = source blocks 1..{s.swap_block}, "
+        f"the rest fine-tuned",
     ]
-    if probes is not None:
-        lines.append(f"- Probes: `{_display(s.probes)}` — {probes.summary()}")
-    lines += [
-        "",
-        "| method | flags | images seen | fine-tune time | structure error ↓ | ± s.e. | style score ↑ "
-        "| quality ↓ |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        img = f"{r.images:,}" if r.images is not None and r.kind == "finetune" else "–"
-        se = _num(r.structure_se) if r.kind != "source" else "–"
-        err = "0 (by definition)" if r.kind == "source" else _num(r.structure_error)
-        lines.append(f"| {r.name} | {r.flags} | {img} | {_fmt_time(r.train_seconds)} | {err} | {se} | "
-                     f"{r.style_score:.3f} | {'–' if r.quality is None else f'{r.quality:.3f}'} |")
-    lines += [
-        "",
-        f"![rows = methods (source first), columns = the same seeds]({grid_rel})",
-        "",
-        f"_Grid: rows = the source, then each method and its `+swap{s.swap_block}` blend; columns = seeds "
-        f"{', '.join(map(str, s.grid_seeds))} (the z of `generate.py --seeds`), each row through its own mapping "
-        f"network, ψ = {s.truncation:g}, const noise — the same z in every row._",
-        "",
-        "## What the numbers say",
-        "",
-        what_the_numbers_say(results, probes, s.swap_block, (floor, ceiling) if probes is not None else None),
-        "",
-        "## How the scores are computed",
-        "",
-        "- **Structure error**: for each latent, the structure regressor (`metrics/probes.py`) reads the "
-        "normalised face geometry (each field in [0, 1] over its sampling range) from the source image and from "
-        "the fine-tuned image of the same z (through the fine-tuned model's own mapping network, which FreezeSG's "
-        "later style entries, FreezeD and the structure loss train) and noise; the error is the mean absolute difference over the fields "
-        f"it reads with held-out R² ≥ {SCORE_MIN_R2:g} on GAN-look images ({fields}; the others, and why, in "
-        "docs/PROBES.md), averaged over latents (0.05 = the readings differ "
-        "by 5 % of a parameter's range). The regressor was trained on all synthetic domains with the same face "
-        "parameters, so it reads geometry, not drawing style. "
-        + (f"For scale, on synthetic faces: the same face drawn as photo and as {s.target} scores {_num(floor)} "
-           f"(the floor a perfect style transfer would reach), two different faces {_num(ceiling)}."
-           if probes is not None else ""),
-        "- **Style score**: mean probability that the style classifier (photo vs "
-        f"{s.target}) calls the generator's own samples (its own mapping network, ψ = {s.truncation:g}) cartoon.",
-        "- **Quality**: Fréchet distance in the probes' feature space (`metrics.probes quality`) between "
-        f"{s.n:,} of the generator's own samples (ψ = 1, random noise) and {s.n:,} fresh renders of its domain "
-        f"(photo for the source, {s.target} for the rest); lower is better. "
-        + ("; ".join(f"{d}: floor (renders vs renders) {f:.3f}, scale (photo vs {s.target if d == 'photo' else d} "
-                     f"renders) {c:.3f}" for d, (f, c) in quality_refs.items()) + "."
-           if quality_refs else ""),
-        "- Differences between methods are paired over the same latents; the text calls one only when it "
-        "exceeds two standard errors. A low structure error alone is not a win: the untouched source scores 0.",
-        "- Fine-tune time is the wall time of `finetune()` for that method on this machine (summed over resumed runs).",
-        "",
-    ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, out)
-    return out, grid
+    if any(r.kind == "translation" for r in study.results):
+        lines.append(f"- Translators: applied to the source's renders of the same latents (same ψ, same noise) and "
+                     f"scored with the same probes"
+                     + (f"; trained here: {', '.join(s.train_translators)} on `synthetic:photo` → `synthetic:TARGET`, "
+                        f"{s.translator_iters} iterations (AnimeGANv2/CartoonGAN: 20 % content-only initialisation), "
+                        f"batch {s.translator_batch}, at the source's size, one run per target and seed"
+                        if s.train_translators else ""))
+    lines += ["", "## The probes (measuring instruments)", ""] + _r2_table(study.probes, study.probe_paths)
+    lines += ["## Curves", "",
+              f"![structure error and style score against kimg, one line per method, per target]({rel(curves_png)})",
+              "",
+              "_Mean over seeds of each curve point (a run that levelled off stops contributing); layer-swapped "
+              "blends are not on the curves._", ""]
+    for target in s.targets:
+        rows = study.rows.get(target, [])
+        bundle = study.probes.get(target)
+        floor, ceiling = structure_references(bundle, target, seed=s.seed) if bundle is not None else (None, None)
+        lines += [f"## Target: {target}", "",
+                  "| method | kind | flags | images seen | stopped | fine-tune time | structure error ↓ | ± s.e. latents "
+                  "| ± s.e. seeds | style score ↑ | ± s.e. latents / seeds | quality ↓ | Δ structure vs "
+                  f"{REFERENCE} ± s.e. latents / seeds | Δ style vs {REFERENCE} | verdict |",
+                  "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in rows:
+            img = ", ".join(f"{i:,}" for i in r.images) if r.kind == "finetune" and r.images else "–"
+            err = "0 (by definition)" if r.kind == "source" else _num(r.structure_error)
+            sel = "–" if r.kind == "source" else _num(r.structure_se_latents)
+            ses = "–" if r.kind == "source" else _num(r.structure_se_seeds)
+            sty_se = f"{r.style_se_latents:.3f}" + (f" / {r.style_se_seeds:.3f}" if r.style_se_seeds is not None else "")
+            q = "–" if r.quality is None else f"{r.quality:.3f}" + (f" ± {r.quality_se_seeds:.3f}"
+                                                                    if r.quality_se_seeds is not None else "")
+            kind = {"translation": "**translation**", "swap": "layer swap"}.get(r.kind, r.kind)
+            stopped = "; ".join(sorted(set(r.stopped))) if r.kind == "finetune" and r.stopped else "–"
+            lines.append(f"| {r.name} | {kind} | {r.flags} | {img} | {stopped} | {_fmt_time(r.train_seconds)} | {err} "
+                         f"| {sel} | {ses} | {r.style_score:.3f} | {sty_se} | {q} | {_signed(r.vs_ref)} | "
+                         f"{_signed(r.style_vs_ref, 3)} | {r.verdict()} |")
+        g = next((p for p in grids if p.stem.endswith(target) or len(s.targets) == 1), None)
+        if g is not None:
+            lines += ["", f"![{target}: rows = the source, each method and blend, translators; columns = seeds]"
+                          f"({rel(g)})", "",
+                      f"_Grid ({target}, the first seed's models): rows = the source, each method and its "
+                      f"`+swap{s.swap_block}` blend, then the translators; columns = z seeds "
+                      f"{', '.join(map(str, s.grid_seeds))} (the z of `generate.py --seeds`), each row through its own "
+                      f"mapping network, ψ = {s.truncation:g}, const noise — the same z in every row._"]
+        if floor is not None:
+            lines += ["", f"_For scale ({target}): the same synthetic face drawn as photo and as {target} reads "
+                          f"{_num(floor)} apart (what a perfect style transfer would score), two different faces "
+                          f"{_num(ceiling)}._"]
+        lines.append("")
+    lines += ["## What the numbers say", "",
+              what_the_numbers_say({t: study.rows.get(t, []) for t in s.targets},
+                                   next(iter(study.probes.values()), None), s.swap_block),
+              "",
+              "## How the scores are computed",
+              "",
+              "- **Structure error**: for each latent, the structure regressor (`metrics/probes.py`) reads the "
+              "normalised face geometry (each field in [0, 1] over its sampling range) from the source image and from "
+              "the fine-tuned image of the same z (through the fine-tuned model's own mapping network) and noise; "
+              f"the error is the mean absolute difference over the fields it reads with held-out R² ≥ {SCORE_MIN_R2:g} "
+              "on GAN-look images (the table above; docs/PROBES.md says why the others are left out), averaged over "
+              "latents. A translator is scored on the source's own render of that z, translated.",
+              "- **Style score**: mean probability that the target's style classifier (photo vs the target) calls "
+              f"the generator's own samples (ψ = {s.truncation:g}) cartoon.",
+              "- **Quality**: Fréchet distance in the probes' feature space (`metrics.probes quality`) between "
+              f"{s.n:,} of the generator's own samples (ψ = 1, random noise) and {s.n:,} fresh renders of its domain "
+              "(photo for the source, the target for the rest); lower is better.",
+              "- **Standard errors**: *over latents* = how precisely each run's mean is measured (the per-seed "
+              "standard errors combined, √(Σ se²)/S); *over seeds* = how much the result moves when the fine-tuning "
+              "is repeated, std(per-seed means)/√S. A difference is called (verdict) only when it exceeds two of the "
+              "larger of the two.",
+              f"- **Paired differences** are per latent, same latents, same seed, same target, against {REFERENCE} "
+              f"in the same swap state (`X+swap{s.swap_block}` against `{REFERENCE}+swap{s.swap_block}`; translators "
+              f"against `{REFERENCE}`), then averaged over seeds. A low structure error alone is not a win: the "
+              "untouched source scores 0.",
+              "- Fine-tune time is the wall time of `finetune()` for that method on this machine, summed over seeds "
+              "and resumed runs (curve scoring excluded).",
+              ""]
+    write_text_atomic(out, "\n".join(lines))
+    return out, grids, curves_png
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+def _ints(text: str | None, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(text)]
+    except ValueError:
+        raise UserInputError(f"{flag} {text!r}: give comma-separated integers, e.g. 0,1") from None
 
 
 @click.command(name="compare", cls=ToonCommand, aliases={
     "--source": "--ckpt", "--iter": "--iters", "--out=*.md": "--report", "--out-root": "--out"})
 @click.option("--ckpt", "source", type=click.Path(dir_okay=False), default=None,
               show_default="the bundled 64-px face model", help="Source (face) generator checkpoint.")
-@click.option("--target", default="webtoon", show_default=True, help="Built-in synthetic target domain.")
+@click.option("--targets", default=None, show_default="--target", help="Built-in synthetic target domains, comma-separated.")
+@click.option("--target", default="webtoon", show_default=True, help="One target (when --targets is not given).")
 @click.option("--kimg", type=click.FloatRange(0.001), default=2.0, show_default=True,
-              help="Fine-tuning length per method, thousands of images.")
-@click.option("--iters", "iters", type=click.IntRange(1), default=None, help="Steps per method (overrides --kimg).")
+              help="Fine-tuning length per run (the limit, with --until-level), thousands of images.")
+@click.option("--iters", "iters", type=click.IntRange(1), default=None, help="Steps per run (overrides --kimg).")
 @click.option("--batch", type=click.IntRange(2), default=8, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seeds", default=None, show_default="--seed", help="Seeds, comma-separated: each a fine-tuning run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="One seed (when --seeds is not given).")
 @click.option("--methods", default=",".join(METHODS), show_default=True, help="Comma-separated subset.")
 @click.option("--swap-block", type=click.IntRange(1), default=2, show_default=True,
               help="Layer swap: blocks 1..K from the source, the rest from the fine-tuned model.")
@@ -576,34 +1092,68 @@ def write_report(
 @click.option("--truncation", type=click.FloatRange(0.0, 1.0), default=0.7, show_default=True)
 @click.option("--ema-kimg", type=click.FloatRange(0.0, min_open=True), default=None,
               show_default="min(10, 5 % of the run)", help="EMA half-life while fine-tuning.")
-@click.option("--probes", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES), show_default=True,
-              help="Probe bundle from `python -m metrics.probes train`.")
+@click.option("--eval-every-kimg", type=click.FloatRange(0.0, min_open=True), default=None,
+              show_default="1/8 of the run", help="Score the EMA snapshot every this many kimg (the curves).")
+@click.option("--eval-n", type=click.IntRange(2), default=200, show_default=True, help="Latents per curve point.")
+@click.option("--curve-quality", is_flag=True, help="Also score the quality on the curves (slower).")
+@click.option("--quality/--no-quality", default=True, show_default=True,
+              help="The quality column (probe-feature Fréchet distance; the slowest score on a CPU).")
+@click.option("--until-level", is_flag=True,
+              help="Stop a run once its style score has levelled off (the last --level-k points within --level-tol).")
+@click.option("--level-k", type=click.IntRange(2), default=3, show_default=True)
+@click.option("--level-tol", type=click.FloatRange(0.0, min_open=True), default=0.02, show_default=True)
+@click.option("--probes", default=str(DEFAULT_PROBES), show_default=True,
+              help="Probe bundles (`python -m metrics.probes train`), comma-separated; each scores the target its "
+                   "style classifier detects.")
+@click.option("--translators", default=None, help="Translator checkpoints PATH or TARGET=PATH, comma-separated "
+                                                  "(AnimeGAN/CartoonGAN/CycleGAN/StarGAN v2).")
+@click.option("--train-translators", default=None, help="Train these on synthetic photo → each target and score them "
+                                                        "(animegan2,cartoongan,cyclegan).")
+@click.option("--translator-iters", type=click.IntRange(2), default=2000, show_default=True)
+@click.option("--translator-batch", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--translator-features", type=click.Choice(["auto", "imagenet", "random"]), default="auto",
+              show_default=True, help="AnimeGANv2/CartoonGAN content features: ImageNet VGG19 from disk, random, or "
+                                      "auto (ImageNet when found, else random, said so).")
+@click.option("--translator-features-weights", type=click.Path(dir_okay=False), default=None,
+              show_default="the torch hub cache", help="VGG19 weights file (vgg19-dcbb9e9d.pth).")
 @click.option("--out", "out_root", type=click.Path(file_okay=False), default="runs/compare", show_default=True,
-              help="Folder of the methods' run folders.")
+              help="Folder of the run folders (<out>/<target>/seed<k>/<method>/).")
 @click.option("--report", "out", type=click.Path(dir_okay=False), default="docs/COMPARISON.md", show_default=True,
               help="The markdown report to write.")
 @click.option("--grid", type=click.Path(dir_okay=False), default=None,
-              show_default="<report folder>/images/comparison.png", help="Grid PNG.")
+              show_default="<report folder>/images/comparison_<target>.png", help="Grid PNG ({target} = the target).")
+@click.option("--curves", type=click.Path(dir_okay=False), default=None,
+              show_default="<report folder>/images/comparison_curves.png", help="Curves PNG (numbers in .json beside).")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--quick", is_flag=True, help="Tiny smoke run: 2 steps per method, 64 latents.")
-def main(source: str | None, target: str, kimg: float, iters: int | None, batch: int, seed: int, methods: str,
-         swap_block: int, n: int, truncation: float, ema_kimg: float | None, probes: str, out_root: str, out: str,
-         grid: str | None, device: str, quick: bool) -> None:
-    """Fine-tune one source with every method and write a measured comparison."""
+@click.option("--quick", is_flag=True, help="Tiny smoke run: 2 steps per run, 64 latents.")
+def main(source: str | None, targets: str | None, target: str, kimg: float, iters: int | None, batch: int,
+         seeds: str | None, seed: int, methods: str, swap_block: int, n: int, truncation: float,
+         ema_kimg: float | None, eval_every_kimg: float | None, eval_n: int, curve_quality: bool, quality: bool,
+         until_level: bool,
+         level_k: int, level_tol: float, probes: str, translators: str | None, train_translators: str | None,
+         translator_iters: int, translator_batch: int, translator_features: str,
+         translator_features_weights: str | None, out_root: str, out: str, grid: str | None, curves: str | None,
+         device: str, quick: bool) -> None:
+    """Fine-tune one source with every method on each target and seed, score translators on the same
+    latents, and write a measured comparison."""
     if source is None and not bundled_generator().exists():
         raise ToonlabError(f"no --ckpt given and the bundled generator is missing at {bundled_generator()}; "
                            f"pass --ckpt G.pt (a StyleGAN2 checkpoint)")
-    settings = CompareSettings(source=source, target=target, kimg=kimg, iters=iters, batch=batch, seed=seed,
-                               methods=[m.strip() for m in methods.split(",") if m.strip()], swap_block=swap_block,
-                               n=n, truncation=truncation, ema_kimg=ema_kimg, out_root=out_root, probes=probes,
-                               device=device, quick=quick)
     with user_errors():
-        s = settings.resolved()
-        _check_source(s)  # before the probes: a missing source is the likelier mistake
-        bundle = _load_bundle(s, None, click.echo)
-        results = run_comparison(s, bundle, click.echo)  # Ctrl-C: the trainer's "re-run to resume" line
-        report, grid_path = write_report(results, out, settings=s, probes=bundle, grid=grid)
-    click.echo(f"wrote {report} and {grid_path}")
+        settings = CompareSettings(
+            source=source, target=target, targets=_csv(targets), kimg=kimg, iters=iters, batch=batch, seed=seed,
+            seeds=_ints(seeds, "--seeds"), methods=_csv(methods), swap_block=swap_block, n=n, truncation=truncation,
+            ema_kimg=ema_kimg, eval_every_kimg=eval_every_kimg, eval_n=eval_n, curve_quality=curve_quality, quality=quality,
+            until_level=until_level, level_k=level_k, level_tol=level_tol, out_root=out_root, probes=probes,
+            translators=_csv(translators), train_translators=_csv(train_translators),
+            translator_iters=translator_iters, translator_batch=translator_batch,
+            translator_features=translator_features, translator_features_weights=translator_features_weights,
+            device=device, quick=quick)
+        # The source is checked before the probes (a missing source is the likelier mistake);
+        # Ctrl-C: the trainer's "re-run to resume" line.
+        study = run_comparison(settings, None, click.echo)
+        report, grids, curves_png = write_report(study, out, grid=grid, curves=curves)
+    click.echo(f"wrote {report}, {', '.join(map(str, grids))} and {curves_png}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,30 @@
-"""Method comparison: probes (API, save/load, the structure error's zero), the comparison run in
-quick mode end to end, and the one-line error for a missing source."""
+"""Method comparison: probes (API, save/load, the structure error's zero), the study in quick mode
+end to end (targets × seeds × methods + a translator, curves, resume, early stop), the paired
+statistics on synthetic numbers, translator scoring, and the one-line errors."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
+from PIL import Image
 
-from finetune.compare import CompareSettings, MethodResult, main, run_comparison, what_the_numbers_say, write_report
+from finetune.compare import (
+    CompareSettings,
+    MethodResult,
+    main,
+    run_comparison,
+    score_translator,
+    what_the_numbers_say,
+    write_report,
+)
+from finetune.compare_stats import aggregate, levelled, paired, verdict
+from finetune.compare_translators import TranslatedGenerator
 from metrics.probes import (
     ProbeBundle,
     StructureRegressor,
@@ -18,6 +32,7 @@ from metrics.probes import (
     structure_error,
     structure_errors,
     structure_references,
+    style_probabilities,
     style_score,
     train_probes,
 )
@@ -102,37 +117,184 @@ def test_structure_error_zero_for_same_generator_positive_when_perturbed(probes)
     assert structure_references(probes, "webtoon", n=4) == (floor, ceiling)
 
 
-def test_run_comparison_quick_writes_table_and_grid(probes, tmp_path):
-    settings = CompareSettings(source=str(source_ckpt(tmp_path)), methods=["freezeG", "freezeSG"], iters=1, quick=True,
-                               out_root=str(tmp_path / "runs"), device="cpu", n=8, grid_seeds=[0, 1])
-    results = run_comparison(settings, probes)
-    assert [r.name for r in results] == ["source", "freezeG", "freezeG+swap2", "freezeSG", "freezeSG+swap2"]
-    assert results[0].structure_error == 0.0
-    # One step of fine-tuning (and each blend) changes the images, so every row reads differently from
-    # the source; the style scorer tells the rows apart.
-    assert all(r.structure_error > 0 for r in results[1:])
-    assert len({r.style_score for r in results}) > 1
-    assert all(r.images == 4 for r in results[1:])  # 1 step × quick batch 4
-    # Every row has a quality score (samples vs renders of its domain) with that domain's floor and scale.
-    assert all(r.quality is not None and math.isfinite(r.quality) and r.quality_ref is not None for r in results)
-    assert results[0].quality_ref != results[1].quality_ref  # the source is scored against photo, the rest webtoon
-    assert (tmp_path / "runs/freezeG/checkpoints/000001.pt").exists()
-    report, grid = write_report(results, tmp_path / "docs/COMPARISON.md", settings=settings, probes=probes)
+@pytest.fixture(scope="module")
+def sketch_probes() -> ProbeBundle:
+    return train_probes(("photo", "sketch"), "sketch", n_per_domain=8, steps=2, batch=4, seed=1, n_eval=4, width=8)
+
+
+def _json(path: Path):
+    return json.loads(path.read_text())
+
+
+def test_study_two_targets_two_seeds_translator_curves_and_resume(probes, sketch_probes, tmp_path):
+    """The whole study in miniature: 2 targets × 2 seeds × 2 methods + a tiny CycleGAN trained here;
+    table, curves JSON and PNG, grids; re-running skips every finished run."""
+    settings = CompareSettings(
+        source=str(source_ckpt(tmp_path)), targets=["webtoon", "sketch"], seeds=[0, 1],
+        methods=["freezeG", "freezeSG"], iters=2, quick=True, out_root=str(tmp_path / "runs"), device="cpu", n=8,
+        eval_n=4, eval_every=1, grid_seeds=[0, 1], train_translators=["cyclegan"], translator_iters=2,
+        translator_overrides={"cyclegan": {"ngf": 4, "ndf": 4, "n_blocks": 1, "pool": 0}},
+        quality=False)  # the quality score (16 Fréchet distances per target and seed) is tested below
+    bundles = {"webtoon": probes, "sketch": sketch_probes}
+    study = run_comparison(settings, bundles, log=(first := []).append)
+    names = ["source", "freezeG", "freezeG+swap2", "freezeSG", "freezeSG+swap2", "cyclegan (translation)"]
+    for target in ("webtoon", "sketch"):
+        for seed in (0, 1):
+            got = [r.name for r in study.results if r.target == target and r.seed == seed]
+            assert got == names, (target, seed, got)
+            # every method × target × seed is its own run folder, fine-tuned to the end (2 steps)
+            for m in ("freezeG", "freezeSG"):
+                run = tmp_path / "runs" / target / f"seed{seed}" / m
+                assert (run / "checkpoints/000002.pt").is_file()
+                curve = _json(run / "curve.json")
+                assert [p["step"] for p in curve["points"]] == [1, 2]  # scored after each 1-step segment
+                assert all(0 <= p["style_score"] <= 1 and p["structure_error"] > 0 for p in curve["points"])
+            assert (tmp_path / "runs" / target / f"seed{seed}" / "translate-cyclegan/checkpoints/000002.pt").is_file()
+    # Each target is scored with its own style classifier: the same seed-0 source row differs between them.
+    src = {r.target: r for r in study.results if r.name == "source" and r.seed == 0}
+    assert src["webtoon"].style_score != src["sketch"].style_score
+    # Rows: averaged over both seeds, paired against FreezeSG in the same swap state.
+    rows = {r.name: r for r in study.rows["webtoon"]}
+    assert rows["freezeG"].seeds == [0, 1] and rows["freezeG"].structure_se_seeds is not None
+    assert rows["freezeG"].ref == "freezeSG" and rows["freezeG+swap2"].ref == "freezeSG+swap2"
+    assert rows["cyclegan (translation)"].ref == "freezeSG" and rows["source"].vs_ref is None
+    per_seed = [r.structure_error for r in study.results if r.name == "freezeG" and r.target == "webtoon"]
+    assert rows["freezeG"].structure_error == pytest.approx(sum(per_seed) / 2)
+
+    report, grids, curves_png = write_report(study, tmp_path / "docs/COMPARISON.md")
     text = report.read_text()
-    for name in ("source", "freezeG", "freezeG+swap2", "freezeSG", "freezeSG+swap2"):
+    assert "## Target: webtoon" in text and "## Target: sketch" in text
+    for name in names:
         assert f"| {name} |" in text, name
-    assert "## What the numbers say" in text and "images/comparison.png" in text
-    assert "quality ↓ |" in text and "floor (renders vs renders)" in text
-    assert grid == tmp_path / "docs/images/comparison.png" and grid.stat().st_size > 0
-    # Re-running skips the finished methods (same checkpoint, no new step).
-    again = run_comparison(settings, probes, log=(msgs := []).append)
-    assert any("already fine-tuned" in m for m in msgs)
-    assert [r.structure_error for r in again] == [r.structure_error for r in results]
+    assert "**translation**" in text and "Δ structure vs freezeSG" in text and "## What the numbers say" in text
+    assert "old FreezeSG definition" not in text and "held-out R², GAN look" in text
+    assert "sha256" in text and "images/comparison_curves.png" in text
+    assert [g.name for g in grids] == ["comparison_webtoon.png", "comparison_sketch.png"]
+    assert curves_png == tmp_path / "docs/images/comparison_curves.png" and curves_png.stat().st_size > 0
+    with Image.open(curves_png) as im:
+        assert im.size[0] > 300 and len(set(im.convert("L").getdata())) > 2  # something was drawn
+    curves = _json(curves_png.with_suffix(".json"))
+    assert set(curves) == {"webtoon", "sketch"} and set(curves["webtoon"]) == {"freezeG", "freezeSG"}
+    c = curves["webtoon"]["freezeG"]
+    assert c["kimg"] == [0.004, 0.008] and c["n_seeds"] == [2, 2]
+    seed_curves = [_json(tmp_path / f"runs/webtoon/seed{k}/freezeG/curve.json")["points"][1]["style_score"]
+                   for k in (0, 1)]
+    assert c["style_score"][1] == pytest.approx(sum(seed_curves) / 2)
+
+    # Re-running skips every finished run and scores nothing new: same numbers, no new checkpoint.
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.pt")}
+    again = run_comparison(settings, bundles, log=(msgs := []).append)
+    assert sum("already fine-tuned" in m for m in msgs) == 8 and not any("fine-tuning --" in m for m in msgs)
+    assert sum("already trained" in m for m in msgs) == 4
+    assert [r.structure_error for r in again.results] == [r.structure_error for r in study.results]
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.pt")} == mtimes
 
 
-def _row(name: str, kind: str, err: list[float], style: float) -> MethodResult:
+def test_until_level_stops_a_run_and_records_where(probes, tmp_path):
+    # A tolerance of 1 levels off as soon as two points exist: the run stops at step 2 of 3.
+    settings = CompareSettings(source=str(source_ckpt(tmp_path)), methods=["freezeSG"], iters=3, quick=True,
+                               out_root=str(tmp_path / "runs"), device="cpu", n=4, eval_n=4, eval_every=1,
+                               until_level=True, level_k=2, level_tol=1.0, grid_seeds=[0])
+    study = run_comparison(settings, probes)
+    run = tmp_path / "runs/webtoon/seed0/freezeSG"
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.pt"))[-1] == "000002.pt"
+    assert _json(run / "curve.json")["levelled_at_step"] == 2
+    row = next(r for r in study.rows["webtoon"] if r.name == "freezeSG")
+    assert row.images == [8] and row.stopped == ["levelled off at 0.008 kimg"]
+    # Every row has a quality score, the source's against photo renders, the rest against the target's.
+    assert all(r.quality is not None and math.isfinite(r.quality) for r in study.rows["webtoon"])
+    assert study.results[0].quality_ref != study.results[1].quality_ref
+    report, _, _ = write_report(study, tmp_path / "COMPARISON.md")
+    assert "levelled off at 0.008 kimg" in report.read_text() and "--until-level" in report.read_text()
+    # Without the early stop, the same command continues the run to its full length from step 2.
+    settings.until_level = False
+    run_comparison(settings, probes, log=(msgs := []).append)
+    assert any("steps 2..3" in m for m in msgs)
+
+
+def test_paired_differences_and_standard_errors_on_synthetic_numbers():
+    a = {0: torch.tensor([1.0, 2.0, 3.0, 4.0]), 1: torch.tensor([2.0, 2.0, 2.0, 6.0])}
+    b = {0: torch.tensor([0.0, 1.0, 1.0, 2.0]), 1: torch.tensor([1.0, 1.0, 1.0, 1.0])}
+    p = paired(a, b)
+    d0, d1 = torch.tensor([1.0, 1.0, 2.0, 2.0]), torch.tensor([1.0, 1.0, 1.0, 5.0])  # a − b per latent
+    assert p.diff == pytest.approx((1.5 + 2.0) / 2) and p.n_seeds == 2
+    se0, se1 = float(d0.std() / 2), float(d1.std() / 2)  # std / √4
+    assert p.se_latents == pytest.approx(math.sqrt(se0 ** 2 + se1 ** 2) / 2)
+    assert p.se_seeds == pytest.approx(float(torch.tensor([1.5, 2.0]).std() / math.sqrt(2)))
+    assert p.se == max(p.se_latents, p.se_seeds) and p.verdict() == "higher"
+    assert paired(a, {5: b[0]}) is None  # no common seed
+    assert verdict(-0.5, 0.2) == "lower" and verdict(0.3, 0.2) == "not clearly different"
+    # Pairing removes what the latents share: a constant offset is measured exactly.
+    base = {0: torch.rand(50), 1: torch.rand(50)}
+    shifted = {k: v + 0.01 for k, v in base.items()}
+    q = paired(base, shifted)
+    assert q.diff == pytest.approx(-0.01) and q.se < 1e-6 and q.verdict() == "lower"
+    # aggregate: the rows' means, both standard errors and the pairing against FreezeSG
+    runs = [_row(n, "finetune", v.tolist(), 0.9, seed=k) for n, d in (("freezeG", a), ("freezeSG", b))
+            for k, v in d.items()]
+    rows = {r.name: r for r in aggregate(runs, "webtoon")}
+    g = rows["freezeG"]
+    assert g.structure_error == pytest.approx((2.5 + 3.0) / 2)
+    assert g.structure_se_seeds == pytest.approx(float(torch.tensor([2.5, 3.0]).std() / math.sqrt(2)))
+    assert g.vs_ref.diff == pytest.approx(p.diff) and g.verdict().startswith("structure higher")
+    assert rows["freezeSG"].vs_ref is None
+    assert levelled([0.1, 0.5, 0.51, 0.5], 3, 0.02) and not levelled([0.5, 0.52, 0.56], 3, 0.02)
+    assert not levelled([0.5, 0.5], 3, 1.0)  # fewer points than k
+
+
+def test_translator_rows_identity_scores_the_source_blur_loses_structure(probes):
+    G = tiny_generator()
+    same = score_translator(probes, G, lambda x: x, "webtoon", n=16, quality=False)
+    assert max(same["structure"]) < 1e-6  # the identity translator is the source, latent for latent
+    src_style = style_probabilities(probes, G, n=16)
+    assert torch.allclose(torch.tensor(same["style"]), src_style, atol=1e-6)
+
+    def blur(x):  # a crude "translator" that smears the face: the geometry readings must move
+        return F.avg_pool2d(F.pad(x, (3, 3, 3, 3), mode="replicate"), 7, stride=1)
+
+    smeared = score_translator(probes, G, blur, "webtoon", n=16)
+    # (these throw-away probes read little, so only the sign is asserted: > the identity's exact 0)
+    assert min(smeared["structure"]) > 0 and math.isfinite(smeared["quality"])
+    # The wrapper renders through the source's own mapping and noise: the grid row is the blurred source row.
+    TG = TranslatedGenerator(G, blur)
+    w = G.mapping(torch.randn(2, G.style_dim), truncation=0.7)
+    noise = G.const_noise()
+    expect = blur(G.synthesis(w, noise=noise, noise_mode="const").image).clamp(-1, 1)
+    assert torch.allclose(TG.synthesis(w, noise=noise, noise_mode="const").image, expect)
+
+
+def test_translators_given_as_files_need_a_known_target(tmp_path):
+    from finetune.compare_translators import parse_translators
+    from toonlab.errors import UserInputError
+    from translation.models import build_generator
+
+    path = torch_save_atomic(build_generator("animegan2").state_dict(), tmp_path / "port.pt")
+    with pytest.raises(UserInputError, match="TARGET="):  # a bare port file does not say what it draws
+        parse_translators(str(path), ["webtoon", "sketch"])
+    spec, = parse_translators(f"sketch={path}", ["webtoon", "sketch"])
+    assert spec.target == "sketch" and spec.model == "animegan2" and "translation" in spec.label
+    with pytest.raises(UserInputError, match="not found"):
+        parse_translators(str(tmp_path / "missing.pt"), ["webtoon"])
+
+
+def test_a_target_without_probes_is_one_line(probes, tmp_path):
+    r = CliRunner().invoke(main, ["--ckpt", str(source_ckpt(tmp_path)), "--targets", "webtoon,pastel",
+                                  "--probes", str(probes.save(tmp_path / "p.pt")), "--out", str(tmp_path / "runs"),
+                                  "--report", str(tmp_path / "r.md")])
+    assert r.exit_code == 2, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert "pastel" in last and "metrics.probes train --target pastel" in last and "Traceback" not in r.output
+
+
+def _row(name: str, kind: str, err: list[float], style: float, seed: int = 0, target: str = "webtoon") -> MethodResult:
     t = torch.tensor(err)
-    return MethodResult(name, kind, "", float(t.mean()), 0.0, style, per_latent=t)
+    return MethodResult(name, kind, "", float(t.mean()), 0.0, style, per_latent=t,
+                        style_per_latent=torch.full_like(t, style) + torch.linspace(-1e-3, 1e-3, len(t)), seed=seed,
+                        target=target)
+
+
+def _says(runs: list[MethodResult]) -> str:
+    return what_the_numbers_say(aggregate(runs, "webtoon"), None, 2)
 
 
 def test_conclusion_follows_the_numbers():
@@ -140,17 +302,27 @@ def test_conclusion_follows_the_numbers():
     low, high = [0.01, 0.011, 0.012, 0.01], [0.05, 0.052, 0.049, 0.051]
     supported = [src, _row("freezeG", "finetune", high, 0.9), _row("freezeSG", "finetune", low, 0.9),
                  _row("structure", "finetune", low, 0.88)]
-    assert "These numbers support" in what_the_numbers_say(supported, None, 2)
+    assert "These numbers support" in _says(supported)
     refuted = [src, _row("freezeG", "finetune", low, 0.9), _row("freezeSG", "finetune", high, 0.9),
                _row("structure", "finetune", high, 0.9)]
-    assert "do not support" in what_the_numbers_say(refuted, None, 2)
+    assert "do not support" in _says(refuted)
     # Lower structure error but no longer cartoon: not counted as keeping structure "better".
     bland = [src, _row("freezeG", "finetune", high, 0.9), _row("freezeSG", "finetune", low, 0.2)]
-    assert "do not support" in what_the_numbers_say(bland, None, 2)
-    assert "cannot be checked" in what_the_numbers_say([src, _row("none", "finetune", low, 0.5)], None, 2)
+    assert "do not support" in _says(bland)
+    assert "cannot be checked" in _says([src, _row("none", "finetune", low, 0.5)])
     # FreezeG itself never became cartoon: the run is too short to test anything.
     short = [src, _row("freezeG", "finetune", high, 0.3), _row("freezeSG", "finetune", low, 0.3)]
-    assert "cannot test" in what_the_numbers_say(short, None, 2)
+    assert "cannot test" in _says(short)
+    # Two targets that disagree are reported as such, each with its own paragraph.
+    other = [_row(r.name, r.kind, r.per_latent.tolist(), r.style_score, target="sketch") for r in refuted]
+    both = what_the_numbers_say({"webtoon": aggregate(supported, "webtoon"), "sketch": aggregate(other, "sketch")},
+                                None, 2)
+    assert "**webtoon.**" in both and "**sketch.**" in both and "the targets disagree" in both
+    # Seeds that disagree widen the standard error: the same mean difference is no longer called.
+    noisy = [src, _row("freezeG", "finetune", high, 0.9, seed=0), _row("freezeSG", "finetune", low, 0.9, seed=0),
+             _row("freezeG", "finetune", low, 0.9, seed=1), _row("freezeSG", "finetune", high, 0.9, seed=1)]
+    rows = {r.name: r for r in aggregate(noisy, "webtoon")}
+    assert rows["freezeG"].vs_ref.verdict() == "not clearly different"
 
 
 def test_missing_bundled_source_is_one_line_exit_2(tmp_path, monkeypatch):
