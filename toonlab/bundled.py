@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toonlab.checkpoint import CheckpointError, load_torch_file
+from toonlab.checkpoint import CheckpointError, file_key, load_torch_file
 from toonlab.runtime import ASSETS
 
 __all__ = ["FOLDER", "MAX_TOTAL_BYTES", "SOURCE_NAME", "TRANSLATOR_MODELS", "Bundled", "folder", "source",
@@ -133,8 +133,7 @@ _LABELS: dict[tuple[str, int, int], str] = {}
 def label_of(path: str | Path) -> str:
     """A one-line label from the file's metadata (memoised per path, size and mtime), else its name."""
     p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    key = file_key(p)
     if key not in _LABELS:
         try:
             obj = load_torch_file(p, "bundled model")

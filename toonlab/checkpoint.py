@@ -102,11 +102,17 @@ def read_tagged(path: str | Path, fmt: str, what: str, hint: str) -> dict[str, A
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
-def sha256_file(path: str | Path) -> str:
-    """Full sha256 hex of a file (memoised per path, size and mtime within the process)."""
+def file_key(path: str | Path) -> tuple[str, int, int]:
+    """A key for memoising what a file holds: resolved path, size and mtime (a rewrite changes it)."""
     p = Path(path)
     st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    return str(p.resolve()), st.st_size, st.st_mtime_ns
+
+
+def sha256_file(path: str | Path) -> str:
+    """Full sha256 hex of a file (memoised per :func:`file_key` within the process)."""
+    p = Path(path)
+    key = file_key(p)
     if key not in _SHA_CACHE:
         h = hashlib.sha256()
         with open(p, "rb") as f:
