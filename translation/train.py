@@ -93,6 +93,8 @@ def train(cfg: TranslateConfig, echo=click.echo) -> Path | None:
 @click.option("--w-sty", type=click.FloatRange(0), default=None, help="Gram style weight.", show_default="preset")
 @click.option("--w-col", type=click.FloatRange(0), default=None, help="Colour (YUV) weight.", show_default="preset")
 @click.option("--w-tv", type=click.FloatRange(0), default=None, help="Total-variation weight.", show_default="preset")
+@click.option("--w-init-col", type=click.FloatRange(0), default=None, show_default="0, as published",
+              help="Colour (YUV) weight in the init phase too (helps with --features random).")
 @click.option("--d-weights", callback=_floats4, default=None, help="D term weights real,fake,gray,smooth.", show_default="preset")
 @click.option("--features", "vgg", type=click.Choice(["imagenet", "random"]), default=None, show_default="imagenet",
               help="Weights of the content/style feature network: ImageNet from disk, or random (offline, lower "

@@ -103,6 +103,10 @@ class TranslateConfig:
     w_sty: float | None = None
     w_col: float | None = None
     w_tv: float | None = None
+    # Colour (YUV) term in the init phase: not in AnimeGAN (its init is VGG content only), which works
+    # with ImageNet features; with --features random the content term alone does not pin the photo's
+    # colours and G starts the adversarial phase from a blur. 0 = as published.
+    w_init_col: float = 0.0
     d_weights: tuple[float, float, float, float] | None = None
     vgg: str = "imagenet"  # "imagenet" (weights from disk) or "random" (offline, lower quality)
     vgg_weights: str | None = None  # the feature network's weights file (VGG19, or ResNet-50 for resnet50)
@@ -314,11 +318,17 @@ class TranslationTrainer(Trainer):
         with autocast(self.device, self.precision):
             fake = self.G(b["photo"])
             con = content_loss(self.F(fake), b["f_photo"])
-        check_finite(self.step, init_content=con)
+            loss = self.cfg.w_con * con
+            if self.cfg.w_init_col:
+                col = color_loss(fake, b["photo"])
+                loss = loss + self.cfg.w_init_col * col
+        check_finite(self.step, init_loss=loss)
         self.g_init_optim.zero_grad(set_to_none=True)
-        (self.cfg.w_con * con).backward()
+        loss.backward()
         self.g_init_optim.step()
         self.stats.report("loss/init_con", con)
+        if self.cfg.w_init_col:
+            self.stats.report("loss/init_col", col)
         self.stats.report("phase", 0.0)
 
     def d_step(self, b: dict[str, Tensor]) -> None:
