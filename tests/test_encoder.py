@@ -3,6 +3,8 @@ commands, the bundled encoder, and its one-line errors and warnings."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from stylegan2.checkpoint import load_generator
 from stylegan2.sampling import render
 from tests.conftest import tiny_checkpoint
 from toonlab.cli import load_command
-from toonlab.training import TrainingInterrupted
+from toonlab.training import TrainingInterrupted, TrainingStopped
 
 TINY_ENC = dict(channels=(8, 16, 16), head_channels=16)
 
@@ -273,3 +275,32 @@ def test_bundled_encoder_beats_w_avg_on_synthetic_photos():
     mse_avg = (mean - x).square().mean(dim=(1, 2, 3))
     assert float(mse_enc.mean()) < 0.6 * float(mse_avg.mean()), (mse_enc, mse_avg)
     assert int((mse_enc < mse_avg).sum()) >= 7
+
+
+class _TermAfter(_KillAfter):
+    """The skeleton's batches, with a SIGTERM to this process once ``k`` steps have run (``timeout``, a
+    scheduler's pre-emption): the handler only flags it, so the step in progress finishes."""
+
+    def __next__(self):
+        if self.t.step == self.k:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return next(self.src)
+
+
+def test_sigterm_saves_at_the_step_boundary_and_the_resumed_run_equals_a_straight_run(tmp_path, gpath):
+    straight = trainer(tmp_path / "a", gpath, iters=6, snapshot_every=0)
+    straight.train()
+    before = signal.getsignal(signal.SIGTERM)
+    stopped = trainer(tmp_path / "b", gpath, iters=6, snapshot_every=0)
+    # The signal lands while the batch for step 3 is fetched; step 3 still runs, then the loop saves
+    # (snapshot_every=0 would otherwise save only at the end) and stops.
+    with pytest.raises(TrainingStopped, match=r"stopped by SIGTERM at step 3 \(saved .*000003.pt\); re-run"):
+        stopped.train(_TermAfter(stopped, 2))
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+    again = trainer(tmp_path / "b", gpath, iters=6, snapshot_every=0)
+    assert again.resume() == f"resumed from {tmp_path / 'b/checkpoints/000003.pt'} at step 3"
+    again.train()
+    a = torch.load(tmp_path / "a/checkpoints/000006.pt", weights_only=True)
+    b = torch.load(tmp_path / "b/checkpoints/000006.pt", weights_only=True)
+    for k, v in a["encoder"].items():
+        torch.testing.assert_close(v, b["encoder"][k], rtol=0, atol=0, msg=k)

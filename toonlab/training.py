@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from toonlab.hooks import Hook, HookFactory
 from toonlab.run import CheckpointWriteError, RunDir, Stats, rng_state, set_rng_state
 from toonlab.samplers import SAMPLER_VERSION
 
-__all__ = ["Phase", "Trainer", "ema_update", "check_finite", "NonFiniteLoss", "SettingsChanged",
+__all__ = ["Phase", "Trainer", "TrainingStopped", "ema_update", "check_finite", "NonFiniteLoss", "SettingsChanged",
            "TrainingInterrupted", "CheckpointWriteError", "MUTABLE"]
 
 #: Settings that may differ between the run in a folder and the command resuming it. Everything
@@ -56,6 +58,16 @@ class SettingsChanged(UserInputError):
 
 class TrainingInterrupted(UserInputError):
     """Ctrl-C: one line saying how to continue."""
+
+
+class TrainingStopped(UserInputError):
+    """SIGTERM (``timeout``, a batch scheduler's pre-emption, ``kill``): the run saved a checkpoint at a
+    step boundary and stopped; one line saying how to continue. Exit code 2 like every user-facing stop."""
+
+
+#: The signals that stop a run after the current step, with a checkpoint (Ctrl-C stops at once instead,
+#: from the last checkpoint: a person at the keyboard wants the prompt back now).
+STOP_SIGNALS = (signal.SIGTERM,)
 
 
 def check_finite(step: int, **losses: torch.Tensor) -> None:
@@ -135,6 +147,7 @@ class Trainer:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.notes: list[str] = []  # one-line notes of the resume (changed settings, stale files)
         self._phases: list[Phase] | None = None
+        self._stop_signal: str | None = None  # set by a stop signal; the loop saves and ends at the step's end
 
     # ---- what subclasses provide ------------------------------------------------------------------
 
@@ -301,6 +314,20 @@ class Trainer:
             if ph.due(self.step):
                 ph.run(batch)
 
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Turn SIGTERM into "save at the end of this step and stop"; returns the handlers to put back.
+
+        Only in a single-process run's main thread: in a torchrun group each rank would stop at its own
+        step and the others would wait for it in a collective, so there the default (die, resume from the
+        last snapshot) is the safe one."""
+        if self.world != 1 or threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def stop(signum: int, _frame: Any) -> None:
+            self._stop_signal = signal.Signals(signum).name
+
+        return {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+
     def train(self, batches: Iterator[Any] | None = None, hooks: Sequence[HookFactory] = ()) -> Path | None:
         """Run to ``total_steps``; returns the newest checkpoint. ``hooks`` are built before the first step."""
         from toonlab.runtime import progress
@@ -309,6 +336,7 @@ class Trainer:
         c = self.cfg
         built: list[Hook] = []
         bar = None
+        restore: dict[int, Any] = {}
         try:
             built = [f(self) for f in hooks] if self.rank == 0 else []  # a missing weights file fails here
             if self.rank == 0:
@@ -326,7 +354,14 @@ class Trainer:
             t_last, step_last = time.time(), self.step
             for h in built:
                 h.start(self)
+            restore.update(self._catch_stop_signals())
             while self.step < total:
+                if self._stop_signal is not None:
+                    latest = self.run.latest()
+                    if self.rank == 0 and (latest is None or int(latest.stem) != self.step):
+                        latest = self.save()
+                    raise TrainingStopped(f"stopped by {self._stop_signal} at step {self.step} (saved {latest}); "
+                                          f"re-run the same command to resume")
                 self.train_step(next(batches))
                 self.step += 1
                 bar.update(1)
@@ -357,6 +392,8 @@ class Trainer:
             raise TrainingInterrupted(f"interrupted at step {self.step}; re-run the same command to resume "
                                       f"{where}") from None
         finally:
+            for sig, handler in restore.items():
+                signal.signal(sig, handler)
             self._phases = None
             if bar is not None:
                 bar.close()
