@@ -21,6 +21,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
+import torch
 
 from stylegan2.checkpoint import load_checkpoint, load_generator, save_safetensors
 from toonlab.atomic import torch_save_atomic
@@ -31,12 +32,20 @@ FORMATS = ("pt", "safetensors")
 
 
 def export_snapshot(src: str | Path, out: str | Path, keep_d: bool = True, keep_g: bool = True,
-                    fmt: str | None = None) -> Path:
-    """Write the slim snapshot of ``src`` to ``out`` (``fmt`` 'pt' or 'safetensors'; None: from the suffix)."""
-    return _export(src, out, keep_d, keep_g, fmt)[0]
+                    fmt: str | None = None, half: bool = False) -> Path:
+    """Write the slim snapshot of ``src`` to ``out`` (``fmt`` 'pt' or 'safetensors'; None: from the suffix;
+    ``half``: floating tensors stored as float16)."""
+    return _export(src, out, keep_d, keep_g, fmt, half)[0]
 
 
-def _export(src: str | Path, out: str | Path, keep_d: bool, keep_g: bool, fmt: str | None) -> tuple[Path, dict]:
+def _half(sd: dict) -> dict:
+    """float32 → float16 (integer buffers untouched). Loading copies into float32 parameters, so a
+    half file renders like the float32 one up to fp16 rounding of the weights (~1e-3 relative)."""
+    return {k: v.half() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in sd.items()}
+
+
+def _export(src: str | Path, out: str | Path, keep_d: bool, keep_g: bool, fmt: str | None,
+            half: bool = False) -> tuple[Path, dict]:
     fmt = fmt or ("safetensors" if Path(out).suffix.lower() == ".safetensors" else "pt")
     if fmt not in FORMATS:
         raise UserInputError(f"unknown format {fmt!r} (use {' or '.join(FORMATS)})")
@@ -56,6 +65,17 @@ def _export(src: str | Path, out: str | Path, keep_d: bool, keep_g: bool, fmt: s
     snap["toonlab"] = {k: meta[k] for k in keep if k in meta}
     snap["toonlab"].setdefault("g_config", G.config)
     snap["toonlab"]["exported_from"] = str(src)
+    if half:
+        for k in ("g_ema", "g", "d"):
+            if k in snap:
+                snap[k] = _half(snap[k])
+        snap["latent_avg"] = snap["latent_avg"].half()
+        early = snap["toonlab"].get("early_mapping")
+        if isinstance(early, dict) and isinstance(early.get("state"), dict):
+            early = snap["toonlab"]["early_mapping"] = dict(early, state=_half(early["state"]))
+            if torch.is_tensor(early.get("w_avg")):
+                early["w_avg"] = early["w_avg"].half()
+        snap["toonlab"]["dtype"] = "float16"
     if "args" in ckpt and fmt == "pt":
         snap["args"] = ckpt["args"]
     path = save_safetensors(snap, out) if fmt == "safetensors" else torch_save_atomic(snap, out)
@@ -80,10 +100,11 @@ def community_hint(cfg: dict) -> str:
               show_default="from the --out suffix", help="Output format (safetensors for a .safetensors name).")
 @click.option("--no-d", is_flag=True, help="Drop the discriminator.")
 @click.option("--no-g", is_flag=True, help="Drop the non-EMA generator.")
-def main(src: str, out: str, fmt: str | None, no_d: bool, no_g: bool) -> None:
+@click.option("--half", is_flag=True, help="Store the weights as float16 (half the file; loads as float32).")
+def main(src: str, out: str, fmt: str | None, no_d: bool, no_g: bool, half: bool) -> None:
     """Write a slim snapshot (weights only) of a checkpoint, safetensors file or NVIDIA pickle."""
     with user_errors():
-        path, cfg = _export(src, out, keep_d=not no_d, keep_g=not no_g, fmt=fmt)
+        path, cfg = _export(src, out, keep_d=not no_d, keep_g=not no_g, fmt=fmt, half=half)
     click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); community scripts: {community_hint(cfg)}")
 
 

@@ -171,6 +171,32 @@ def test_export_strips_optimizers_and_keeps_loadable_parts(tmp_path):
     load_discriminator(out)
 
 
+def test_half_export_halves_the_file_and_renders_like_the_float32_one(tmp_path):
+    from stylegan2.export import export_snapshot
+
+    G, D = small_pair()
+    src = community_file(tmp_path, G, D)
+    full = export_snapshot(src, tmp_path / "full.pt")
+    half = export_snapshot(src, tmp_path / "half.pt", half=True)
+    ckpt = load_checkpoint(half)
+    assert ckpt["toonlab"]["dtype"] == "float16"
+    assert all(v.dtype == torch.float16 for k in ("g_ema", "g", "d") for v in ckpt[k].values()
+               if v.is_floating_point())
+    def payload(ck: dict) -> int:
+        return sum(v.numel() * v.element_size() for k in ("g_ema", "g", "d") for v in ck[k].values())
+
+    # The weights take half the bytes (a tiny model's file is mostly per-tensor overhead; a bundled one's is not).
+    assert payload(ckpt) * 2 == payload(load_checkpoint(full)) and half.stat().st_size < full.stat().st_size
+    G2, D2 = load_generator(half), load_discriminator(half)
+    assert next(G2.parameters()).dtype == torch.float32  # loads as float32: only the weights were rounded
+    z, x = torch.randn(4, 16), torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        a, b = G([z], noise_mode="const")[0], G2([z], noise_mode="const")[0]
+        # fp16 keeps ~11 bits of each weight: an image in [-1, 1] moves by far less than one 8-bit level.
+        assert (a - b).abs().max() < 2 / 255, (a - b).abs().max()
+        torch.testing.assert_close(D(x), D2(x), rtol=1e-2, atol=1e-2)
+
+
 def test_safetensors_round_trip_every_loader(tmp_path):
     """export --format safetensors: weights + JSON config; load_generator/discriminator read it back exactly."""
     from safetensors import safe_open

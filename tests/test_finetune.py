@@ -340,6 +340,14 @@ def test_freezesg_checkpoint_renders_with_both_mapping_networks(tmp_path):
     assert isinstance(slim, SplitMappingGenerator)
     with torch.no_grad():
         torch.testing.assert_close(slim.mapping(z), w)
+    # ...and so does a float16 one (the bundled files' form), its early mapping in float16 too.
+    half_file = export_snapshot(last, tmp_path / "half.pt", half=True)
+    early = load_checkpoint(half_file)["toonlab"]["early_mapping"]
+    assert all(v.dtype == torch.float16 for v in early["state"].values() if v.is_floating_point())
+    half = load_generator(half_file)
+    assert isinstance(half, SplitMappingGenerator) and half.early_style[1].weight.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(half.mapping(z), w, rtol=2e-2, atol=2e-2)
 
 
 def test_path_length_runs_with_a_frozen_mapping_network(tmp_path):
