@@ -385,15 +385,20 @@ def _render_batch(domains: Sequence[str], domain_idx: np.ndarray, face_idx: np.n
 
 
 def _batches(domains: Sequence[str], steps: int, batch: int, size: int, seed: int, n_per_domain: int | None,
-             g: torch.Generator, start: int = 0) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
+             g: torch.Generator, start: int = 0, workers: int = 0) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
     """``steps`` training batches (images, geometry, domain index), rendered one step ahead in a
-    thread so drawing the next batch (PIL and numpy release the GIL) overlaps the current step.
+    thread so drawing the next batch (PIL and numpy release the GIL) overlaps the current step;
+    with ``workers`` > 0, in that many processes, 2 batches each in flight (a GPU step is far shorter
+    than drawing a batch on one core). The batches are the same either way: they are planned here,
+    in order, and only drawn elsewhere.
 
     ``n_per_domain=None``: every batch is fresh faces (indices ``start``, ``start + 1``, … in order;
     an unlimited stream, so nothing can be memorised); otherwise faces are drawn from the first
     ``n_per_domain``.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
     def plan(step: int) -> tuple[np.ndarray, np.ndarray]:
         di = torch.randint(len(domains), (batch,), generator=g).numpy()
@@ -403,15 +408,20 @@ def _batches(domains: Sequence[str], steps: int, batch: int, size: int, seed: in
             fi = torch.randint(n_per_domain, (batch,), generator=g).numpy()
         return di, fi
 
-    with ThreadPoolExecutor(1) as pool:
-        di, fi = plan(0)
-        nxt = pool.submit(_render_batch, domains, di, fi, size, seed)
+    # spawn, not fork: the parent may hold CUDA (or OpenMP) state a forked child must not inherit.
+    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 0
+            else ThreadPoolExecutor(1))
+    ahead = 2 * workers if workers > 0 else 1
+    with pool:
+        queued: deque = deque()
+        planned = 0
         for step in range(steps):
-            imgs, geo = nxt.result()
-            cur = torch.from_numpy(di)
-            if step + 1 < steps:
-                di, fi = plan(step + 1)
-                nxt = pool.submit(_render_batch, domains, di, fi, size, seed)
+            while planned < steps and len(queued) < ahead:
+                di, fi = plan(planned)
+                queued.append((torch.from_numpy(di), pool.submit(_render_batch, domains, di, fi, size, seed)))
+                planned += 1
+            cur, fut = queued.popleft()
+            imgs, geo = fut.result()
             yield imgs, geo, cur
 
 
@@ -434,6 +444,7 @@ def train_probes(
     log: Callable[[str], None] | None = None,
     show_progress: bool = False,
     init: ProbeBundle | None = None,
+    workers: int = 0,
 ) -> ProbeBundle:
     """Train both probes on synthetic faces rendered on the fly; returns the bundle with held-out
     metrics on ``n_eval`` fresh faces per domain (indices ≥ ``EVAL_OFFSET``).
@@ -451,6 +462,8 @@ def train_probes(
     ``init``: start both probes from this bundle's weights (same architecture and widths) and run
     a new cosine schedule — training longer without starting over. The face stream continues
     after the faces ``init`` was trained on, and the config adds up the steps of both runs.
+
+    ``workers``: processes that draw the training batches (0: one thread beside the step).
     """
     say = log or (lambda s: None)
     domains = list(dict.fromkeys(domains))
@@ -492,7 +505,8 @@ def train_probes(
     reg.train()
     bar = progress(total=steps, desc="regressor", unit="step", disable=not show_progress)
     ema = None
-    for step, (u8, y, _) in enumerate(_batches(domains, steps, batch, size, seed, n_per_domain, g, start)):
+    for step, (u8, y, _) in enumerate(_batches(domains, steps, batch, size, seed, n_per_domain, g, start,
+                                                         workers)):
         x, y = _flip(_to_float(u8), y, g)
         x = degrade(x, g)
         _cosine_lr(opt, lr, step, steps)
@@ -516,7 +530,8 @@ def train_probes(
     # Offset the face stream so the classifier sees other faces than the regressor did (cheap variety).
     pair = ["photo", target]
     bar = progress(total=classifier_steps, desc="classifier", unit="step", disable=not show_progress)
-    for step, (u8, _, label) in enumerate(_batches(pair, classifier_steps, batch, size, seed + 1, n_per_domain, g)):
+    for step, (u8, _, label) in enumerate(_batches(pair, classifier_steps, batch, size, seed + 1, n_per_domain, g,
+                                                         workers=workers)):
         x, _ = _flip(_to_float(u8), None, g)
         x = degrade(x, g)
         _cosine_lr(opt, lr, step, classifier_steps)
@@ -918,9 +933,11 @@ def main() -> None:
 @click.option("--device", default="auto")
 @click.option("--init", "init_path", type=click.Path(dir_okay=False), default=None,
               help="Start from this bundle's weights (train longer without starting over).")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
+              help="Processes drawing the training faces (0: one thread; on a GPU use most CPU cores).")
 def train_cmd(out: str, domains: str, target: str, n_per_domain: int | None, size: int, iters: int,
               classifier_steps: int | None, batch: int, width: int, classifier_width: int, lr: float, n_eval: int,
-              seed: int, device: str, init_path: str | None) -> None:
+              seed: int, device: str, init_path: str | None, workers: int) -> None:
     """Train both probes on synthetic faces rendered on the fly (minutes to an hour on two CPU cores)."""
     from toonlab.runtime import pick_device
 
@@ -931,7 +948,7 @@ def train_cmd(out: str, domains: str, target: str, n_per_domain: int | None, siz
         bundle = train_probes(names, target, n_per_domain, size, iters, batch, seed, dev,
                               classifier_steps=classifier_steps, n_eval=n_eval, width=width,
                               classifier_width=classifier_width, lr=lr, log=click.echo, show_progress=True,
-                              init=init)
+                              init=init, workers=workers)
         bundle.save(out)
     click.echo(f"wrote {out}")
     _echo_metrics(bundle)

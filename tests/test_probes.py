@@ -162,3 +162,18 @@ def test_bundled_probes_are_current_and_read_their_scored_fields():
     for f in ("center_x", "center_y", "roll"):
         assert again["r2_per_field"][f] > 0.9, (f, again["r2_per_field"][f])
     assert again["accuracy"] > 0.95
+
+
+def test_worker_processes_draw_the_same_batches_as_the_thread():
+    """--workers only moves the drawing elsewhere: the planned faces, domains and images are identical."""
+    from metrics.probes import _batches
+
+    def draw(workers: int) -> list:
+        g = torch.Generator().manual_seed(3)
+        return list(_batches(["photo", "sketch"], 5, 3, 32, 0, None, g, start=7, workers=workers))
+
+    thread, procs = draw(0), draw(2)
+    assert len(thread) == len(procs) == 5
+    for (a_img, a_geo, a_dom), (b_img, b_geo, b_dom) in zip(thread, procs):
+        assert (a_img == b_img).all() and torch.equal(a_geo, b_geo) and torch.equal(a_dom, b_dom)
+    assert not (thread[0][0] == thread[1][0]).all()  # fresh faces each step
