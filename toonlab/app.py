@@ -1,6 +1,7 @@
 """``toonlab app``: the face-to-cartoon lab in a browser, served on localhost.
 
     toonlab app                                   # bundled source generator (+ a cached demo cartoon)
+                                                  # and the bundled photo→webtoon translator
     toonlab app --ckpt ffhq256.pt --cartoon toon.pt webtoon.pt --translator face_paint_512_v2.pt
 
 Two tabs:
@@ -11,7 +12,8 @@ Two tabs:
   a truncation slider and sliders for the first SeFa directions (``inversion/pipeline.py``);
   downloads for every image and for the latent (``latent.pt``, what ``generate.py --latent`` renders).
 - **Photo / video**: any photo, or a short video with its audio kept, through the AnimeGAN-family
-  translator (``translation/inference.py``), optionally keeping the photo's colours.
+  translator (``translation/inference.py``; default the bundled photo→webtoon AnimeGANv2,
+  ``toonlab.runtime.bundled_translator``), optionally keeping the photo's colours.
 
 Why no Gradio (docs/DESIGN.md, "The web app"): Gradio's page fetches fonts and scripts from CDNs
 (the app must not reach the internet) and importing it alone takes seconds on two cores. This is a
@@ -582,6 +584,7 @@ def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> App:
 @click.option("--cartoon", "cartoons", multiple=True, type=click.Path(dir_okay=False),
               help="Cartoon generator(s) fine-tuned from --ckpt: --cartoon A.pt B.pt, repeat, or comma-separate.")
 @click.option("--translator", type=click.Path(dir_okay=False), default=None,
+              show_default="the bundled photo→webtoon AnimeGANv2 when present",
               help="AnimeGAN-family translator for the Photo/video tab (e.g. face_paint_512_v2.pt).")
 @click.option("--encoder", type=click.Path(dir_okay=False), default=None,
               help="Image → W+ encoder. Default: the bundled one when present, else projection by optimisation.")
@@ -610,6 +613,12 @@ def main(more_cartoons: tuple[str, ...], ckpt: str | None, cartoons: tuple[str, 
     for p in [ckpt, translator, encoder, *toons]:
         if p is not None and not Path(p).is_file():
             raise ToonlabError(f"file not found: {p}")
+    from toonlab.runtime import bundled_translator
+
+    if translator is None and bundled_translator().is_file():
+        # The default lives in the command, not in AppConfig: an App built in code without a
+        # translator has none (and says so on the Photo/video tab).
+        translator = str(bundled_translator())
     cfg = AppConfig(ckpt=ckpt, cartoons=toons, translator=translator, encoder=encoder, device=device, host=host,
                     port=port, refine_steps=refine_steps, projection_steps=projection_iters,
                     max_video_seconds=max_video_seconds, max_upload_mb=max_upload_mb, demo_cartoon=demo_cartoon)

@@ -1,8 +1,13 @@
 """Turn photos, folders and videos into cartoons with a trained translator (AnimeGAN v1/v2, CartoonGAN).
 
+    python translation/infer.py photo.jpg --out out/          # the bundled photo→webtoon translator
     python translation/infer.py photos/ clip.mp4 --ckpt paprika.pt --out out/
     python translation/infer.py big.jpg --ckpt G.pt --out out/ --retain-color --max-side 2048
     python translation/infer.py --ckpt G.pt --export-onnx G.onnx
+    python translation/infer.py --ckpt runs/t/checkpoints/000950.pt --export-pt G.pt   # weights only, fp16
+
+Without ``--ckpt`` the bundled generator is used (``toonlab/assets/animegan2_webtoon.pt``: a small
+AnimeGANv2 trained by toonlab on its synthetic photo → webtoon faces, docs/SOURCE_MODEL.md).
 
 Images keep their size. Generators that accept any size (AnimeGAN v1, and v2 / the port layout
 with its default ``align_corners=True`` decoder — it resizes to the encoder's recorded sizes) run
@@ -43,9 +48,10 @@ from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import MAX_PIXELS, parse_pixels
 from toonlab.lock import FolderLock
 from toonlab.options import ToonCommand
-from toonlab.runtime import pick_device
+from toonlab.runtime import bundled_translator, pick_device
 from translation.batch import TranslateOptions, collect_jobs, translate_paths
 from translation.inference import PRECISIONS, Translator, round_up
+from translation.models import export_generator
 from translation.onnx_export import export_onnx
 
 
@@ -60,6 +66,27 @@ def load_model(ckpt: str | os.PathLike, device: str | torch.device = "cpu", whic
     except ImportError as e:
         raise UserInputError(f"translation.models is not available ({e})") from None
     return load_generator(ckpt, device=device, which=which)
+
+
+def resolve_ckpt(ckpt: str | os.PathLike | None) -> Path:
+    """``--ckpt`` as given, or the bundled translator; a missing bundled file is a one-line error."""
+    if ckpt is not None:
+        return Path(ckpt)
+    path = bundled_translator()
+    if not path.is_file():
+        raise ToonlabError(f"no --ckpt given and the bundled translator is missing at {path}; "
+                           "pass --ckpt G.pt (a toonlab translation checkpoint or an AnimeGANv2 port .pt)")
+    return path
+
+
+def _meta_items(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in value:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"give KEY=VALUE, got {item!r}")
+        out[key] = val
+    return out
 
 
 # --------------------------------------------------------------------------- CLI
@@ -82,7 +109,8 @@ def _unwritten(items: list[tuple[str, str]]) -> str:
 
 @click.command(name="translate", cls=ToonCommand)
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--ckpt", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--ckpt", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              show_default="the bundled photo→webtoon AnimeGANv2, toonlab/assets/animegan2_webtoon.pt",
               help="Generator: a toonlab checkpoint or a released AnimeGANv2 port .pt (paprika.pt, ...).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (outputs mirror the inputs' relative paths).")
@@ -109,17 +137,25 @@ def _unwritten(items: list[tuple[str, str]]) -> str:
 @click.option("--export-onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the generator as ONNX (dynamic batch/height/width) and check it with onnxruntime.")
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset.")
+@click.option("--export-pt", "pt_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the generator alone (weights + metadata, no optimiser or discriminator).")
+@click.option("--export-dtype", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
+              help="Weight precision of --export-pt (fp16 halves the file; loading casts back to fp32).")
+@click.option("--meta", multiple=True, callback=_meta_items, metavar="KEY=VALUE",
+              help="Provenance stored in the --export-pt file (e.g. commit=abc123); repeatable.")
 @click.option("--max-pixels", default=str(MAX_PIXELS), show_default="40M",
               help="Downscale larger images on load (e.g. 40M, 100000000; 0: no limit), with a note; the output "
                    "has the downscaled size.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile, overlap, retain_color,
-         match_brightness, quality, skip_existing, compile_, channels_last, onnx_path, opset, max_pixels,
-         quiet) -> None:
+         match_brightness, quality, skip_existing, compile_, channels_last, onnx_path, opset, pt_path, export_dtype,
+         meta, max_pixels, quiet) -> None:
     """Translate images, folders (recursively) and videos into cartoons with a trained generator."""
     with user_errors():
-        if not inputs and onnx_path is None:
-            raise click.UsageError("give INPUT files/folders, or --export-onnx PATH")
+        if not inputs and onnx_path is None and pt_path is None:
+            raise click.UsageError("give INPUT files/folders, or --export-onnx PATH / --export-pt PATH")
+        if meta and pt_path is None:
+            raise click.UsageError("--meta is stored by --export-pt; give --export-pt PATH")
         if inputs and out_dir is None:
             raise click.UsageError("--out DIR is required with inputs")
         try:
@@ -131,7 +167,12 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
         if overlap > tile // 4:
             raise click.BadParameter(f"at most a quarter of the tile ({tile // 4})", param_hint="--overlap")
         dev = pick_device(device)
-        G, meta = load_model(ckpt, device="cpu", which=which)
+        ckpt = resolve_ckpt(ckpt)
+        G, info = load_model(ckpt, device="cpu", which=which)
+        if pt_path is not None:
+            path, _ = export_generator(ckpt, pt_path, which=which, half=export_dtype == "fp16", extra=meta)
+            click.echo(f"wrote {path} ({info['model']}, {export_dtype} weights, "
+                       f"{path.stat().st_size / 2**20:.1f} MiB)")
         if onnx_path is not None:
             diff = export_onnx(G, onnx_path, opset=opset)
             click.echo(f"wrote {onnx_path} (opset {opset}, dynamic batch/height/width); "
@@ -173,7 +214,7 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
         if report.existing:
             parts.append(f"{report.existing} already there")
         click.echo(f"translated {' and '.join(parts)} into {out_dir} in {dt:.1f} s "
-                   f"({meta.get('model', '?')}, {tr.device.type}, {tr.precision})")
+                   f"({info.get('model', '?')}, {tr.device.type}, {tr.precision})")
         for note in report.notes:
             click.echo(f"note: {note}", err=True)
         if report.skipped:
@@ -188,10 +229,6 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
             more = f" (and {len(short) - 1} more videos)" if len(short) > 1 else ""
             raise ToonlabError(f"{v.source}: only {v.frames} of the {v.expected} frames its header announces could be "
                                f"decoded (a truncated or damaged file?); {v.path} holds those {v.frames}{more}")
-
-
-if __name__ == "__main__":
-    from toonlab.cli import run_script  # the entry point composes the command (toonlab/cli.py)
 
 
 if __name__ == "__main__":
