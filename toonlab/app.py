@@ -13,7 +13,7 @@ Two tabs:
   downloads for every image and for the latent (``latent.pt``, what ``generate.py --latent`` renders).
 - **Photo / video**: any photo, or a short video with its audio kept, through the AnimeGAN-family
   translator (``translation/inference.py``; default the bundled photo→webtoon AnimeGANv2,
-  ``toonlab.runtime.bundled_translator``), optionally keeping the photo's colours.
+  ``toonlab.bundled.translator()``), optionally keeping the photo's colours.
 
 Why no Gradio (docs/DESIGN.md, "The web app"): Gradio's page fetches fonts and scripts from CDNs
 (the app must not reach the internet) and importing it alone takes seconds on two cores. This is a
@@ -613,12 +613,13 @@ def main(more_cartoons: tuple[str, ...], ckpt: str | None, cartoons: tuple[str, 
     for p in [ckpt, translator, encoder, *toons]:
         if p is not None and not Path(p).is_file():
             raise ToonlabError(f"file not found: {p}")
-    from toonlab.runtime import bundled_translator
+    if translator is None:
+        from toonlab import bundled
 
-    if translator is None and bundled_translator().is_file():
         # The default lives in the command, not in AppConfig: an App built in code without a
         # translator has none (and says so on the Photo/video tab).
-        translator = str(bundled_translator())
+        found = bundled.translator()
+        translator = str(found.path) if found is not None else None
     cfg = AppConfig(ckpt=ckpt, cartoons=toons, translator=translator, encoder=encoder, device=device, host=host,
                     port=port, refine_steps=refine_steps, projection_steps=projection_iters,
                     max_video_seconds=max_video_seconds, max_upload_mb=max_upload_mb, demo_cartoon=demo_cartoon)

@@ -28,7 +28,7 @@ from toonlab.runtime import ASSETS
 
 __all__ = ["FOLDER", "MAX_TOTAL_BYTES", "SOURCE_NAME", "TRANSLATOR_MODELS", "Bundled", "folder", "source",
            "cartoons", "translators", "translator", "encoder", "probes", "models", "asset_files", "total_bytes",
-           "label_of", "describe"]
+           "label_of", "describe", "DEFAULT_TRANSLATOR"]
 
 #: Where the bundled files live. Module-level so tests (and a packager) can point it elsewhere.
 FOLDER: Path = ASSETS
@@ -41,7 +41,8 @@ ENCODER_NAME = "encoder_synthetic64.pt"
 PROBES_NAME = "probes64.pt"
 #: The translator architectures whose files are recognised by their name prefix.
 TRANSLATOR_MODELS = ("animegan2", "animegan", "cartoongan", "cyclegan")
-#: The translator ``runtime``'s callers default to (the webtoon AnimeGANv2 of issue 14).
+#: The translator ``translate`` (no ``--ckpt``) and the app (no ``--translator``) use, through
+#: :func:`translator` (the webtoon AnimeGANv2 of issue 14; ``translate --export-pt`` writes it).
 DEFAULT_TRANSLATOR = "animegan2_webtoon.pt"
 
 _CARTOON_RE = re.compile(r"cartoon_(?P<domain>[a-z0-9-]+?)(?P<size>\d+)?\.pt")
@@ -188,8 +189,12 @@ def describe(obj: Any, name: str) -> str:
         out = f"{meta['model']} translator"
         if cfg.get("photos") or cfg.get("style"):
             out += f" {cfg.get('photos') or 'photos'} → {cfg.get('style') or 'style'}"
-        if meta.get("preset"):
-            out += f" ({meta['preset']} preset)"
+        # A slim export (translation.models.export_generator) records its training crop at the top.
+        size = meta.get("size") or cfg.get("size")
+        how = [f"{meta['preset']} preset"] if meta.get("preset") else []
+        how += [f"{size} px crops"] if isinstance(size, int) else []
+        if how:
+            out += f" ({', '.join(how)})"
         return out + _kimg(step, None)
     fmt = obj.get("format")
     if isinstance(fmt, str) and fmt.startswith("toonlab-encoder"):

@@ -136,13 +136,6 @@ def bundled_generator() -> Path:
     return ASSETS / "source_synthetic64.pt"
 
 
-def bundled_translator() -> Path:
-    """Path of the small photo→webtoon AnimeGANv2 generator shipped with the repository (the default
-    ``--ckpt`` of ``translate`` and ``--translator`` of the app; docs/SOURCE_MODEL.md says how it was
-    trained). It may be absent in a stripped checkout: callers check ``is_file()``."""
-    return ASSETS / "animegan2_webtoon.pt"
-
-
 def progress(iterable=None, **kw):
     """tqdm progress bar that stays quiet when stderr is not a terminal unless asked."""
     from tqdm.auto import tqdm

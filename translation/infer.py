@@ -4,10 +4,13 @@
     python translation/infer.py photos/ clip.mp4 --ckpt paprika.pt --out out/
     python translation/infer.py big.jpg --ckpt G.pt --out out/ --retain-color --max-side 2048
     python translation/infer.py --ckpt G.pt --export-onnx G.onnx
-    python translation/infer.py --ckpt runs/t/checkpoints/000950.pt --export-pt G.pt   # weights only, fp16
+    python translation/infer.py --ckpt runs/t/checkpoints/002500.pt --export-pt G.pt   # weights only, fp16
 
-Without ``--ckpt`` the bundled generator is used (``toonlab/assets/animegan2_webtoon.pt``: a small
-AnimeGANv2 trained by toonlab on its synthetic photo → webtoon faces, docs/SOURCE_MODEL.md).
+Without ``--ckpt`` the bundled translator is used (``toonlab.bundled.translator()``:
+``toonlab/assets/animegan2_webtoon.pt``, a small AnimeGANv2 trained by toonlab on its synthetic
+photo → webtoon faces, docs/SOURCE_MODEL.md); when it is missing the command says so in one line
+(exit 2). ``--export-pt`` writes that kind of file from a training checkpoint: one generator
+(``g_ema`` when the run kept one), fp16 weights, and the metadata its label is made from.
 
 Images keep their size. Generators that accept any size (AnimeGAN v1, and v2 / the port layout
 with its default ``align_corners=True`` decoder — it resizes to the encoder's recorded sizes) run
@@ -48,7 +51,8 @@ from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.images import MAX_PIXELS, parse_pixels
 from toonlab.lock import FolderLock
 from toonlab.options import ToonCommand
-from toonlab.runtime import bundled_translator, pick_device
+from toonlab import bundled
+from toonlab.runtime import pick_device
 from translation.batch import TranslateOptions, collect_jobs, translate_paths
 from translation.inference import PRECISIONS, Translator, round_up
 from translation.models import export_generator
@@ -68,15 +72,18 @@ def load_model(ckpt: str | os.PathLike, device: str | torch.device = "cpu", whic
     return load_generator(ckpt, device=device, which=which)
 
 
-def resolve_ckpt(ckpt: str | os.PathLike | None) -> Path:
-    """``--ckpt`` as given, or the bundled translator; a missing bundled file is a one-line error."""
+def resolve_ckpt(ckpt: str | os.PathLike | None) -> tuple[Path, bundled.Bundled | None]:
+    """``--ckpt`` as given, or the bundled translator (``toonlab.bundled.translator()``: the one
+    registry of bundled files) with its entry; none bundled is a one-line error naming the file
+    and the folder looked in."""
     if ckpt is not None:
-        return Path(ckpt)
-    path = bundled_translator()
-    if not path.is_file():
-        raise ToonlabError(f"no --ckpt given and the bundled translator is missing at {path}; "
-                           "pass --ckpt G.pt (a toonlab translation checkpoint or an AnimeGANv2 port .pt)")
-    return path
+        return Path(ckpt), None
+    found = bundled.translator()
+    if found is None:
+        raise ToonlabError(f"no --ckpt given and no bundled translator: {bundled.DEFAULT_TRANSLATOR} is not in "
+                           f"{bundled.folder()}; pass --ckpt G.pt (a toonlab translation checkpoint or an "
+                           "AnimeGANv2 port .pt)")
+    return found.path, found
 
 
 def _meta_items(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
@@ -110,8 +117,10 @@ def _unwritten(items: list[tuple[str, str]]) -> str:
 @click.command(name="translate", cls=ToonCommand)
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--ckpt", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              show_default="the bundled photo→webtoon AnimeGANv2, toonlab/assets/animegan2_webtoon.pt",
-              help="Generator: a toonlab checkpoint or a released AnimeGANv2 port .pt (paprika.pt, ...).")
+              show_default=f"the bundled photo→webtoon AnimeGANv2, toonlab/assets/{bundled.DEFAULT_TRANSLATOR}",
+              help="Generator: a toonlab checkpoint, a --export-pt file or a released AnimeGANv2 port .pt "
+                   "(paprika.pt, ...). Without it the bundled translator is used; if it is missing the command "
+                   "stops with one line saying where it looked.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (outputs mirror the inputs' relative paths).")
 @click.option("--which", type=click.Choice(["auto", "g", "g_ema"]), default="auto", show_default=True,
@@ -138,7 +147,8 @@ def _unwritten(items: list[tuple[str, str]]) -> str:
               help="Also write the generator as ONNX (dynamic batch/height/width) and check it with onnxruntime.")
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset.")
 @click.option("--export-pt", "pt_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the generator alone (weights + metadata, no optimiser or discriminator).")
+              help="Also write the generator alone (weights + metadata, no optimiser or discriminator): how "
+                   f"toonlab/assets/{bundled.DEFAULT_TRANSLATOR} is made from a training checkpoint.")
 @click.option("--export-dtype", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
               help="Weight precision of --export-pt (fp16 halves the file; loading casts back to fp32).")
 @click.option("--meta", multiple=True, callback=_meta_items, metavar="KEY=VALUE",
@@ -167,12 +177,18 @@ def main(inputs, ckpt, out_dir, which, device, precision, batch, max_side, tile,
         if overlap > tile // 4:
             raise click.BadParameter(f"at most a quarter of the tile ({tile // 4})", param_hint="--overlap")
         dev = pick_device(device)
-        ckpt = resolve_ckpt(ckpt)
+        ckpt, default = resolve_ckpt(ckpt)
+        if default is not None:
+            click.echo(f"note: no --ckpt: the bundled translator {default.path.name} ({default.label})", err=True)
         G, info = load_model(ckpt, device="cpu", which=which)
         if pt_path is not None:
+            if pt_path.exists() and not pt_path.is_file():
+                raise ToonlabError(f"--export-pt {pt_path}: exists and is not a file")
+            if any(p.exists() and not p.is_dir() for p in pt_path.parents):
+                raise ToonlabError(f"--export-pt {pt_path}: {next(p for p in pt_path.parents if p.exists() and not p.is_dir())} is a file, not a folder")
             path, _ = export_generator(ckpt, pt_path, which=which, half=export_dtype == "fp16", extra=meta)
-            click.echo(f"wrote {path} ({info['model']}, {export_dtype} weights, "
-                       f"{path.stat().st_size / 2**20:.1f} MiB)")
+            click.echo(f"wrote {path} ({info['model']}, {info['which']}, {export_dtype} weights, "
+                       f"{path.stat().st_size / 1e6:.1f} MB): {bundled.label_of(path)}")
         if onnx_path is not None:
             diff = export_onnx(G, onnx_path, opset=opset)
             click.echo(f"wrote {onnx_path} (opset {opset}, dynamic batch/height/width); "

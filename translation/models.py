@@ -140,8 +140,13 @@ def _load_checked(G: nn.Module, model: str, sd: dict[str, Any], path: Path) -> N
 
 # Metadata load_generator passes on from a file's ``toonlab`` dict (training checkpoints and
 # slim files alike): what the model is, how and on what it was trained, where it came from.
-_META_KEYS = ("step", "preset", "weights", "phase", "size", "domains", "features", "dtype", "format", "commit",
-              "command", "exported_from")
+_META_KEYS = ("step", "preset", "weights", "phase", "size", "domains", "features", "dtype", "format", "label",
+              "commit", "command", "exported_from")
+
+# The training settings a slim file keeps (``config``): enough to say what the model is and to
+# redo the run; paths of the run folder and resume file are the trainer's machine's, not the model's.
+_CONFIG_KEYS = ("model", "preset", "photos", "style", "size", "load_size", "batch", "init_iters", "iters", "init_lr",
+                "g_lr", "d_lr", "ema", "seed", "vgg", "features", "precision")
 
 #: The ``format`` tag of a slim translator file (:func:`export_generator`).
 SLIM_FORMAT = "toonlab-translator-v1"
@@ -154,7 +159,10 @@ def load_generator(
 
     which: "auto" (``g_ema`` when the checkpoint has one, else ``g``), "g" or "g_ema" — for our
     training checkpoints; bare state dicts have only one generator. Metadata: ``model``, ``source``
-    ("toonlab" or "port"), ``path``, ``which`` and, for our checkpoints, ``step`` and ``preset``.
+    ("toonlab" or "port"), ``path``, ``which`` and, for our checkpoints and slim exports
+    (:func:`export_generator`), what they record of ``_META_KEYS`` (``step``, ``preset``, ``size``,
+    ``domains``, ``dtype``, …). fp16 weights are loaded into the fp32 network (``load_state_dict``
+    casts them), so every caller gets an fp32 model whatever the file stores.
     """
     if which not in ("auto", "g", "g_ema"):
         raise UserInputError(f"unknown generator choice {which!r} (use auto, g or g_ema)")
@@ -194,16 +202,21 @@ def export_generator(ckpt: str | Path, out: str | Path, *, which: str = "auto", 
     """Write one generator of ``ckpt`` alone, as ``{"g": state dict, "toonlab": metadata}``.
 
     ``half`` stores the weights in fp16: a v2 generator is 2.1 M parameters, 8.6 MB in fp32 and
-    4.3 MB in fp16 (``load_generator`` casts them back to fp32 when it loads them). The metadata
-    keeps what inference and a reader need: the architecture (``model``), the training crop
-    (``size``), the domains, the preset and loss weights, the step, the feature network, and the
-    source file's name and hash; ``extra`` adds provenance strings (``commit``, ``command``).
-    The file is written atomically; returns ``(path, metadata)``.
+    4.3 MB in fp16 (``load_generator`` loads them into the fp32 network, which casts them). The
+    metadata keeps what inference and ``toonlab.bundled.label_of`` read: the architecture
+    (``model``), the training crop (``size``), the domains (``domains`` and ``config.photos`` /
+    ``config.style``), the preset and loss weights, the step, the feature network, the training
+    settings (``config``) and the source file's name and hash; ``extra`` adds strings such as
+    ``commit``, ``command`` or a ``label`` (it may not replace a recorded key). The file is written
+    atomically; returns ``(path, metadata)``.
     """
     ckpt, out = Path(ckpt), Path(out)
+    if out.resolve() == ckpt.resolve():
+        raise UserInputError(f"{out}: the export would overwrite the checkpoint it is made from; choose another path")
     G, meta = load_generator(ckpt, which=which)
     obj = load_torch_file(ckpt, "checkpoint")
-    cfg = obj.get("toonlab", {}).get("config", {}) if isinstance(obj.get("toonlab"), dict) else {}
+    meta_in = obj.get("toonlab") if isinstance(obj, dict) and isinstance(obj.get("toonlab"), dict) else {}
+    cfg = meta_in.get("config") if isinstance(meta_in.get("config"), dict) else {}
     dtype = torch.float16 if half else torch.float32
     sd = {k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()
           for k, v in G.state_dict().items()}
@@ -212,11 +225,15 @@ def export_generator(ckpt: str | Path, out: str | Path, *, which: str = "auto", 
     for k in _META_KEYS:
         if k in meta and k not in info:
             info[k] = meta[k]
-    if cfg:  # a toonlab training checkpoint: the crop it was trained at and its two domains
-        info["size"] = int(cfg["size"])
-        info["domains"] = {"photos": cfg.get("photos"), "style": cfg.get("style")}
-        info["train"] = {k: cfg[k] for k in ("batch", "init_iters", "iters", "init_lr", "g_lr", "d_lr", "ema", "seed",
-                                              "vgg", "features") if k in cfg}
+    if cfg:  # a toonlab training checkpoint (or a slim file being re-exported)
+        info["config"] = {k: cfg[k] for k in _CONFIG_KEYS if k in cfg}
+        if isinstance(cfg.get("size"), int):
+            info["size"] = cfg["size"]
+        if cfg.get("photos") or cfg.get("style"):
+            info["domains"] = {"photos": cfg.get("photos"), "style": cfg.get("style")}
+    clash = sorted(set(map(str, extra or {})) & (set(info) - {"label", "commit", "command"}))
+    if clash:
+        raise UserInputError(f"--meta {clash[0]}=… would replace what the checkpoint records; choose another key")
     for k, v in (extra or {}).items():
         info[str(k)] = str(v)
     torch_save_atomic({"g": sd, "toonlab": info}, out)
