@@ -106,6 +106,53 @@ def test_sigkill_and_rerun_equals_a_straight_run_through_the_cli(tmp_path, scrip
     assert n > 100  # networks, EMA copy, both optimisers' moments, RNG states
 
 
+def test_sigterm_to_the_whole_process_group_saves_and_the_rerun_equals_a_straight_run(tmp_path):
+    """What `timeout`, `kill -- -PGID` and schedulers do: SIGTERM to the trainer *and* its loader workers.
+    The workers (their own process group) live on; the trainer finishes its step, saves there, exits 2
+    with one line, and leaves no process behind; re-running continues to the same final checkpoint."""
+    iters = 400
+    base = [sys.executable, str(REPO / "stylegan2/train.py"), "synthetic:photo:64", *TINY, "--iters", str(iters),
+            "--snapshot-every", "0", "--workers", "2", "--keep", "0"]
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(base + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV, start_new_session=True)
+    deadline = time.time() + 300
+    stats = out / "stats.jsonl"
+    while time.time() < deadline and proc.poll() is None and not (stats.is_file() and stats.read_text().strip()):
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("Error: stopped by SIGTERM at step ") and "re-run the same command" in last, last
+    step = int(last.split("at step ")[1].split()[0])
+    assert 0 < step < iters and (out / "checkpoints" / f"{step:06d}.pt").is_file()
+    # No loader worker outlived its trainer (forked, they carry its command line, --out included).
+    def left() -> list[str]:
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if str(out).encode() in cmdline.read_bytes():
+                    found.append(cmdline.parent.name)
+            except OSError:
+                pass
+        return found
+
+    deadline = time.time() + 30
+    while left() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not left()
+    rerun = subprocess.run(base + ["--iters", str(step + 6), "--out", str(out)], capture_output=True, text=True,
+                           env=ENV, timeout=600)
+    assert rerun.returncode == 0 and "resumed from" in rerun.stdout, rerun.stderr[-2000:]
+    straight = subprocess.run(base + ["--iters", str(step + 6), "--out", str(tmp_path / "straight")],
+                              capture_output=True, text=True, env=ENV, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    name = f"{step + 6:06d}.pt"
+    assert assert_same_checkpoint(tmp_path / "straight" / "checkpoints" / name, out / "checkpoints" / name) > 100
+
+
 # --------------------------------------------------------------------------- the tiny trainer
 
 def tiny_trainer(out: Path, **kw) -> StyleGAN2Trainer:

@@ -80,12 +80,20 @@ class StepSampler:
 
 
 def worker_init(_: int) -> None:
-    """Data loader workers: one-line warnings (no source lines) and no copies of the parent's locks."""
+    """Data loader workers: one-line warnings (no source lines), no copies of the parent's locks, and
+    a process group of their own. ``timeout``, ``kill -- -PGID`` and a terminal's Ctrl-C signal the
+    whole group; the trainer then finishes its step and saves (``toonlab.training.STOP_SIGNALS``),
+    which needs the workers alive — a worker killed under it makes torch raise in the parent. (Ignoring
+    SIGTERM instead would hang the exit: multiprocessing ends daemon workers with SIGTERM.) They still
+    end with the parent: torch's workers watch it."""
+    import os
+
     from toonlab.errors import one_line_warnings
     from toonlab.lock import close_inherited_locks
 
     close_inherited_locks()
     one_line_warnings()
+    os.setpgrp()
 
 
 def step_loader(dataset: Dataset, batch: int, seed: int, start: int = 0, workers: int = 0, *, stream: int = 0,
