@@ -68,9 +68,14 @@ say "phase A: ${A_S} s"
 bg source "$A_S" "$PY" stylegan2/train.py synthetic:photo --size "$SIZE" --batch "$SB" --style-dim 256 --n-mlp 8 \
   --channel-max 128 --channel-base 2048 --r1 1 --path-regularize 0 --no-ada --kimg 100000 --snapshot-every 2000 \
   --sample-every 2000 --keep 1 --workers "$W_SRC" --device "$DEV" --out "$RUNS/source"
+# The translator's weights differ from the hayao preset (docs/SOURCE_MODEL.md, "The bundled translator"):
+# with random VGG features (no ImageNet weights offline) the content term alone does not reconstruct the
+# photo, so the init phase adds the colour term (--w-init-col), runs 2,500 steps (AnimeGANv2's is ~5,500)
+# and the adversarial weight is 10, not 300: on the CPU (batch 4) 300 and 30 both drove G into flat
+# colour or striped edge artefacts within a few hundred steps.
 bg translator "$A_S" "$PY" translation/train.py --photos synthetic:photo --style synthetic:webtoon --model animegan2 \
-  --preset hayao --size "$SIZE" --batch "$TB" --features random --init-iters 1500 --w-init-col 10 --iters 1000000 \
-  --w-adv 30 --w-d-adv 30 --g-lr 4e-5 --d-lr 8e-5 --ema 0.999 --sample-every 2000 --snapshot-every 2000 --keep 1 \
+  --preset hayao --size "$SIZE" --batch "$TB" --features random --init-iters 2500 --w-init-col 10 --iters 1000000 \
+  --w-adv 10 --w-d-adv 10 --w-sty 1 --g-lr 4e-5 --d-lr 8e-5 --ema 0.999 --sample-every 2000 --snapshot-every 2000 --keep 1 \
   --workers "$W_TR" --device "$DEV" --no-tensorboard --out "$RUNS/translator"
 # The probes train on a cosine schedule of a fixed length, so they get a step count that fits, not a timeout.
 bg probes $((A_S + B_S)) "$PY" -m metrics.probes train --out "$OUT/probes64.pt" --iters "$PR_IT" --batch "$PR_B" \
