@@ -102,7 +102,7 @@ if [ -f "$OUT/source_synthetic64.pt" ] || [ -n "${DRY_RUN:-}" ]; then
       --workers 2 --device "$DEV" --out "$RUNS/cartoon_$target"
   done
   bg encoder "$B_S" "$PY" inversion/encoder.py train --ckpt "$OUT/source_synthetic64.pt" --out "$RUNS/encoder" \
-    --real synthetic:photo --iters 1000000 --batch "$FB" --features random --lpips-every 4 --snapshot-every 1000 \
+    --real synthetic:photo --iters 1000000 --batch "$FB" --lambda-lpips 0 --snapshot-every 1000 \
     --sample-every 1000 --no-tensorboard --device "$DEV"
   waitfor cartoon_webtoon cartoon_sketch encoder
 fi
