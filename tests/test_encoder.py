@@ -74,6 +74,14 @@ def test_training_lowers_the_held_out_loss(tmp_path, gpath):
     assert (tmp_path / "run/encoder.pt").is_file()  # the slim file is written with every checkpoint
 
 
+def assert_same_encoder(pa: Path, pb: Path) -> tuple[dict, dict]:
+    """Two checkpoints' encoder weights are bit-identical; returns both checkpoints."""
+    a, b = torch.load(pa, weights_only=True), torch.load(pb, weights_only=True)
+    for k, v in a["encoder"].items():
+        torch.testing.assert_close(v, b["encoder"][k], rtol=0, atol=0, msg=k)
+    return a, b
+
+
 class _KillAfter:
     """The skeleton's batches, with a Ctrl-C once ``k`` steps have run (a kill in the middle of a run)."""
 
@@ -106,10 +114,7 @@ def test_killed_and_resumed_run_equals_straight_run(tmp_path, gpath):
     again = make(tmp_path / "b")
     assert again.resume() == f"resumed from {tmp_path / 'b/checkpoints/000003.pt'} at step 3"
     again.train()
-    a = torch.load(tmp_path / "a/checkpoints/000005.pt", weights_only=True)
-    b = torch.load(tmp_path / "b/checkpoints/000005.pt", weights_only=True)
-    for k, v in a["encoder"].items():
-        torch.testing.assert_close(v, b["encoder"][k], rtol=0, atol=0, msg=k)
+    a, b = assert_same_encoder(tmp_path / "a/checkpoints/000005.pt", tmp_path / "b/checkpoints/000005.pt")
     assert a["encoder_optim"]["state"][0]["exp_avg"].equal(b["encoder_optim"]["state"][0]["exp_avg"])
     # Another generator into the same run folder is refused.
     other = tiny_checkpoint(tmp_path / "G2.pt", size=16, seed=3, perturb="biases")
@@ -300,7 +305,4 @@ def test_sigterm_saves_at_the_step_boundary_and_the_resumed_run_equals_a_straigh
     again = trainer(tmp_path / "b", gpath, iters=6, snapshot_every=0)
     assert again.resume() == f"resumed from {tmp_path / 'b/checkpoints/000003.pt'} at step 3"
     again.train()
-    a = torch.load(tmp_path / "a/checkpoints/000006.pt", weights_only=True)
-    b = torch.load(tmp_path / "b/checkpoints/000006.pt", weights_only=True)
-    for k, v in a["encoder"].items():
-        torch.testing.assert_close(v, b["encoder"][k], rtol=0, atol=0, msg=k)
+    assert_same_encoder(tmp_path / "a/checkpoints/000006.pt", tmp_path / "b/checkpoints/000006.pt")
