@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 14's models in one GPU session: the source generator, the probes and the photo→webtoon
 # translator at once, then two cartoon generators (FreezeSG + structure loss) and the encoder from
-# that source; slim float16 files to $OUT (six files) and logs.tar.gz (logs, stats, last sample grids,
+# that source; slim float16 files to $OUT (seven files) and logs.tar.gz (logs, stats, last sample grids,
 # manifest.txt), for bundling on the CPU machine.
 #
 #   BUDGET_S=540 bash bench/gpu_issue14.sh        # on the device; the lead's call:
@@ -22,10 +22,10 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 LOGS=$RUNS/logs  # logs, stats and samples travel back as one archive: $OUT returns at most 8 files
 mkdir -p "$OUT" "$RUNS" "$LOGS"
 if [ -n "${TINY:-}" ]; then
-  DEV=cpu; SIZE=32; A_S=40; B_S=30; SB=4; FB=4; TB=2; W_SRC=0; W_TR=0; W_PR=0; PR_IT=20; PR_B=8; PR_W=8
+  DEV=cpu; SIZE=32; A_S=40; B_S=30; SB=4; FB=4; TB=2; W_SRC=0; W_TR=0; W_PR=0; PR_IT=20; PR_B=8; PR_W=8; PR_NE=40
   export OMP_NUM_THREADS=1
 else
-  DEV=cuda; SIZE=64; A_S=230; B_S=150; SB=32; FB=16; TB=16; W_SRC=8; W_TR=3; W_PR=4; PR_IT=4000; PR_B=128; PR_W=64
+  DEV=cuda; SIZE=64; A_S=230; B_S=150; SB=32; FB=16; TB=16; W_SRC=8; W_TR=3; W_PR=4; PR_IT=4000; PR_B=128; PR_W=64; PR_NE=500
 fi
 T0=$SECONDS
 MANIFEST=$LOGS/manifest.txt
@@ -78,8 +78,8 @@ bg translator "$A_S" "$PY" translation/train.py --photos synthetic:photo --style
   --w-adv 10 --w-d-adv 10 --w-sty 1 --g-lr 4e-5 --d-lr 8e-5 --ema 0.999 --sample-every 2000 --snapshot-every 2000 --keep 1 \
   --workers "$W_TR" --device "$DEV" --no-tensorboard --out "$RUNS/translator"
 # The probes train on a cosine schedule of a fixed length, so they get a step count that fits, not a timeout.
-bg probes $((A_S + B_S)) "$PY" -m metrics.probes train --out "$OUT/probes64.pt" --iters "$PR_IT" --batch "$PR_B" \
-  --width "$PR_W" --classifier-width 16 --classifier-steps $((PR_IT / 10)) --n-eval 500 --device "$DEV" \
+bg probes $((A_S + B_S + 40)) "$PY" -m metrics.probes train --out "$OUT/probes64.pt" --iters "$PR_IT" --batch "$PR_B" \
+  --width "$PR_W" --classifier-width 16 --classifier-steps $((PR_IT / 10)) --n-eval "$PR_NE" --device "$DEV" \
   --workers "$W_PR"
 waitfor source translator
 keep "$RUNS/source" source; keep "$RUNS/translator" translator
@@ -115,6 +115,41 @@ done
 keep "$RUNS/encoder" encoder
 [ -f "$RUNS/encoder/encoder.pt" ] && cp "$RUNS/encoder/encoder.pt" "$OUT/encoder_synthetic64.pt"
 waitfor probes
+# The sketch bundle keeps that regressor (structure errors comparable across targets) and trains only
+# its photo-vs-sketch classifier: seconds (docs/PROBES.md).
+if [ -f "$OUT/probes64.pt" ] || [ -n "${DRY_RUN:-}" ]; then
+  fg "$PY" -m metrics.probes train --init "$OUT/probes64.pt" --iters 0 --target sketch --batch "$PR_B" \
+    --width "$PR_W" --classifier-width 16 --classifier-steps $((PR_IT / 10)) --n-eval "$PR_NE" --device "$DEV" \
+    --workers "$W_PR" --out "$OUT/probes64_sketch.pt"
+fi
+# ---- phase C: measure what came back (seconds on a GPU, an hour on the CPU): quality scores with the
+# new probes for today's bundled source and the new one (the issue's bar: a quarter of today's, same
+# probes) and for each cartoon against its domain, and sample grids (seeds 0–31, truncation 0.7).
+say "phase C: measurements"
+QN=2000; [ -n "${TINY:-}" ] && QN=16
+PRB=$OUT/probes64.pt; [ -f "$PRB" ] || PRB=toonlab/assets/probes64.pt
+mkdir -p "$LOGS/quality" "$LOGS/grids"
+# All at once: each renders its 3 × 2,000 reference faces on its own CPU core.
+score() {  # score NAME CKPT DOMAIN PROBES
+  [ -f "$2" ] || [ -n "${DRY_RUN:-}" ] || return 0
+  bg "quality_$1" 120 env OMP_NUM_THREADS=2 "$PY" -m metrics.probes quality --ckpt "$2" --domain "$3" --probes "$4" --n "$QN" \
+    --device "$DEV" --json "$LOGS/quality/$1.json"
+}
+score old_source toonlab/assets/source_synthetic64.pt photo "$PRB"
+score new_source "$OUT/source_synthetic64.pt" photo "$PRB"
+# today's bundled probes too: the numbers docs/PROBES.md has for today's source (79.03) were measured with them
+score new_source_old_probes "$OUT/source_synthetic64.pt" photo toonlab/assets/probes64.pt
+score cartoon_webtoon "$OUT/cartoon_webtoon64.pt" webtoon "$PRB"
+SKP=$OUT/probes64_sketch.pt; [ -f "$SKP" ] || SKP=$PRB
+score cartoon_sketch "$OUT/cartoon_sketch64.pt" sketch "$SKP"
+for m in source_synthetic64 cartoon_webtoon64 cartoon_sketch64; do
+  [ -f "$OUT/$m.pt" ] || [ -n "${DRY_RUN:-}" ] || continue
+  fg "$PY" stylegan2/generate.py --ckpt "$OUT/$m.pt" --seeds 0-31 --truncation 0.7 --grid-cols 8 \
+    --device "$DEV" --out "$RUNS/grid_$m"
+  [ -f "$RUNS/grid_$m/grid.png" ] && cp "$RUNS/grid_$m/grid.png" "$LOGS/grids/$m.png"
+done
+waitfor quality_old_source quality_new_source quality_new_source_old_probes quality_cartoon_webtoon \
+  quality_cartoon_sketch
 ls -la "$OUT" | tee -a "$MANIFEST"
 tar czf "$OUT/logs.tar.gz" -C "$RUNS" logs
 say "done (budget ${BUDGET_S} s)"

@@ -3,7 +3,7 @@ their combination, plain fine-tuning, and layer swapping on top of each), and of
 (AnimeGANv2, CartoonGAN, CycleGAN, StarGAN v2) applied to the same source renders.
 
     python finetune/compare.py --targets webtoon,sketch --seeds 0,1 --kimg 40 --eval-every-kimg 2 \\
-        --until-level --probes toonlab/assets/probes64.pt,runs/probes_sketch.pt \\
+        --until-level \\
         --train-translators animegan2,cartoongan,cyclegan --translator-iters 4000
     python finetune/compare.py --quick            # tiny smoke run: a few steps, 64 latents
 
@@ -54,9 +54,9 @@ from torch import Tensor
 
 from finetune.compare_stats import Paired, Row, aggregate, levelled, paired, se, verdict
 from metrics.probes import (
-    DEFAULT_PROBES,
     SCORE_MIN_R2,
     ProbeBundle,
+    bundled_probes,
     domain_references,
     geometry_predictions,
     quality_score,
@@ -140,7 +140,8 @@ class CompareSettings:
     truncation: float = 0.7
     ema_kimg: float | None = None  # None → min(10, 5 % of the run), see resolved()
     out_root: str = "runs/compare"
-    probes: str = str(DEFAULT_PROBES)  # comma-separated bundles; each scores the target it detects
+    # comma-separated bundles, each scoring the target it detects: by default every bundled one
+    probes: str = field(default_factory=lambda: ",".join(map(str, bundled_probes())))
     device: str = "auto"
     quick: bool = False
     grid_seeds: list[int] = field(default_factory=lambda: list(range(8)))
@@ -1102,7 +1103,7 @@ def _ints(text: str | None, flag: str) -> list[int]:
               help="Stop a run once its style score has levelled off (the last --level-k points within --level-tol).")
 @click.option("--level-k", type=click.IntRange(2), default=3, show_default=True)
 @click.option("--level-tol", type=click.FloatRange(0.0, min_open=True), default=0.02, show_default=True)
-@click.option("--probes", default=str(DEFAULT_PROBES), show_default=True,
+@click.option("--probes", default=None, show_default="every bundled one: probes64.pt, probes64_<target>.pt",
               help="Probe bundles (`python -m metrics.probes train`), comma-separated; each scores the target its "
                    "style classifier detects.")
 @click.option("--translators", default=None, help="Translator checkpoints PATH or TARGET=PATH, comma-separated "
@@ -1130,7 +1131,7 @@ def main(source: str | None, targets: str | None, target: str, kimg: float, iter
          seeds: str | None, seed: int, methods: str, swap_block: int, n: int, truncation: float,
          ema_kimg: float | None, eval_every_kimg: float | None, eval_n: int, curve_quality: bool, quality: bool,
          until_level: bool,
-         level_k: int, level_tol: float, probes: str, translators: str | None, train_translators: str | None,
+         level_k: int, level_tol: float, probes: str | None, translators: str | None, train_translators: str | None,
          translator_iters: int, translator_batch: int, translator_features: str,
          translator_features_weights: str | None, out_root: str, out: str, grid: str | None, curves: str | None,
          device: str, quick: bool) -> None:
@@ -1144,8 +1145,8 @@ def main(source: str | None, targets: str | None, target: str, kimg: float, iter
             source=source, target=target, targets=_csv(targets), kimg=kimg, iters=iters, batch=batch, seed=seed,
             seeds=_ints(seeds, "--seeds"), methods=_csv(methods), swap_block=swap_block, n=n, truncation=truncation,
             ema_kimg=ema_kimg, eval_every_kimg=eval_every_kimg, eval_n=eval_n, curve_quality=curve_quality, quality=quality,
-            until_level=until_level, level_k=level_k, level_tol=level_tol, out_root=out_root, probes=probes,
-            translators=_csv(translators), train_translators=_csv(train_translators),
+            until_level=until_level, level_k=level_k, level_tol=level_tol, out_root=out_root,
+            probes=probes or ",".join(map(str, bundled_probes())), translators=_csv(translators), train_translators=_csv(train_translators),
             translator_iters=translator_iters, translator_batch=translator_batch,
             translator_features=translator_features, translator_features_weights=translator_features_weights,
             device=device, quick=quick)

@@ -57,6 +57,8 @@ from toonlab.synthetic import DOMAINS, GEOMETRY_FIELDS, render, sample_params
 
 __all__ = [
     "DEFAULT_PROBES",
+    "bundled_probes",
+    "probes_for",
     "PROBE_SIZE",
     "StructureRegressor",
     "StyleClassifier",
@@ -80,6 +82,27 @@ __all__ = [
 ]
 
 DEFAULT_PROBES = ASSETS / "probes64.pt"
+
+
+def bundled_probes() -> list[Path]:
+    """Every bundled probe bundle, ``probes64.pt`` first, then ``probes64_<target>.pt`` (one per
+    cartoon domain a classifier detects); ``[DEFAULT_PROBES]`` when none is there, so a caller's
+    one-line "not found" names the default file."""
+    from toonlab import bundled
+
+    return [b.path for b in bundled.probe_sets()] or [DEFAULT_PROBES]
+
+
+def probes_for(domain: str) -> Path:
+    """The bundled probe bundle whose classifier detects ``domain``, else the default bundle
+    (photo is every bundle's class 0)."""
+    from toonlab import bundled
+
+    sets = bundled.probe_sets()
+    for b in sets:
+        if b.name.endswith(f"_{domain}"):
+            return b.path
+    return sets[0].path if sets else DEFAULT_PROBES
 PROBE_SIZE = 64
 FORMAT = "toonlab-probes-v2"
 # Bundles of the first layout (v1 networks, fp32 weights) still load; see ProbeBundle.load.
@@ -462,6 +485,10 @@ def train_probes(
     ``init``: start both probes from this bundle's weights (same architecture and widths) and run
     a new cosine schedule — training longer without starting over. The face stream continues
     after the faces ``init`` was trained on, and the config adds up the steps of both runs.
+    With ``steps=0`` the regressor is ``init``'s, unchanged, and only the classifier trains
+    (``classifier_steps``, default 400): a bundle for another ``target`` whose structure error is
+    exactly the one ``init`` measures, for the cost of the small classifier. A classifier for another
+    target than ``init``'s starts fresh.
 
     ``workers``: processes that draw the training batches (0: one thread beside the step).
     """
@@ -472,9 +499,12 @@ def train_probes(
             raise UserInputError(f"unknown synthetic domain {d!r}; choose from {', '.join(DOMAINS)}")
     if target == "photo":
         raise UserInputError("the style classifier separates photo from a cartoon domain: --target cannot be photo")
-    if (n_per_domain is not None and n_per_domain < 1) or steps < 1 or batch < 2:
-        raise UserInputError("n_per_domain, steps must be ≥ 1 and batch ≥ 2")
-    classifier_steps = max(1, steps // 4) if classifier_steps is None else int(classifier_steps)
+    if (n_per_domain is not None and n_per_domain < 1) or steps < 0 or batch < 2:
+        raise UserInputError("n_per_domain must be ≥ 1, steps ≥ 0 and batch ≥ 2")
+    if steps == 0 and init is None:
+        raise UserInputError("0 regressor steps keeps the --init bundle's regressor: give --init")
+    if classifier_steps is None:
+        classifier_steps = max(1, steps // 4) if steps else 400
     device = torch.device(device)
     t0 = time.time()
     torch.manual_seed(seed)
@@ -497,16 +527,17 @@ def train_probes(
                                  f"{ic.get('classifier_width')} at {ic.get('size')} px; train with the same "
                                  f"--width, --classifier-width and --size")
         reg.load_state_dict(init.regressor.state_dict())
-        clf.load_state_dict(init.classifier.state_dict())
+        if init.target == target:
+            clf.load_state_dict(init.classifier.state_dict())
         start = int(ic.get("faces_seen", ic.get("steps", 0) * ic.get("batch", batch)))
         say(f"starting from the given bundle ({ic.get('steps_total', ic.get('steps'))} steps); "
             f"faces from {start:,} on")
     opt = torch.optim.Adam(reg.parameters(), lr=lr)
     reg.train()
-    bar = progress(total=steps, desc="regressor", unit="step", disable=not show_progress)
+    bar = progress(total=steps, desc="regressor", unit="step", disable=not show_progress or not steps)
     ema = None
-    for step, (u8, y, _) in enumerate(_batches(domains, steps, batch, size, seed, n_per_domain, g, start,
-                                                         workers)):
+    batches = _batches(domains, steps, batch, size, seed, n_per_domain, g, start, workers) if steps else ()
+    for step, (u8, y, _) in enumerate(batches):
         x, y = _flip(_to_float(u8), y, g)
         x = degrade(x, g)
         _cosine_lr(opt, lr, step, steps)
@@ -922,8 +953,10 @@ def main() -> None:
               help="Reuse this many faces [default: fresh faces every batch].")
 @click.option("--size", type=click.IntRange(32, 512), default=PROBE_SIZE,
               help="Probe input resolution (images of other sizes are resized).")
-@click.option("--iters", type=click.IntRange(1), default=1000, help="Regressor steps.")
-@click.option("--classifier-steps", type=click.IntRange(1), default=None, help="Classifier steps [iters/4].")
+@click.option("--iters", type=click.IntRange(0), default=1000,
+              help="Regressor steps (0 with --init: keep its regressor, train only the classifier).")
+@click.option("--classifier-steps", type=click.IntRange(1), default=None,
+              help="Classifier steps [iters/4; 400 with --iters 0].")
 @click.option("--batch", type=click.IntRange(2), default=64)
 @click.option("--width", type=click.IntRange(4), default=32, help="Regressor width (channels of its 32-px stage).")
 @click.option("--classifier-width", type=click.IntRange(4), default=16)
@@ -972,13 +1005,15 @@ def show_cmd(path: str) -> None:
 @click.option("--domain", default="photo", help="Synthetic domain the generator draws.")
 @click.option("--n", type=click.IntRange(2), default=2000, help="Generator samples, and renders per reference set.")
 @click.option("--truncation", type=click.FloatRange(0, 1), default=1.0)
-@click.option("--probes", type=click.Path(dir_okay=False), default=str(DEFAULT_PROBES))
+@click.option("--probes", type=click.Path(dir_okay=False), default=None,
+              help="Probe bundle [the bundled one whose classifier detects --domain, else probes64.pt].")
 @click.option("--seed", type=int, default=0)
 @click.option("--batch", type=click.IntRange(1), default=64)
 @click.option("--device", default="auto")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the result to this JSON file.")
-def quality_cmd(ckpt: str, domain: str, n: int, truncation: float, probes: str, seed: int, batch: int, device: str,
+def quality_cmd(ckpt: str, domain: str, n: int, truncation: float, probes: str | None, seed: int, batch: int,
+                device: str,
                 json_path: str | None) -> None:
     """Sample quality: Fréchet distance in the probes' feature space between the generator's samples
     and fresh renders of DOMAIN, with its floor (renders vs renders) and scale (photo vs cartoon renders)."""
@@ -989,6 +1024,7 @@ def quality_cmd(ckpt: str, domain: str, n: int, truncation: float, probes: str, 
     with user_errors():
         if not Path(ckpt).is_file():
             raise UserInputError(f"generator checkpoint not found: {ckpt}")
+        probes = probes or str(probes_for(domain))
         bundle = ProbeBundle.load(probes)
         G = load_generator(ckpt, "g_ema", pick_device(device))
         q = quality_score(bundle, G, domain, n, seed, truncation, batch, log=click.echo)

@@ -148,6 +148,47 @@ def test_init_continues_training_from_a_bundle(probes):
                      init=probes)
 
 
+def test_zero_regressor_steps_keeps_the_regressor_and_trains_a_classifier_for_another_target(probes):
+    """A sketch bundle from the webtoon one: the same structure readings, a classifier of its own."""
+    from toonlab.errors import UserInputError
+
+    sk = train_probes(("photo", "webtoon", "sketch"), "sketch", steps=0, batch=8, seed=0, n_eval=4, width=8,
+                      classifier_width=8, classifier_steps=3, init=probes)
+    for k, v in probes.regressor.state_dict().items():
+        assert torch.equal(sk.regressor.state_dict()[k], v), k  # not one step taken
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    assert torch.equal(sk.regressor(x), probes.regressor(x))
+    # another target: the classifier starts fresh rather than from the webtoon one, and trains
+    assert not torch.equal(sk.classifier(x), probes.classifier(x))
+    assert sk.target == "sketch" and sk.config["steps"] == 0 and sk.config["classifier_steps"] == 3
+    assert sk.config["steps_total"] == probes.config["steps_total"]
+    assert sk.config["faces_seen"] == probes.config["faces_seen"]
+    with pytest.raises(UserInputError, match="give --init"):
+        train_probes(("photo", "sketch"), "sketch", steps=0, batch=4, n_eval=4, width=8, classifier_width=8)
+
+
+def test_bundled_probe_sets_one_per_target(probes, tmp_path, monkeypatch):
+    """probes64.pt first, then probes64_<target>.pt; quality and the comparison pick them up."""
+    from finetune.compare import CompareSettings
+    from metrics.probes import bundled_probes, probes_for
+    from toonlab import bundled
+
+    monkeypatch.setattr(bundled, "FOLDER", tmp_path)
+    assert bundled.probe_sets() == [] and probes_for("sketch").name == "probes64.pt"
+    probes.save(tmp_path / "probes64.pt")
+    sk = ProbeBundle(probes.regressor, probes.classifier, {**probes.config, "target": "sketch"}, probes.metrics)
+    sk.save(tmp_path / "probes64_sketch.pt")
+    (tmp_path / "probes_notes.pt").write_bytes(b"not a bundle name")  # not of the naming scheme: ignored
+    sets = bundled.probe_sets()
+    assert [b.name for b in sets] == ["probes64", "probes64_sketch"]
+    assert "photo-vs-sketch classifier" in sets[1].label and "photo-vs-webtoon" in sets[0].label
+    assert bundled_probes() == [tmp_path / "probes64.pt", tmp_path / "probes64_sketch.pt"]
+    assert probes_for("sketch") == tmp_path / "probes64_sketch.pt"
+    assert probes_for("webtoon") == probes_for("photo") == tmp_path / "probes64.pt"
+    assert CompareSettings().probes.split(",") == [str(p) for p in bundled_probes()]
+    assert [b.kind for b in bundled.models()] == ["probes", "probes"]
+
+
 def test_bundled_probes_are_current_and_read_their_scored_fields():
     from metrics.probes import DEFAULT_PROBES, evaluate_probes
 

@@ -5,7 +5,9 @@
   (``cartoon_webtoon64.pt``, ``cartoon_sketch64.pt``, …);
 - ``<model>_<domain>.pt`` with model ``animegan2``, ``animegan``, ``cartoongan`` or ``cyclegan``:
   photo → cartoon translators (``animegan2_webtoon.pt``);
-- ``encoder_synthetic64.pt`` (image → W+ for the source) and ``probes64.pt`` (the metric probes).
+- ``encoder_synthetic64.pt`` (image → W+ for the source);
+- ``probes64.pt`` (the metric probes: geometry regressor + photo-vs-webtoon classifier) and
+  ``probes64_<target>.pt`` (the same regressor with a classifier for another cartoon domain).
 
 Each comes with a one-line label read from the file's own metadata (what the trainer recorded:
 data, method, steps), else its file name, so a page or a menu can say what each model is without
@@ -27,7 +29,7 @@ from toonlab.checkpoint import CheckpointError, file_key, load_torch_file
 from toonlab.runtime import ASSETS
 
 __all__ = ["FOLDER", "MAX_TOTAL_BYTES", "SOURCE_NAME", "TRANSLATOR_MODELS", "Bundled", "folder", "source",
-           "cartoons", "translators", "translator", "encoder", "probes", "models", "asset_files", "total_bytes",
+           "cartoons", "translators", "translator", "encoder", "probes", "probe_sets", "models", "asset_files", "total_bytes",
            "label_of", "describe", "DEFAULT_TRANSLATOR"]
 
 #: Where the bundled files live. Module-level so tests (and a packager) can point it elsewhere.
@@ -46,6 +48,7 @@ TRANSLATOR_MODELS = ("animegan2", "animegan", "cartoongan", "cyclegan")
 DEFAULT_TRANSLATOR = "animegan2_webtoon.pt"
 
 _CARTOON_RE = re.compile(r"cartoon_(?P<domain>[a-z0-9-]+?)(?P<size>\d+)?\.pt")
+_PROBES_RE = re.compile(r"probes(?P<size>\d+)(?:_(?P<target>[a-z0-9-]+))?\.pt")
 _TRANSLATOR_RE = re.compile(rf"(?P<model>{'|'.join(TRANSLATOR_MODELS)})_(?P<domain>[a-z0-9-]+)\.pt")
 
 
@@ -107,14 +110,24 @@ def encoder() -> Bundled | None:
 
 
 def probes() -> Bundled | None:
+    """The default probe bundle (``probes64.pt``: its classifier detects webtoon), or None."""
     return _entry("probes", "probes", folder() / PROBES_NAME)
+
+
+def probe_sets() -> list[Bundled]:
+    """Every bundled probe bundle, the default first: ``probes64.pt``, then ``probes64_<target>.pt``
+    (one per cartoon domain its style classifier detects; the file's config says which)."""
+    out = []
+    for p in sorted(folder().glob("probes*.pt"), key=lambda p: (p.name != PROBES_NAME, p.name)):
+        if _PROBES_RE.fullmatch(p.name) and p.is_file():
+            out.append(Bundled("probes", p.stem, p, label_of(p)))
+    return out
 
 
 def models() -> list[Bundled]:
     """Every bundled model: the source, the cartoons, the translators, the encoder, the probes."""
-    one = [source()]
-    rest = [encoder(), probes()]
-    return [b for b in one if b] + cartoons() + translators() + [b for b in rest if b]
+    src, enc = source(), encoder()
+    return ([src] if src else []) + cartoons() + translators() + ([enc] if enc else []) + probe_sets()
 
 
 def asset_files() -> list[Path]:
@@ -204,6 +217,7 @@ def describe(obj: Any, name: str) -> str:
     if isinstance(fmt, str) and fmt.startswith("toonlab-probes"):
         pc = obj.get("config") if isinstance(obj.get("config"), dict) else {}
         domains = ", ".join(pc.get("domains") or [])
-        return f"metric probes (geometry regressor + style classifier){' on ' + domains if domains else ''}" + \
+        clf = f"photo-vs-{pc['target']} classifier" if pc.get("target") else "style classifier"
+        return f"metric probes (geometry regressor + {clf}){' on ' + domains if domains else ''}" + \
             (f", {pc['size']} px" if pc.get("size") else "")
     return name
