@@ -57,7 +57,9 @@ def _panel(draw: ImageDraw.ImageDraw, font, box: tuple[int, int, int, int], titl
            series: Mapping[str, tuple[Sequence[float], Sequence[float]]], colours: Mapping[str, tuple[int, int, int]],
            xlabel: str) -> None:
     x0, y0, x1, y1 = box
-    left, bottom, top, right = 48, 30, 18, 8
+    # A wide right margin: the next panel's y labels sit right-aligned against *its* axis, and the gap
+    # keeps them from reading as a right-hand axis of this one.
+    left, bottom, top, right = 48, 30, 18, 24
     px0, py0, px1, py1 = x0 + left, y0 + top, x1 - right, y1 - bottom
     draw.text((x0 + left, y0 + 2), title, fill=(0, 0, 0), font=font)
     xs = [x for xv, _ in series.values() for x in xv]
@@ -79,7 +81,8 @@ def _panel(draw: ImageDraw.ImageDraw, font, box: tuple[int, int, int, int], titl
 
     for t in yt:
         draw.line([(px0, Y(t)), (px1, Y(t))], fill=(228, 228, 228))
-        draw.text((x0 + 2, Y(t) - 5), _fmt(t), fill=(60, 60, 60), font=font)
+        label = _fmt(t)
+        draw.text((px0 - 4 - draw.textlength(label, font=font), Y(t) - 5), label, fill=(60, 60, 60), font=font)
     for t in xt:
         draw.line([(X(t), py0), (X(t), py1)], fill=(238, 238, 238))
         draw.text((X(t) - 6, py1 + 3), _fmt(t), fill=(60, 60, 60), font=font)
