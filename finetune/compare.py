@@ -1146,7 +1146,8 @@ def main(source: str | None, targets: str | None, target: str, kimg: float, iter
             seeds=_ints(seeds, "--seeds"), methods=_csv(methods), swap_block=swap_block, n=n, truncation=truncation,
             ema_kimg=ema_kimg, eval_every_kimg=eval_every_kimg, eval_n=eval_n, curve_quality=curve_quality, quality=quality,
             until_level=until_level, level_k=level_k, level_tol=level_tol, out_root=out_root,
-            probes=probes or ",".join(map(str, bundled_probes())), translators=_csv(translators), train_translators=_csv(train_translators),
+            probes=probes or ",".join(map(str, bundled_probes())), translators=_csv(translators),
+            train_translators=_csv(train_translators),
             translator_iters=translator_iters, translator_batch=translator_batch,
             translator_features=translator_features, translator_features_weights=translator_features_weights,
             device=device, quick=quick)

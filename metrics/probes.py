@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylegan2.networks import Generator
+from toonlab import bundled
 from toonlab.checkpoint import load_torch_file
 from toonlab.errors import UserInputError, user_errors
 from toonlab.options import ToonGroup
@@ -82,27 +83,6 @@ __all__ = [
 ]
 
 DEFAULT_PROBES = ASSETS / "probes64.pt"
-
-
-def bundled_probes() -> list[Path]:
-    """Every bundled probe bundle, ``probes64.pt`` first, then ``probes64_<target>.pt`` (one per
-    cartoon domain a classifier detects); ``[DEFAULT_PROBES]`` when none is there, so a caller's
-    one-line "not found" names the default file."""
-    from toonlab import bundled
-
-    return [b.path for b in bundled.probe_sets()] or [DEFAULT_PROBES]
-
-
-def probes_for(domain: str) -> Path:
-    """The bundled probe bundle whose classifier detects ``domain``, else the default bundle
-    (photo is every bundle's class 0)."""
-    from toonlab import bundled
-
-    sets = bundled.probe_sets()
-    for b in sets:
-        if b.name.endswith(f"_{domain}"):
-            return b.path
-    return sets[0].path if sets else DEFAULT_PROBES
 PROBE_SIZE = 64
 FORMAT = "toonlab-probes-v2"
 # Bundles of the first layout (v1 networks, fp32 weights) still load; see ProbeBundle.load.
@@ -116,6 +96,23 @@ EVAL_OFFSET = 10_000_000
 #: (on GAN-look images, :meth:`ProbeBundle.field_r2`): a field read worse only adds noise.
 SCORE_MIN_R2 = 0.9
 _FLIP_FIELDS = [GEOMETRY_FIELDS.index("center_x"), GEOMETRY_FIELDS.index("roll")]
+
+
+def bundled_probes() -> list[Path]:
+    """Every bundled probe bundle, ``probes64.pt`` first, then ``probes64_<target>.pt`` (one per
+    cartoon domain a classifier detects); ``[DEFAULT_PROBES]`` when none is there, so a caller's
+    one-line "not found" names the default file."""
+    return [b.path for b in bundled.probe_sets()] or [DEFAULT_PROBES]
+
+
+def probes_for(domain: str) -> Path:
+    """The bundled probe bundle whose classifier detects ``domain``, else the default bundle
+    (photo is every bundle's class 0)."""
+    sets = bundled.probe_sets()
+    for b in sets:
+        if b.name.endswith(f"_{domain}"):
+            return b.path
+    return sets[0].path if sets else DEFAULT_PROBES
 
 
 # --------------------------------------------------------------------------- networks
@@ -1013,8 +1010,7 @@ def show_cmd(path: str) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the result to this JSON file.")
 def quality_cmd(ckpt: str, domain: str, n: int, truncation: float, probes: str | None, seed: int, batch: int,
-                device: str,
-                json_path: str | None) -> None:
+                device: str, json_path: str | None) -> None:
     """Sample quality: Fréchet distance in the probes' feature space between the generator's samples
     and fresh renders of DOMAIN, with its floor (renders vs renders) and scale (photo vs cartoon renders)."""
     from stylegan2.checkpoint import load_generator

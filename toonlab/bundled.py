@@ -29,8 +29,8 @@ from toonlab.checkpoint import CheckpointError, file_key, load_torch_file
 from toonlab.runtime import ASSETS
 
 __all__ = ["FOLDER", "MAX_TOTAL_BYTES", "SOURCE_NAME", "TRANSLATOR_MODELS", "Bundled", "folder", "source",
-           "cartoons", "translators", "translator", "encoder", "probes", "probe_sets", "models", "asset_files", "total_bytes",
-           "label_of", "describe", "DEFAULT_TRANSLATOR"]
+           "cartoons", "translators", "translator", "encoder", "probes", "probe_sets", "models", "asset_files",
+           "total_bytes", "label_of", "describe", "DEFAULT_TRANSLATOR"]
 
 #: Where the bundled files live. Module-level so tests (and a packager) can point it elsewhere.
 FOLDER: Path = ASSETS
