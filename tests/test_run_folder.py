@@ -153,6 +153,37 @@ def test_sigterm_to_the_whole_process_group_saves_and_the_rerun_equals_a_straigh
     assert assert_same_checkpoint(tmp_path / "straight" / "checkpoints" / name, out / "checkpoints" / name) > 100
 
 
+def test_a_killed_loader_worker_is_one_line_and_the_last_checkpoint_stays(tmp_path):
+    """`pkill -f train.py` or the OOM killer ends a loader worker mid-step: one line, exit 2, no traceback;
+    that half step is not saved, so re-running resumes from the last checkpoint."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "stylegan2/train.py"), "synthetic:photo:64", *TINY, "--iters", "400",
+           "--snapshot-every", "2", "--workers", "2", "--keep", "0", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list((out / "checkpoints").glob("*.pt")):
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    children = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat")
+                if _ppid(p) == proc.pid]
+    assert children
+    os.kill(children[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("Error: DataLoader worker") and "re-run the same command to resume from" in last, last
+    assert list((out / "checkpoints").glob("*.pt"))
+
+
+def _ppid(stat: Path) -> int | None:
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 # --------------------------------------------------------------------------- the tiny trainer
 
 def tiny_trainer(out: Path, **kw) -> StyleGAN2Trainer:

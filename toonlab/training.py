@@ -391,6 +391,16 @@ class Trainer:
             where = f"from {latest}" if latest is not None else "from the start (no checkpoint yet)"
             raise TrainingInterrupted(f"interrupted at step {self.step}; re-run the same command to resume "
                                       f"{where}") from None
+        except RuntimeError as e:
+            # A loader worker killed from outside (`pkill -f train.py` signals the workers too; the OOM
+            # killer) surfaces as PyTorch's RuntimeError in the middle of a step, so that step is not
+            # whole and is not saved: the run continues from its last checkpoint.
+            if not str(e).startswith("DataLoader worker"):
+                raise
+            latest = self.run.latest()
+            where = f"from {latest}" if latest is not None else "from the start (no checkpoint yet)"
+            raise TrainingInterrupted(f"{str(e).strip().splitlines()[0]} (at step {self.step}); re-run the same "
+                                      f"command to resume {where}") from None
         finally:
             for sig, handler in restore.items():
                 signal.signal(sig, handler)
