@@ -328,6 +328,11 @@ class Trainer:
 
         return {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
 
+    def _resume_hint(self) -> str:
+        latest = self.run.latest()
+        where = f"from {latest}" if latest is not None else "from the start (no checkpoint yet)"
+        return f"re-run the same command to resume {where}"
+
     def train(self, batches: Iterator[Any] | None = None, hooks: Sequence[HookFactory] = ()) -> Path | None:
         """Run to ``total_steps``; returns the newest checkpoint. ``hooks`` are built before the first step."""
         from toonlab.runtime import progress
@@ -387,20 +392,15 @@ class Trainer:
                 latest = self.save()
                 self.save_samples()
         except KeyboardInterrupt:
-            latest = self.run.latest()
-            where = f"from {latest}" if latest is not None else "from the start (no checkpoint yet)"
-            raise TrainingInterrupted(f"interrupted at step {self.step}; re-run the same command to resume "
-                                      f"{where}") from None
+            raise TrainingInterrupted(f"interrupted at step {self.step}; {self._resume_hint()}") from None
         except RuntimeError as e:
             # A loader worker killed from outside (`pkill -f train.py` signals the workers too; the OOM
             # killer) surfaces as PyTorch's RuntimeError in the middle of a step, so that step is not
             # whole and is not saved: the run continues from its last checkpoint.
             if not str(e).startswith("DataLoader worker"):
                 raise
-            latest = self.run.latest()
-            where = f"from {latest}" if latest is not None else "from the start (no checkpoint yet)"
-            raise TrainingInterrupted(f"{str(e).strip().splitlines()[0]} (at step {self.step}); re-run the same "
-                                      f"command to resume {where}") from None
+            raise TrainingInterrupted(f"{str(e).strip().splitlines()[0]} (at step {self.step}); "
+                                      f"{self._resume_hint()}") from None
         finally:
             for sig, handler in restore.items():
                 signal.signal(sig, handler)
