@@ -64,7 +64,7 @@ def resolve_config(**opts) -> tuple[FinetuneConfig, str]:
 
 def finetune(cfg: FinetuneConfig, note: str = "", hooks: Sequence[HookFactory] = ()) -> Path | None:
     """Run (or resume) a fine-tuning run; returns the last checkpoint path."""
-    from stylegan2.training import init_distributed
+    from stylegan2.training import close_distributed, init_distributed
     from toonlab.data import open_dataset
 
     info, device = init_distributed(cfg.device)
@@ -77,11 +77,13 @@ def finetune(cfg: FinetuneConfig, note: str = "", hooks: Sequence[HookFactory] =
     spec = cfg.freeze_spec()
     n_g = sum(p.numel() for p in trainer.g_params)
     n_all = sum(p.numel() for p in trainer.G.parameters())
-    return run_training(trainer, hooks, lambda how: (
+    last = run_training(trainer, hooks, lambda how: (
         f"{how}; source {cfg.source} ({cfg.size} px); G trains {n_g:,}/{n_all:,} parameters "
         f"[mode={spec.mode} freeze={spec.freeze_sg} source_styles={spec.source_entries()} "
         f"freeze_g={spec.freeze_g} freeze_d={spec.freeze_d} mapping_frozen={spec.mapping_frozen()} "
         f"structure={cfg.structure_loss}:{cfg.structure_on}]"))
+    close_distributed(info)
+    return last
 
 
 _o = partial(config_option, FinetuneConfig)

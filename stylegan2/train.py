@@ -20,7 +20,7 @@ if __package__ in (None, ""):
 
 import click
 
-from stylegan2.training import StyleGAN2Trainer, TrainConfig, init_distributed
+from stylegan2.training import StyleGAN2Trainer, TrainConfig, close_distributed, init_distributed
 from toonlab.errors import user_errors
 from toonlab.hooks import HookFactory, hook_factories
 from toonlab.options import ToonCommand, config_option
@@ -49,8 +49,10 @@ def train(cfg: TrainConfig, hooks: Sequence[HookFactory] = ()) -> Path | None:
     dataset = open_dataset(cfg.data, cfg.size, flip=True)
     trainer = StyleGAN2Trainer(cfg, dataset, device, info)
     data = dataset.describe() if hasattr(dataset, "describe") else cfg.data
-    return run_training(trainer, hooks, lambda how: f"{how}; data: {data}; device {device}; "
+    last = run_training(trainer, hooks, lambda how: f"{how}; data: {data}; device {device}; "
                                                     f"global batch {cfg.batch * info.world}")
+    close_distributed(info)
+    return last
 
 
 _o = partial(config_option, TrainConfig)

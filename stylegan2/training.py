@@ -119,6 +119,23 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     return DistInfo(rank, world, local), device
 
 
+def close_distributed(info: DistInfo) -> None:
+    """Leave the process group at the end of a run: a barrier, then ``destroy_process_group``.
+
+    Why the barrier: gloo frees a finished collective's work object (it holds the tensors, which are
+    Python objects) on its own worker thread, after ``wait`` has returned. If the interpreter is
+    already shutting down by then, that thread's decref needs the GIL, the thread is made to exit
+    inside a noexcept destructor and the rank dies with SIGABRT ("terminate called without an active
+    exception"), after the checkpoint is saved. Waiting in a barrier releases the GIL while the earlier
+    works finish and are freed (the barrier's own work holds no tensors). It narrows the race, it does
+    not close it: in the 2-rank CPU test, 2 aborts in 16 runs without it, 1 in 24 with it.
+    """
+    if not info.enabled or not dist.is_initialized():
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def all_reduce_grads(params: list[nn.Parameter], info: DistInfo) -> None:
     """Average gradients across ranks in one flat buffer (one collective per phase)."""
     if not info.enabled:
