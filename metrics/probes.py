@@ -78,6 +78,9 @@ __all__ = [
     "render_features",
     "generator_features",
     "domain_references",
+    "FieldShift",
+    "readings_from_features",
+    "field_shifts",
     "QualityScore",
     "quality_score",
 ]
@@ -872,6 +875,9 @@ class QualityScore:
     #: classifier's (drawing style); says which of the two a generator misses
     score_geometry: float | None = None
     score_style: float | None = None
+    #: which geometry fields the samples get wrong (:class:`FieldShift`, worst first): the geometry
+    #: half's distance is over 256 hidden units, which name nothing a person can look for
+    fields: list["FieldShift"] | None = None
 
     @property
     def relative(self) -> float:
@@ -879,7 +885,16 @@ class QualityScore:
         return (self.score - self.floor) / max(self.scale - self.floor, 1e-12)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "scale_domains": list(self.scale_domains), "relative": self.relative}
+        return {**self.__dict__, "scale_domains": list(self.scale_domains), "relative": self.relative,
+                "fields": [f.to_dict() for f in self.fields] if self.fields is not None else None}
+
+    def field_table(self) -> str:
+        """The per-field breakdown as a Markdown table, worst field first."""
+        rows = ["| field | held-out R² | mean shift (render sd) | sd ratio | distance |", "|---|---:|---:|---:|---:|"]
+        for f in self.fields or []:
+            r2 = "—" if f.r2 is None else f"{f.r2:.2f}"
+            rows.append(f"| {f.field} | {r2} | {f.mean_shift:+.3f} | {f.sd_ratio:.3f} | {f.distance:.3f} |")
+        return "\n".join(rows)
 
     def line(self) -> str:
         a, b = self.scale_domains
@@ -888,6 +903,53 @@ class QualityScore:
                 f"scale ({a} vs {b} renders) {self.scale:.3f}; relative {self.relative:.3f}"
                 + (f" (geometry features alone {self.score_geometry:.3f}, style features alone {self.score_style:.3f})"
                    if self.score_geometry is not None and self.score_style is not None else ""))
+
+
+@dataclass
+class FieldShift:
+    """How one geometry field's regressor readings of a generator's samples differ from the renders'.
+
+    ``mean_shift``: (mean over samples − mean over renders) / sd over renders; ``sd_ratio``: sd over
+    samples / sd over renders (< 1: the generator draws that feature with too little variety).
+    ``r2``: the regressor's held-out R² for the field on generator-like images: where it is low the
+    readings are noisy and a too-wide ``sd_ratio`` is partly the regressor's, not the generator's."""
+
+    field: str
+    mean_shift: float
+    sd_ratio: float
+    r2: float | None = None
+
+    @property
+    def distance(self) -> float:
+        """The 1-D Fréchet distance of the two reading distributions, in units of the renders' variance."""
+        return self.mean_shift ** 2 + (self.sd_ratio - 1) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "distance": self.distance}
+
+
+@torch.no_grad()
+def readings_from_features(bundle: ProbeBundle, feats: Tensor) -> Tensor:
+    """The regressor's readings [N, F] (units of ``geometry_vector()``) from :func:`probe_features`'
+    geometry half: the head's last layer on the unscaled hidden units, so the quality score's one
+    pass over the samples also says which fields are off."""
+    reg = bundle.regressor
+    h = reg.head[1].out_features
+    scale = (bundle.metrics.get("feature_scale") or [1.0, 1.0])[0]
+    last = reg.head[3]
+    x = feats[:, :h].to(last.weight.device, last.weight.dtype) * scale
+    return (last(x) * reg.target_std + reg.target_mean).float().cpu()
+
+
+def field_shifts(bundle: ProbeBundle, feats: Tensor, ref: Tensor) -> list[FieldShift]:
+    """:class:`FieldShift` per geometry field between features ``feats`` (a generator's samples) and
+    ``ref`` (renders), both from :func:`probe_features`; worst (largest distance) first."""
+    a, b = readings_from_features(bundle, feats), readings_from_features(bundle, ref)
+    sd = b.std(0).clamp_min(1e-8)
+    r2 = bundle.field_r2()
+    out = [FieldShift(name, float((a[:, j].mean() - b[:, j].mean()) / sd[j]), float(a[:, j].std() / sd[j]),
+                      r2.get(name)) for j, name in enumerate(GEOMETRY_FIELDS[: a.shape[1]])]
+    return sorted(out, key=lambda f: f.distance, reverse=True)
 
 
 def _fd(a: Tensor, b: Tensor) -> float:
@@ -930,7 +992,7 @@ def quality_score(bundle: ProbeBundle, G: Generator, domain: str = "photo", n: i
     bundle.to("cpu")
     h = bundle.regressor.head[1].out_features  # the regressor's half of probe_features
     return QualityScore(_fd(feats, ref), floor, scale, domain, pair, n, float(truncation), int(seed),
-                        _fd(feats[:, :h], ref[:, :h]), _fd(feats[:, h:], ref[:, h:]))
+                        _fd(feats[:, :h], ref[:, :h]), _fd(feats[:, h:], ref[:, h:]), field_shifts(bundle, feats, ref))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -1009,8 +1071,10 @@ def show_cmd(path: str) -> None:
 @click.option("--device", default="auto")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the result to this JSON file.")
+@click.option("--fields", "show_fields", is_flag=True,
+              help="Also print which geometry fields the samples get wrong (a table, worst first).")
 def quality_cmd(ckpt: str, domain: str, n: int, truncation: float, probes: str | None, seed: int, batch: int,
-                device: str, json_path: str | None) -> None:
+                device: str, json_path: str | None, show_fields: bool) -> None:
     """Sample quality: Fréchet distance in the probes' feature space between the generator's samples
     and fresh renders of DOMAIN, with its floor (renders vs renders) and scale (photo vs cartoon renders)."""
     from stylegan2.checkpoint import load_generator
@@ -1025,6 +1089,8 @@ def quality_cmd(ckpt: str, domain: str, n: int, truncation: float, probes: str |
         G = load_generator(ckpt, "g_ema", pick_device(device))
         q = quality_score(bundle, G, domain, n, seed, truncation, batch, log=click.echo)
     click.echo(q.line())
+    if show_fields:
+        click.echo(q.field_table())
     if json_path:
         write_json_atomic(json_path, {"ckpt": ckpt, "probes": probes, **q.to_dict()})
         click.echo(f"wrote {json_path}")

@@ -3,15 +3,18 @@ load, and the quality score (probe-feature Fréchet distance) with its floor and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from metrics.probes import (
+    DEFAULT_PROBES,
     FORMAT,
     QUALITY_OFFSETS,
     SCORE_MIN_R2,
@@ -20,15 +23,18 @@ from metrics.probes import (
     StyleClassifier,
     _fd,
     domain_references,
+    field_shifts,
     main,
     probe_features,
     quality_score,
+    readings_from_features,
     render_features,
     train_probes,
 )
 from tests import conftest
 from toonlab.atomic import torch_save_atomic
-from toonlab.synthetic import GEOMETRY_FIELDS
+from toonlab.images import uint8_to_tensor
+from toonlab.synthetic import GEOMETRY_FIELDS, GEOMETRY_RANGES, render, sample_params
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -130,6 +136,38 @@ def test_quality_score_of_a_generator_and_the_cli(probes, tmp_path):
     assert bad.exit_code == 2 and "not found" in bad.output
     bad = CliRunner().invoke(main, ["quality", "--ckpt", str(ckpt), "--probes", str(bundle), "--domain", "oil"])
     assert bad.exit_code == 2 and "unknown synthetic domain" in bad.output
+
+
+def test_quality_fields_say_which_geometry_a_generator_gets_wrong(probes, tmp_path):
+    # the readings rebuilt from the quality score's features are the regressor's own
+    x = torch.rand(8, 3, 64, 64) * 2 - 1
+    assert torch.allclose(readings_from_features(probes, probe_features(probes, x)), probes.regressor(x).float(),
+                          atol=1e-4)
+    # with the bundled regressor (face_size read at R² 0.98): renders vs other renders, every field
+    # close; vs the same faces drawn with the largest face_size, that field first, shifted up
+    real = ProbeBundle.load(DEFAULT_PROBES)
+    n = 128
+    ref = render_features(real, "photo", n, QUALITY_OFFSETS[0])
+    same = field_shifts(real, render_features(real, "photo", n, QUALITY_OFFSETS[1]), ref)
+    assert max(f.distance for f in same) < 0.3
+    top = GEOMETRY_RANGES["face_size"][1]
+    big = np.stack([render(dataclasses.replace(sample_params(QUALITY_OFFSETS[1] + i, 0), face_size=top), "photo", 64)
+                    for i in range(n)])
+    worst = field_shifts(real, probe_features(real, uint8_to_tensor(big)), ref)
+    assert worst[0].field == "face_size" and worst[0].mean_shift > 1 and worst[0].sd_ratio < 0.7
+    assert worst[0].distance > 5 * max(f.distance for f in same)
+    assert [f.distance for f in worst] == sorted((f.distance for f in worst), reverse=True)
+    # the CLI prints the table and writes it to the JSON
+    ckpt = conftest.tiny_checkpoint(tmp_path / "G.pt", perturb="noise")
+    bundle = probes.save(tmp_path / "p.pt")
+    out = tmp_path / "q.json"
+    res = CliRunner().invoke(main, ["quality", "--ckpt", str(ckpt), "--probes", str(bundle), "--n", "32",
+                                    "--device", "cpu", "--fields", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "| field | held-out R² | mean shift" in res.output
+    rec = json.loads(out.read_text())
+    assert [f["field"] for f in rec["fields"]] != [] and len(rec["fields"]) == len(GEOMETRY_FIELDS)
+    assert {"mean_shift", "sd_ratio", "distance", "r2"} <= set(rec["fields"][0])
 
 
 def test_init_continues_training_from_a_bundle(probes):
