@@ -24,8 +24,13 @@ mkdir -p "$OUT" "$RUNS" "$LOGS"
 if [ -n "${TINY:-}" ]; then
   DEV=cpu; SIZE=32; A_S=40; B_S=30; SB=4; FB=4; TB=2; W_SRC=0; W_TR=0; W_PR=0; PR_IT=20; PR_B=8; PR_W=8; PR_NE=40
   export OMP_NUM_THREADS=1
+  SRC_INIT=""  # the CPU run's state is 64 px
 else
   DEV=cuda; SIZE=64; A_S=230; B_S=150; SB=32; FB=16; TB=16; W_SRC=8; W_TR=3; W_PR=4; PR_IT=4000; PR_B=128; PR_W=64; PR_NE=500
+  # The source continues the CPU run of the same configuration (train-state/source64w: 137+ kimg over
+  # several sessions), a warm restart, rather than starting from nothing: 230 s on the GPU add to it.
+  # SRC_INIT= (empty) trains from scratch.
+  SRC_INIT=${SRC_INIT-$(ls train-state/source64w/*_fp16.pt 2>/dev/null | tail -n 1)}
 fi
 T0=$SECONDS
 MANIFEST=$LOGS/manifest.txt
@@ -67,7 +72,7 @@ fi
 say "phase A: ${A_S} s"
 bg source "$A_S" "$PY" stylegan2/train.py synthetic:photo --size "$SIZE" --batch "$SB" --style-dim 256 --n-mlp 8 \
   --channel-max 128 --channel-base 2048 --r1 1 --path-regularize 0 --no-ada --kimg 100000 --snapshot-every 2000 \
-  --sample-every 2000 --keep 1 --workers "$W_SRC" --device "$DEV" --out "$RUNS/source"
+  --sample-every 2000 --keep 1 --workers "$W_SRC" --device "$DEV" --out "$RUNS/source" ${SRC_INIT:+--ckpt "$SRC_INIT"}
 # The translator's weights differ from the hayao preset (docs/SOURCE_MODEL.md, "The bundled translator"):
 # with random VGG features (no ImageNet weights offline) the content term alone does not reconstruct the
 # photo, so the init phase adds the colour term (--w-init-col), runs 2,500 steps (AnimeGANv2's is ~5,500)

@@ -201,6 +201,7 @@ class StyleGAN2Trainer(Trainer):
         self.augment = AdaptiveAugment(p=cfg.ada_p).to(self.device)
         self.ada = AdaController(cfg.ada_target, cfg.ada_every, cfg.ada_kimg, p=cfg.ada_p)
         self.mean_path_length = torch.zeros((), device=self.device)
+        self._nimg_anchor = (0, 0)  # (step, images seen at that step): see nimg
         g = torch.Generator().manual_seed(cfg.seed + 123)
         self.sample_z = torch.randn(cfg.n_samples, cfg.style_dim, generator=g).to(self.device)
         seed_everything(cfg.seed * 1000 + 1 + self.info.rank)
@@ -274,7 +275,26 @@ class StyleGAN2Trainer(Trainer):
     def metadata(self) -> dict[str, Any]:
         return {"model": "stylegan2", "g_config": self.G.config, "d_config": self.D.config,
                 "ada": self.ada.state_dict(), "mean_path_length": self.mean_path_length.detach().cpu(),
-                **clamp_meta(self.G_ema, self.D)}
+                "nimg": self.nimg, **clamp_meta(self.G_ema, self.D)}
+
+    @property
+    def nimg(self) -> int:
+        """Real images the run has shown D (NVIDIA's ``cur_nimg``), what ``kimg`` reports.
+
+        Counted from the checkpoint it continues, not step × today's batch: a warm start
+        (``--ckpt``) with another batch or GPU count keeps the images of the run it continues
+        (step × batch would call a batch-16 run's 137 kimg 275 at batch 32)."""
+        step0, n0 = self._nimg_anchor
+        return n0 + (self.step - step0) * self.cfg.batch * self.info.world
+
+    def _anchor_nimg(self, meta: Mapping[str, Any]) -> None:
+        """Set the image count at ``self.step`` from a checkpoint's ``toonlab`` entries: its stored
+        count, else (files from before it was stored) its step × its own batch × its GPU count."""
+        saved = meta.get("nimg")
+        if saved is None:
+            cfg = meta.get("config") if isinstance(meta.get("config"), Mapping) else {}
+            saved = self.step * int(cfg.get("batch", self.cfg.batch)) * int(meta.get("world", self.info.world))
+        self._nimg_anchor = (self.step, int(saved))
 
     def load_extra_state(self, ckpt: Mapping[str, Any], path: Path) -> None:
         meta = ckpt.get("toonlab") or {}
@@ -290,6 +310,7 @@ class StyleGAN2Trainer(Trainer):
         for key, m in self.modules.items():  # one-line errors naming the first bad key or shape
             load_state_checked(m, ckpt.get(key) or {}, path, key)
         super().load_state_dict(ckpt, path)
+        self._anchor_nimg(ckpt.get("toonlab") or {})
         if self.info.rank > 0:  # rank 0's saved stream; other ranks must not draw the same latents
             seed_everything(self.cfg.seed * 1000 + 1 + self.info.rank + 7919 * self.step)
 
@@ -323,6 +344,7 @@ class StyleGAN2Trainer(Trainer):
             self.d_optim.load_state_dict(ckpt["d_optim"])
         self.load_extra_state(ckpt, path)
         self.step = int(meta.get("step", step_from_name(path) or 0))
+        self._anchor_nimg(meta)
         if meta.get("rng"):
             set_rng_state(meta["rng"], self.device)
             if self.info.rank > 0:
@@ -467,7 +489,7 @@ class StyleGAN2Trainer(Trainer):
 
     def tick_stats(self, seconds: float, steps: int) -> dict[str, float]:
         per_step = self.cfg.batch * self.info.world
-        return {"kimg": self.step * per_step / 1000, "sec_per_kimg": seconds / max(steps * per_step, 1) * 1000}
+        return {"kimg": self.nimg / 1000, "sec_per_kimg": seconds / max(steps * per_step, 1) * 1000}
 
     @torch.no_grad()
     def save_samples(self) -> Path | None:

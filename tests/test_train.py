@@ -75,6 +75,30 @@ def test_resume_is_exact(tmp_path):
     assert straight.ada.p == second.ada.p
 
 
+def test_kimg_counts_images_across_a_warm_start_with_another_batch(tmp_path):
+    first = trainer(tmp_path / "a", iters=3, snapshot_every=3, sample_every=0)
+    first.train(iter(batches(3)))
+    ckpt = tmp_path / "a/checkpoints/000003.pt"
+    assert load_checkpoint(ckpt)["toonlab"]["nimg"] == 3 * 4
+    # a new run at batch 8 from that file: it continues at 12 images, then adds 8 per step
+    second = trainer(tmp_path / "b", iters=5, snapshot_every=0, sample_every=0, batch=8, resume=str(ckpt))
+    assert "started from" in second.resume() and second.step == 3 and second.nimg == 12
+    g = torch.Generator().manual_seed(2)
+    second.train(iter([torch.rand(8, 3, 16, 16, generator=g) * 2 - 1 for _ in range(2)]))
+    lines = [json.loads(line) for line in (tmp_path / "b/stats.jsonl").read_text().splitlines()]
+    assert [round(line["kimg"] * 1000) for line in lines if "kimg" in line][-1] == 12 + 2 * 8  # not 5 × 8
+    # a file from before the count was stored: its step × its own batch
+    old = load_checkpoint(ckpt)
+    del old["toonlab"]["nimg"]
+    torch.save(old, tmp_path / "old.pt")
+    third = trainer(tmp_path / "c", iters=5, snapshot_every=0, sample_every=0, batch=8, resume=str(tmp_path / "old.pt"))
+    third.resume()
+    assert third.step == 3 and third.nimg == 12
+    # an exact resume keeps counting
+    again = trainer(tmp_path / "a", iters=4, snapshot_every=0, sample_every=0)
+    assert "resumed" in again.resume() and again.nimg == 12
+
+
 def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     t = trainer(tmp_path / "run", iters=10, snapshot_every=2, sample_every=0)
     data = batches(10)
