@@ -61,7 +61,7 @@ def _export(src: str | Path, out: str | Path, keep_d: bool, keep_g: bool, fmt: s
     snap["latent_avg"] = G.w_avg.detach().clone()
     meta = dict(ckpt.get("toonlab") or {})
     # early_mapping: a FreezeSG model's second mapping network, needed to render it from z.
-    keep = ("g_config", "d_config", "step", "config", "conv_clamp", "source", "early_mapping")
+    keep = ("g_config", "d_config", "step", "nimg", "world", "config", "conv_clamp", "source", "early_mapping")
     snap["toonlab"] = {k: meta[k] for k in keep if k in meta}
     snap["toonlab"].setdefault("g_config", G.config)
     snap["toonlab"]["exported_from"] = str(src)

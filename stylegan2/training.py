@@ -292,11 +292,12 @@ class StyleGAN2Trainer(Trainer):
 
     def _anchor_nimg(self, meta: Mapping[str, Any]) -> None:
         """Set the image count at ``self.step`` from a checkpoint's ``toonlab`` entries: its stored
-        count, else (files from before it was stored) its step × its own batch × its GPU count."""
+        count, else (files from before it was stored) its step × its own batch × its GPU count (one
+        GPU where the file does not say: exported files before the count kept neither)."""
         saved = meta.get("nimg")
         if saved is None:
             cfg = meta.get("config") if isinstance(meta.get("config"), Mapping) else {}
-            saved = self.step * int(cfg.get("batch", self.cfg.batch)) * int(meta.get("world", self.info.world))
+            saved = self.step * int(cfg.get("batch", self.cfg.batch)) * int(meta.get("world", 1))
         self._nimg_anchor = (self.step, int(saved))
 
     def load_extra_state(self, ckpt: Mapping[str, Any], path: Path) -> None:

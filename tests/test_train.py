@@ -94,6 +94,13 @@ def test_kimg_counts_images_across_a_warm_start_with_another_batch(tmp_path):
     third = trainer(tmp_path / "c", iters=5, snapshot_every=0, sample_every=0, batch=8, resume=str(tmp_path / "old.pt"))
     third.resume()
     assert third.step == 3 and third.nimg == 12
+    # an exported (slim, float16) file keeps the count: what the GPU plan warm-starts from
+    from stylegan2.export import export_snapshot
+
+    slim = export_snapshot(ckpt, tmp_path / "slim.pt", half=True)
+    fourth = trainer(tmp_path / "d", iters=5, snapshot_every=0, sample_every=0, batch=8, resume=str(slim))
+    fourth.resume()
+    assert fourth.step == 3 and fourth.nimg == 12
     # an exact resume keeps counting
     again = trainer(tmp_path / "a", iters=4, snapshot_every=0, sample_every=0)
     assert "resumed" in again.resume() and again.nimg == 12
