@@ -159,11 +159,10 @@ def set_requires_grad(params: list[nn.Parameter], flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-def ema_decay(ema_kimg: float, ema_rampup: float | None, step: int, batch_total: int,
-              nimg: int | None = None) -> float:
+def ema_decay(ema_kimg: float, ema_rampup: float | None, nimg: int, batch_total: int) -> float:
     """EMA decay of one step (NVIDIA's schedule): half-life ``ema_kimg`` thousand images, capped at
-    ``ema_rampup`` × the images seen so far when the ramp-up is on (``nimg`` before this step;
-    default ``step`` × ``batch_total``, which a warm start at another batch gets wrong).
+    ``ema_rampup`` × the images seen by the end of this step when the ramp-up is on (``nimg``: seen
+    before it, the trainer's count, which a warm start at another batch carries over).
 
     Without the ramp-up this is ``0.5 ** (batch_total / (1000 · ema_kimg))`` per step; rosinality's
     (and Cartoon-StyleGAN's) fixed ``0.5 ** (32 / 10000)`` per step equals it only at a global batch
@@ -171,8 +170,7 @@ def ema_decay(ema_kimg: float, ema_rampup: float | None, step: int, batch_total:
     """
     half_life = ema_kimg * 1000
     if ema_rampup is not None:
-        seen = step * batch_total if nimg is None else nimg
-        half_life = min(half_life, (seen + batch_total) * ema_rampup)
+        half_life = min(half_life, (nimg + batch_total) * ema_rampup)
     return 0.5 ** (batch_total / max(half_life, 1e-8))
 
 
@@ -478,7 +476,7 @@ class StyleGAN2Trainer(Trainer):
     def ema(self, real: Tensor) -> None:
         """EMA with a half-life in images, so it does not depend on batch size or GPU count."""
         c = self.cfg
-        decay = ema_decay(c.ema_kimg, c.ema_rampup, self.step, real.shape[0] * self.info.world, self.nimg)
+        decay = ema_decay(c.ema_kimg, c.ema_rampup, self.nimg, real.shape[0] * self.info.world)
         ema_update(self.G_ema, self.G, decay)
         self.stats.report("ada/p", self.ada.p if c.ada else c.ada_p)
 
