@@ -342,8 +342,13 @@ class StyleGAN2Trainer(Trainer):
         if fresh:
             warnings.warn(f"{path} has no {', '.join(fresh)}: starting those fresh (converted checkpoint?)")
         if "g_optim" in ckpt and "d_optim" in ckpt:
-            self.g_optim.load_state_dict(ckpt["g_optim"])
-            self.d_optim.load_state_dict(ckpt["d_optim"])
+            # Keep the Adam moments but this run's lr and betas: Optimizer.load_state_dict restores the
+            # saved param_groups, so without this a `--ckpt … --lr 0.0005` warm start silently kept 0.002.
+            for optim, key in ((self.g_optim, "g_optim"), (self.d_optim, "d_optim")):
+                wanted = [{"lr": g["lr"], "betas": g["betas"]} for g in optim.param_groups]
+                optim.load_state_dict(ckpt[key])
+                for group, w in zip(optim.param_groups, wanted):
+                    group.update(w)
         self.load_extra_state(ckpt, path)
         self.step = int(meta.get("step", step_from_name(path) or 0))
         self._anchor_nimg(meta)

@@ -106,6 +106,22 @@ def test_kimg_counts_images_across_a_warm_start_with_another_batch(tmp_path):
     assert "resumed" in again.resume() and again.nimg == 12
 
 
+def test_warm_start_keeps_adam_moments_but_takes_this_runs_learning_rate(tmp_path):
+    first = trainer(tmp_path / "a", iters=2, snapshot_every=2, sample_every=0)
+    first.train(iter(batches(2)))
+    ckpt = tmp_path / "a/checkpoints/000002.pt"
+    second = trainer(tmp_path / "b", iters=4, snapshot_every=0, sample_every=0, lr=0.0005, resume=str(ckpt))
+    second.resume()
+    # lazy regularisation scales lr by every/(every+1) (here 2/3) and the betas likewise
+    for optim, key in ((second.g_optim, "g_optim"), (second.d_optim, "d_optim")):
+        assert optim.param_groups[0]["lr"] == pytest.approx(0.0005 * 2 / 3)
+        assert optim.param_groups[0]["betas"][1] == pytest.approx(0.99 ** (2 / 3))
+        saved = load_checkpoint(ckpt)[key]
+        assert saved["param_groups"][0]["lr"] == pytest.approx(0.002 * 2 / 3)  # what the file had
+        for k, v in optim.state_dict()["state"].items():
+            assert torch.equal(v["exp_avg"], saved["state"][k]["exp_avg"])
+
+
 def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     t = trainer(tmp_path / "run", iters=10, snapshot_every=2, sample_every=0)
     data = batches(10)
