@@ -27,7 +27,7 @@ if [ -n "${TINY:-}" ]; then
   SRC_INIT=""  # the CPU run's state is 64 px
 else
   DEV=cuda; SIZE=64; A_S=230; B_S=150; SB=32; FB=16; TB=16; W_SRC=8; W_TR=3; W_PR=4; PR_IT=4000; PR_B=128; PR_W=64; PR_NE=500
-  # The source continues the CPU run of the same configuration (train-state/source64w: 196 kimg over
+  # The source continues the CPU run of the same configuration (train-state/source64w: 321 kimg over
   # several sessions), a warm restart, rather than starting from nothing: 230 s on the GPU add to it.
   # SRC_INIT= (empty) trains from scratch.
   SRC_INIT=${SRC_INIT-$(ls train-state/source64w/*_fp16.pt 2>/dev/null | tail -n 1)}
