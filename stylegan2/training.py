@@ -64,6 +64,15 @@ class TrainConfig:
     channel_multiplier: int = 2
     channel_base: int = 16384
     channel_max: int = 512
+    # The discriminator's own widths (None = the generator's). StyleGAN2's config F widened the
+    # high-resolution layers of both networks (Karras et al. 2020, §4.2); widening D alone is the
+    # cheaper try when G under-covers fine detail and D, not G, may be what cannot tell.
+    d_channel_base: int | None = None
+    d_channel_max: int | None = None
+    # Hold G still for the first this many kimg of this run (D and the EMA still step): a fresh D on a
+    # trained G (a wider one, above) gives random gradients at first, and Adam with fresh moments turns
+    # even tiny ones into full lr-sized steps that would walk G away from what it had learned.
+    d_warmup_kimg: float = 0.0
     # EMA half-life in thousands of images (NVIDIA's ema_kimg): decay 0.5 ** (global batch / 10000)
     # per step, whatever the batch. rosinality's fixed per-*step* decay 0.5 ** (32 / 10000) is the
     # same only at a global batch of 32; at batch 16 its half-life is 5k images, at batch 8 2.5k.
@@ -203,6 +212,7 @@ class StyleGAN2Trainer(Trainer):
         self.ada = AdaController(cfg.ada_target, cfg.ada_every, cfg.ada_kimg, p=cfg.ada_p)
         self.mean_path_length = torch.zeros((), device=self.device)
         self._nimg_anchor = (0, 0)  # (step, images seen at that step): see nimg
+        self.run_start_nimg = 0  # images seen when this run folder began (--d-warmup-kimg counts from it)
         g = torch.Generator().manual_seed(cfg.seed + 123)
         self.sample_z = torch.randn(cfg.n_samples, cfg.style_dim, generator=g).to(self.device)
         seed_everything(cfg.seed * 1000 + 1 + self.info.rank)
@@ -213,7 +223,8 @@ class StyleGAN2Trainer(Trainer):
         c = self.cfg
         G = Generator(c.size, c.style_dim, c.n_mlp, c.channel_multiplier, channel_base=c.channel_base,
                       channel_max=c.channel_max)
-        D = Discriminator(c.size, c.channel_multiplier, channel_base=c.channel_base, channel_max=c.channel_max)
+        D = Discriminator(c.size, c.channel_multiplier, channel_base=c.d_channel_base or c.channel_base,
+                          channel_max=c.d_channel_max or c.channel_max)
         return G, D
 
     def build_ema(self) -> Generator:
@@ -276,7 +287,7 @@ class StyleGAN2Trainer(Trainer):
     def metadata(self) -> dict[str, Any]:
         return {"model": "stylegan2", "g_config": self.G.config, "d_config": self.D.config,
                 "ada": self.ada.state_dict(), "mean_path_length": self.mean_path_length.detach().cpu(),
-                "nimg": self.nimg, **clamp_meta(self.G_ema, self.D)}
+                "nimg": self.nimg, "run_start_nimg": self.run_start_nimg, **clamp_meta(self.G_ema, self.D)}
 
     @property
     def nimg(self) -> int:
@@ -307,6 +318,7 @@ class StyleGAN2Trainer(Trainer):
         self.augment.p = self.ada.p if self.cfg.ada else self.cfg.ada_p
         if "mean_path_length" in meta:
             self.mean_path_length = torch.as_tensor(meta["mean_path_length"]).to(self.device)
+        self.run_start_nimg = int(meta.get("run_start_nimg", 0))
 
     def load_state_dict(self, ckpt: Mapping[str, Any], path: Path) -> None:
         for key, m in self.modules.items():  # one-line errors naming the first bad key or shape
@@ -336,15 +348,23 @@ class StyleGAN2Trainer(Trainer):
             raise UserInputError(f"no generator inside {path}")
         load_state_checked(self.G, g_sd, path, "g")
         load_state_checked(self.G_ema, ckpt.get("g_ema") or g_sd, path, "g_ema")
-        if "d" in ckpt:
-            load_state_checked(self.D, ckpt["d"], path, "d")
+        other = "d" in ckpt and self._other_widths(self.D, ckpt["d"])
+        if other:
+            # A run with another --d-channel-base/--d-channel-max keeps the trained G and starts a new D
+            # (there is no faithful way to widen a trained one); said, not silent.
+            warnings.warn(f"{path}: its discriminator has other widths than this run's ({other}): "
+                          "starting D and its optimiser fresh")
+        elif "d" in ckpt:
+            load_state_checked(self.D, ckpt["d"], path, "d")  # other keys: a one-line error
+        d_loaded = "d" in ckpt and not other
         fresh = [k for k in ("g", "d", "g_optim", "d_optim") if k not in ckpt]
         if fresh:
             warnings.warn(f"{path} has no {', '.join(fresh)}: starting those fresh (converted checkpoint?)")
-        if "g_optim" in ckpt and "d_optim" in ckpt:
+        pairs = [(self.g_optim, "g_optim")] + ([(self.d_optim, "d_optim")] if d_loaded else [])
+        if all(key in ckpt for _, key in pairs):
             # Keep the Adam moments but this run's lr and betas: Optimizer.load_state_dict restores the
             # saved param_groups, so without this a `--ckpt … --lr 0.0005` warm start silently kept 0.002.
-            for optim, key in ((self.g_optim, "g_optim"), (self.d_optim, "d_optim")):
+            for optim, key in pairs:
                 wanted = [{"lr": g["lr"], "betas": g["betas"]} for g in optim.param_groups]
                 optim.load_state_dict(ckpt[key])
                 for group, w in zip(optim.param_groups, wanted):
@@ -352,10 +372,22 @@ class StyleGAN2Trainer(Trainer):
         self.load_extra_state(ckpt, path)
         self.step = int(meta.get("step", step_from_name(path) or 0))
         self._anchor_nimg(meta)
+        self.run_start_nimg = self.nimg  # a new run folder: its D warm-up counts from here
         if meta.get("rng"):
             set_rng_state(meta["rng"], self.device)
             if self.info.rank > 0:
                 seed_everything(self.cfg.seed * 1000 + 1 + self.info.rank + 7919 * self.step)
+
+    @staticmethod
+    def _other_widths(module: nn.Module, sd: dict[str, Tensor]) -> str:
+        """'' when ``sd`` fits ``module``; else, when only the widths differ (same keys), the first one."""
+        own = module.state_dict()
+        if own.keys() != sd.keys():
+            return ""
+        for k, v in own.items():
+            if tuple(sd[k].shape) != tuple(v.shape):
+                return f"{k}: {list(sd[k].shape)} there, {list(v.shape)} here"
+        return ""
 
     # ---- the phases of one step (Karras et al. 2020) ----------------------------------------------
 
@@ -364,10 +396,15 @@ class StyleGAN2Trainer(Trainer):
         return [
             Phase("D main", self.d_main),
             Phase("D reg: R1", self.d_reg, every=c.d_reg_every, when=lambda step: c.r1 > 0),
-            Phase("G main", self.g_main),
-            Phase("G reg: path length", self.g_reg, every=c.g_reg_every, when=lambda step: self.use_path_length()),
+            Phase("G main", self.g_main, when=lambda step: self.g_trains()),
+            Phase("G reg: path length", self.g_reg, every=c.g_reg_every,
+                  when=lambda step: self.g_trains() and self.use_path_length()),
             Phase("EMA", self.ema),
         ]
+
+    def g_trains(self) -> bool:
+        """False during ``d_warmup_kimg`` (G held still while a fresh D learns)."""
+        return self.nimg >= self.run_start_nimg + self.cfg.d_warmup_kimg * 1000
 
     def before_step(self, batch: Tensor) -> Tensor:
         return batch.to(self.device, non_blocking=True)

@@ -18,6 +18,7 @@ import torch.multiprocessing as mp
 
 from stylegan2.checkpoint import load_checkpoint, load_generator
 from stylegan2.training import StyleGAN2Trainer, TrainConfig
+from toonlab.checkpoint import CheckpointError
 from toonlab.training import NonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,6 +121,61 @@ def test_warm_start_keeps_adam_moments_but_takes_this_runs_learning_rate(tmp_pat
         assert saved["param_groups"][0]["lr"] == pytest.approx(0.002 * 2 / 3)  # what the file had
         for k, v in optim.state_dict()["state"].items():
             assert torch.equal(v["exp_avg"], saved["state"][k]["exp_avg"])
+
+
+def test_wider_discriminator_keeps_the_trained_generator_and_starts_d_fresh(tmp_path):
+    first = trainer(tmp_path / "a", iters=2, snapshot_every=2, sample_every=0)
+    first.train(iter(batches(2)))
+    ckpt = tmp_path / "a/checkpoints/000002.pt"
+    saved = load_checkpoint(ckpt)
+    second = trainer(tmp_path / "b", iters=4, snapshot_every=2, sample_every=0, resume=str(ckpt),
+                     d_channel_max=32, d_channel_base=256)
+    assert max(second.D.channels.values()) == 32 and max(second.G.channels.values()) == 16
+    with pytest.warns(UserWarning, match="other widths.*starting D and its optimiser fresh"):
+        second.resume()
+    for k, v in second.G.state_dict().items():
+        assert torch.equal(v, saved["g"][k])
+    assert second.step == 2 and not second.d_optim.state_dict()["state"]  # D's Adam starts empty
+    assert second.g_optim.state_dict()["state"]  # G's moments came with it
+    last = second.train(iter(batches(2)))
+    # the wider D is what the run saves, and an exact resume of the new folder loads it
+    assert load_checkpoint(last)["toonlab"]["d_config"]["channels"] == second.D.channels
+    again = trainer(tmp_path / "b", iters=4, snapshot_every=0, sample_every=0, d_channel_max=32, d_channel_base=256)
+    assert "resumed" in again.resume()
+
+
+def test_d_warmup_holds_g_still_for_its_kimg_then_g_trains_and_a_resume_keeps_the_count(tmp_path):
+    first = trainer(tmp_path / "a", iters=2, snapshot_every=2, sample_every=0)
+    first.train(iter(batches(2)))
+    ckpt = tmp_path / "a/checkpoints/000002.pt"
+    g0, d0 = load_checkpoint(ckpt)["g"], load_checkpoint(ckpt)["d"]
+
+    def run_to(iters: int, **kw) -> dict:
+        t = trainer(tmp_path / "b", iters=iters, snapshot_every=1, sample_every=0, keep=0, d_warmup_kimg=0.008, **kw)
+        t.resume()
+        assert t.run_start_nimg == 8  # where this folder began, also after a resume (not 0)
+        return load_checkpoint(t.train(iter(batches(iters - t.step))))
+
+    # batch 4: 0.008 kimg = 8 images = the steps at 2 and 3 train D alone; G trains from step 4 on
+    after3 = run_to(3, resume=str(ckpt))
+    assert all(torch.equal(v, g0[k]) for k, v in after3["g"].items())
+    assert any(not torch.equal(v, d0[k]) for k, v in after3["d"].items())
+    after4 = run_to(4)  # resumed: still held
+    assert all(torch.equal(v, g0[k]) for k, v in after4["g"].items())
+    after5 = run_to(5)
+    assert any(not torch.equal(v, g0[k]) for k, v in after5["g"].items())
+
+
+def test_a_discriminator_of_another_architecture_is_a_one_line_error(tmp_path):
+    first = trainer(tmp_path / "a", iters=2, snapshot_every=2, sample_every=0)
+    first.train(iter(batches(2)))
+    ckpt = tmp_path / "a/checkpoints/000002.pt"
+    bad = load_checkpoint(ckpt)
+    bad["d"] = {k: v for k, v in bad["d"].items() if not k.startswith("final_linear")}
+    torch.save(bad, tmp_path / "bad.pt")
+    second = trainer(tmp_path / "b", iters=4, resume=str(tmp_path / "bad.pt"))
+    with pytest.raises(CheckpointError, match="d is missing key 'final_linear"):
+        second.resume()
 
 
 def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
