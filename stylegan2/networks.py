@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -673,6 +673,58 @@ class Discriminator(nn.Module):
         x = self.convs(x)
         x = self.final_conv(self.minibatch_stddev(x))
         return self.final_linear(x.reshape(x.shape[0], -1))
+
+    @torch.no_grad()
+    def load_widened(self, sd: Mapping[str, Tensor], noise: float = 0.05, generator: torch.Generator | None = None) -> int:
+        """Load a trained discriminator of the same layout but narrower layers, keeping its function.
+
+        Net2WiderNet (Chen et al. 2016, §3.1): every layer whose width here is ``k`` times the file's
+        holds ``k`` copies of each trained channel (``new channel j`` = ``old channel j mod C``), and
+        the layer reading them divides their weights by ``k``, so before the noise the wide D computes
+        what the narrow one did. Exact copies would also *stay* copies (their gradients are equal
+        and Adam scales them alike), so the copies' incoming weights get Gaussian noise of ``noise``
+        × that tensor's std. Whole multiples only: then the minibatch-stddev feature, a mean over
+        channels, is unchanged too. The equalised-lr scale (1/√fan-in) is folded in. Returns the
+        number of tensors that were widened; a ValueError names the first tensor that cannot be.
+        """
+        own = self.state_dict()
+        if own.keys() != sd.keys():
+            raise ValueError("not the same layout (other keys)")
+        out: dict[str, Tensor] = {}
+        widened = 0
+        for key, new in own.items():
+            old = sd[key].to(new.dtype)
+            if old.shape == new.shape:
+                out[key] = old.clone()
+                continue
+            if old.dim() != new.dim() or old.dim() not in (1, 2, 4):
+                raise ValueError(f"{key}: {list(old.shape)} cannot widen to {list(new.shape)}")
+            widened += 1
+            if new.shape[0] % old.shape[0]:
+                raise ValueError(f"{key}: {new.shape[0]} output channels are not a multiple of {old.shape[0]}")
+            w = old.repeat(new.shape[0] // old.shape[0], *([1] * (old.dim() - 1)))
+            if old.dim() > 1:
+                n_old, n_new = old.shape[1], new.shape[1]
+                # the input side: the final conv reads the channels plus the one minibatch-stddev map
+                extra = 1 if n_new % n_old and (n_new - 1) % (n_old - 1) == 0 else 0
+                if (n_new - extra) % (n_old - extra):
+                    raise ValueError(f"{key}: {n_new} input channels are not a multiple of {n_old}")
+                k = (n_new - extra) // (n_old - extra)
+                src = torch.arange(n_new - extra) % (n_old - extra)
+                if extra:
+                    src = torch.cat([src, torch.tensor([n_old - 1])])
+                share = torch.full((n_new,), 1.0 / k)
+                if extra:
+                    share[-1] = 1.0
+                # stored weight = effective × √(in × kh × kw): k× the inputs is √(n_new/n_old)× the store
+                rescale = math.sqrt(n_new / n_old)
+                w = w[:, src] * share.view(1, -1, *([1] * (old.dim() - 2))) * rescale
+            if old.dim() > 1 and new.shape[0] > old.shape[0] and noise > 0:
+                copies = w[old.shape[0]:]
+                copies += torch.randn(copies.shape, generator=generator) * (noise * float(old.std()))
+            out[key] = w
+        self.load_state_dict(out)
+        return widened
 
 
 # --------------------------------------------------------------------------------------------

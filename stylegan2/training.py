@@ -350,10 +350,16 @@ class StyleGAN2Trainer(Trainer):
         load_state_checked(self.G_ema, ckpt.get("g_ema") or g_sd, path, "g_ema")
         other = "d" in ckpt and self._other_widths(self.D, ckpt["d"])
         if other:
-            # A run with another --d-channel-base/--d-channel-max keeps the trained G and starts a new D
-            # (there is no faithful way to widen a trained one); said, not silent.
-            warnings.warn(f"{path}: its discriminator has other widths than this run's ({other}): "
-                          "starting D and its optimiser fresh")
+            # A run with another --d-channel-base/--d-channel-max keeps the trained G. A D whose layers
+            # are whole multiples of the file's is widened keeping its function (a fresh D on a trained G
+            # never learned to tell: docs/SOURCE_MODEL.md); any other D starts new. Said, not silent.
+            try:
+                seed = torch.Generator().manual_seed(self.cfg.seed + 4099)
+                self.D.load_widened({k: v.float() for k, v in ckpt["d"].items()}, generator=seed)
+                how = "widened, keeping its function; its optimiser starts fresh"
+            except ValueError as e:
+                how = f"starting D and its optimiser fresh ({e})"
+            warnings.warn(f"{path}: its discriminator has other widths than this run's ({other}): {how}")
         elif "d" in ckpt:
             load_state_checked(self.D, ckpt["d"], path, "d")  # other keys: a one-line error
         d_loaded = "d" in ckpt and not other

@@ -227,3 +227,28 @@ def test_truncation_above_one_extrapolates_like_nvidia():
         plain, _ = G([z], noise_mode="const")
     torch.testing.assert_close(lat[:, 0], avg + 1.5 * (w - avg))
     assert not torch.allclose(img, plain)
+
+
+def test_widened_discriminator_computes_what_the_narrow_one_did():
+    torch.manual_seed(0)
+    narrow = Discriminator(32, 2, channel_base=256, channel_max=16)
+    for p in narrow.parameters():  # non-zero biases, so every tensor's copying is checked
+        p.data.normal_()
+    wide = Discriminator(32, 2, channel_base=256, channel_max=48)  # 3× at 4–8 px, 16 at 16 px, 16 at 32 px
+    assert wide.load_widened(narrow.state_dict(), noise=0) > 0
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(wide(x), narrow(x), rtol=1e-4, atol=1e-4)
+        wide.load_widened(narrow.state_dict(), noise=0.05, generator=torch.Generator().manual_seed(1))
+        moved = (wide(x) - narrow(x)).abs().max()
+    assert 0 < moved < 0.2 * narrow(x).abs().mean()  # 2 of 3 copies per channel noised, 5 % each
+    w = wide.state_dict()["final_linear.0.weight"]
+    assert not torch.equal(w[:16], w[16:32])  # the copies differ: the noise broke their symmetry
+
+
+def test_widening_refuses_what_it_cannot_keep():
+    narrow = Discriminator(32, 2, channel_base=256, channel_max=16)
+    with pytest.raises(ValueError, match="not a multiple of 16"):
+        Discriminator(32, 2, channel_base=256, channel_max=24).load_widened(narrow.state_dict())
+    with pytest.raises(ValueError, match="other keys"):
+        Discriminator(16, 2, channel_base=256, channel_max=32).load_widened(narrow.state_dict())

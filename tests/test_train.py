@@ -123,18 +123,23 @@ def test_warm_start_keeps_adam_moments_but_takes_this_runs_learning_rate(tmp_pat
             assert torch.equal(v["exp_avg"], saved["state"][k]["exp_avg"])
 
 
-def test_wider_discriminator_keeps_the_trained_generator_and_starts_d_fresh(tmp_path):
+def test_wider_discriminator_keeps_the_trained_generator_and_widens_d_keeping_its_function(tmp_path):
     first = trainer(tmp_path / "a", iters=2, snapshot_every=2, sample_every=0)
     first.train(iter(batches(2)))
     ckpt = tmp_path / "a/checkpoints/000002.pt"
     saved = load_checkpoint(ckpt)
     second = trainer(tmp_path / "b", iters=4, snapshot_every=2, sample_every=0, resume=str(ckpt),
                      d_channel_max=32, d_channel_base=256)
-    assert max(second.D.channels.values()) == 32 and max(second.G.channels.values()) == 16
-    with pytest.warns(UserWarning, match="other widths.*starting D and its optimiser fresh"):
+    assert set(second.D.channels.values()) == {32} and set(second.G.channels.values()) == {16}
+    with pytest.warns(UserWarning, match="other widths.*widened, keeping its function"):
         second.resume()
     for k, v in second.G.state_dict().items():
         assert torch.equal(v, saved["g"][k])
+    # what the trained D said of an image, the widened one says too (up to the symmetry-breaking noise)
+    x = batches(1, seed=5)[0]
+    with torch.no_grad():
+        said, says = first.D(x), second.D(x)
+    assert (says - said).abs().max() < 0.05 * said.abs().mean() + 1e-3
     assert second.step == 2 and not second.d_optim.state_dict()["state"]  # D's Adam starts empty
     assert second.g_optim.state_dict()["state"]  # G's moments came with it
     last = second.train(iter(batches(2)))
@@ -142,6 +147,16 @@ def test_wider_discriminator_keeps_the_trained_generator_and_starts_d_fresh(tmp_
     assert load_checkpoint(last)["toonlab"]["d_config"]["channels"] == second.D.channels
     again = trainer(tmp_path / "b", iters=4, snapshot_every=0, sample_every=0, d_channel_max=32, d_channel_base=256)
     assert "resumed" in again.resume()
+
+
+def test_a_discriminator_not_a_whole_multiple_wider_starts_fresh_and_says_why(tmp_path):
+    first = trainer(tmp_path / "a", iters=2, snapshot_every=2, sample_every=0)
+    first.train(iter(batches(2)))
+    second = trainer(tmp_path / "b", iters=2, resume=str(tmp_path / "a/checkpoints/000002.pt"), d_channel_max=24,
+                     d_channel_base=256)
+    with pytest.warns(UserWarning, match="starting D and its optimiser fresh .*not a multiple of 16"):
+        second.resume()
+    assert not second.d_optim.state_dict()["state"]
 
 
 def test_d_warmup_holds_g_still_for_its_kimg_then_g_trains_and_a_resume_keeps_the_count(tmp_path):
