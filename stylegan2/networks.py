@@ -693,7 +693,7 @@ class Discriminator(nn.Module):
         out: dict[str, Tensor] = {}
         widened = 0
         for key, new in own.items():
-            old = sd[key].to(new.dtype)
+            old = sd[key].detach().to(device="cpu", dtype=new.dtype)  # built on the CPU; loading moves it
             if old.shape == new.shape:
                 out[key] = old.clone()
                 continue

@@ -355,7 +355,7 @@ class StyleGAN2Trainer(Trainer):
             # never learned to tell: docs/SOURCE_MODEL.md); any other D starts new. Said, not silent.
             try:
                 seed = torch.Generator().manual_seed(self.cfg.seed + 4099)
-                self.D.load_widened({k: v.float() for k, v in ckpt["d"].items()}, generator=seed)
+                self.D.load_widened(ckpt["d"], generator=seed)
                 how = "widened, keeping its function; its optimiser starts fresh"
             except ValueError as e:
                 how = f"starting D and its optimiser fresh ({e})"
