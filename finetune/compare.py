@@ -52,7 +52,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from finetune.compare_stats import Paired, Row, aggregate, levelled, paired, se, verdict
+from finetune.compare_stats import Paired, Row, aggregate, level_noise_note, levelled, paired, se, verdict
 from metrics.probes import (
     SCORE_MIN_R2,
     ProbeBundle,
@@ -505,6 +505,7 @@ def finetune_method(name: str, s: CompareSettings, log: Callable[[str], None], t
         log(f"{tag} already fine-tuned: levelled off at step {curve['levelled_at_step']}, skipping")
     elif done >= s.iters:
         log(f"{tag} already fine-tuned ({done} steps), skipping")
+    noise_noted = False  # the level-tol-vs-noise note is said once per run
     for stop in s.schedule():
         if curve.get("levelled_at_step") is not None:
             break
@@ -529,6 +530,11 @@ def finetune_method(name: str, s: CompareSettings, log: Callable[[str], None], t
                 points[stop] = _curve_point(curve_scorer, G, stop, s)
                 curve["points"] = [points[k] for k in sorted(points)]
                 write_json_atomic(curve_path, curve)
+        if s.until_level and stop in points and not noise_noted:
+            note = level_noise_note(float(points[stop].get("style_se") or 0.0), s.eval_n, s.level_tol)
+            if note:
+                log(f"{tag} note: {note}")
+            noise_noted = True
         if s.until_level and levelled([points[k]["style_score"] for k in sorted(points) if k <= stop],
                                       s.level_k, s.level_tol):
             curve["levelled_at_step"] = stop

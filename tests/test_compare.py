@@ -23,7 +23,7 @@ from finetune.compare import (
     what_the_numbers_say,
     write_report,
 )
-from finetune.compare_stats import aggregate, levelled, paired, verdict
+from finetune.compare_stats import aggregate, level_noise_note, levelled, paired, verdict
 from finetune.compare_translators import TranslatedGenerator
 from metrics.probes import (
     ProbeBundle,
@@ -195,7 +195,8 @@ def test_until_level_stops_a_run_and_records_where(probes, tmp_path):
     settings = CompareSettings(source=str(source_ckpt(tmp_path)), methods=["freezeSG"], iters=3, quick=True,
                                out_root=str(tmp_path / "runs"), device="cpu", n=4, eval_n=4, eval_every=1,
                                until_level=True, level_k=2, level_tol=1.0, grid_seeds=[0])
-    study = run_comparison(settings, probes)
+    study = run_comparison(settings, probes, log=(said := []).append)
+    assert not any("within the noise" in m for m in said)  # a tolerance of 1 is above any s.e. of probabilities
     run = tmp_path / "runs/webtoon/seed0/freezeSG"
     assert sorted(p.name for p in (run / "checkpoints").glob("*.pt"))[-1] == "000002.pt"
     assert _json(run / "curve.json")["levelled_at_step"] == 2
@@ -210,6 +211,14 @@ def test_until_level_stops_a_run_and_records_where(probes, tmp_path):
     settings.until_level = False
     run_comparison(settings, probes, log=(msgs := []).append)
     assert any("steps 2..3" in m for m in msgs)
+
+
+def test_level_noise_note_warns_when_the_tolerance_is_within_one_points_noise():
+    # The numbers the 64-px comparison saw: s.e. 0.023 at eval-n 200 against the default 0.02.
+    note = level_noise_note(0.023, 200, 0.02)
+    assert note is not None and "--eval-n 1058" in note and "0.05" in note
+    assert level_noise_note(0.009, 1058, 0.02) is None  # 2·se = 0.018 < 0.02: the rule can tell
+    assert level_noise_note(0.0, 4, 1e-9) is None  # no spread measured: nothing to warn about
 
 
 def test_paired_differences_and_standard_errors_on_synthetic_numbers():
