@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from finetune.compare import (
+    METHODS,
     CompareSettings,
     MethodResult,
     main,
@@ -213,6 +214,28 @@ def test_until_level_stops_a_run_and_records_where(probes, tmp_path):
     assert any("steps 2..3" in m for m in msgs)
 
 
+def test_freezeG3_freezes_the_blocks_freezeSG_freezes_at_64px():
+    # The depth-matched FreezeG row: same frozen synthesis blocks as FreezeSG 2 (blocks 1..2),
+    # the difference being only the mapping (frozen whole in FreezeG; FreezeSG trains the
+    # target's for the later entries). FreezeG 2 freezes one block more (block 3 = 16 px).
+    from finetune.freeze import FreezeSpec
+    from stylegan2.blocks import generator_block_of
+
+    G = tiny_generator(64)
+    assert G.n_blocks == 5
+
+    def synthesis(frozen: set[str]) -> set[str]:
+        return {n for n in frozen if generator_block_of(n) is not None}
+
+    sg = FreezeSpec(freeze_sg=METHODS["freezeSG"]["freeze"]).generator_frozen(G)
+    g3 = FreezeSpec(freeze_g=METHODS["freezeG3"]["freeze_g"]).generator_frozen(G)
+    g2 = FreezeSpec(freeze_g=METHODS["freezeG"]["freeze_g"]).generator_frozen(G)
+    assert synthesis(g3) == synthesis(sg) and {generator_block_of(n) for n in synthesis(sg)} == {1, 2}
+    assert {generator_block_of(n) for n in synthesis(g2)} == {1, 2, 3}
+    mapping = {n for n, _ in G.named_parameters() if generator_block_of(n) is None}
+    assert mapping <= g3 and not mapping & sg
+
+
 def test_level_noise_note_warns_when_the_tolerance_is_within_one_points_noise():
     # The numbers the 64-px comparison saw: s.e. 0.023 at eval-n 200 against the default 0.02.
     note = level_noise_note(0.023, 200, 0.02)
@@ -315,6 +338,10 @@ def test_conclusion_follows_the_numbers():
     refuted = [src, _row("freezeG", "finetune", low, 0.9), _row("freezeSG", "finetune", high, 0.9),
                _row("structure", "finetune", high, 0.9)]
     assert "do not support" in _says(refuted)
+    assert "same frozen blocks" not in _says(refuted)  # no freezeG3 row: nothing to say about it
+    # With the depth-matched FreezeG row, the conclusion says how FreezeSG compares at equal depth.
+    matched = _says([*refuted, _row("freezeG3", "finetune", low, 0.9)])
+    assert "At the same frozen blocks (FreezeG 3, `freezeG3`): freezeSG" in matched and ": higher;" in matched
     # Lower structure error but no longer cartoon: not counted as keeping structure "better".
     bland = [src, _row("freezeG", "finetune", high, 0.9), _row("freezeSG", "finetune", low, 0.2)]
     assert "do not support" in _says(bland)
