@@ -161,8 +161,10 @@ def test_face_tab_in_a_real_browser(app_url, tmp_path):
         d.save_screenshot(str(tmp_path / "face_swapped.png"))
 
         # A photo without a face: a message on the page, and the app still answers.
+        done = d.execute_script("return document.body.dataset.faces")
         d.find_element(By.ID, "face-file").send_keys(str(flat))
-        wait_for(d, lambda d: d.find_element(By.ID, "face-message").text, 120, "the no-face message")
+        wait_for(d, lambda d: d.execute_script("return document.body.dataset.faces") != done, 120,
+                 "the no-face message")
         assert d.find_element(By.ID, "face-message").text.startswith("no face found in the photo")
         d.save_screenshot(str(tmp_path / "no_face.png"))
 
@@ -170,8 +172,12 @@ def test_face_tab_in_a_real_browser(app_url, tmp_path):
         d.find_element(By.ID, "webcam-btn").click()
         wait_for(d, lambda d: d.execute_script("return document.getElementById('webcam').videoWidth") > 0, 30,
                  "the webcam")
+        done = d.execute_script("return document.body.dataset.faces")
         d.find_element(By.ID, "snap-btn").click()
-        wait_for(d, lambda d: d.find_element(By.ID, "face-message").text, 120, "the webcam result")
+        # Wait for this attempt's answer: the no-face message of the flat photo is still on the page until
+        # the snapshot (encoded asynchronously) starts its own attempt.
+        wait_for(d, lambda d: d.execute_script("return document.body.dataset.faces") != done, 120,
+                 "the webcam result")
         assert "no face found" in d.find_element(By.ID, "face-message").text
 
         # Nothing but this server was contacted.
