@@ -746,6 +746,10 @@ def _signed(p: Paired | None, digits: int = 4) -> str:
     return f"{sign}{body} ± {lat}{seeds}"
 
 
+# A style score this close to 1 for every fine-tuned row says only "all of them are cartoon".
+STYLE_SATURATED = 0.99
+
+
 def _claim_verdict(rows: Sequence[Row]) -> tuple[str, str]:
     """(short verdict, sentences) for one target: the paper's claim, FreezeSG/structure vs FreezeG."""
     by = {r.name: r for r in rows}
@@ -829,6 +833,13 @@ def what_the_numbers_say(rows: Sequence[Row] | Mapping[str, Sequence[Row]], prob
         styl = sorted(tuned, key=lambda r: -r.style_score)
         out.append("Style score, highest first: " + ", ".join(f"{r.name} {r.style_score:.3f}" for r in styl)
                    + (f" (source {src.style_score:.3f})" if src else "") + ".")
+        if len(tuned) > 1 and min(r.style_score for r in tuned) >= STYLE_SATURATED:
+            # Every generator is "cartoon" with certainty: the classifier cannot say which went further.
+            q = sorted((r for r in tuned if r.quality is not None), key=lambda r: r.quality)
+            out.append(f"The style classifier is saturated on this target (every fine-tuned generator scores "
+                       f"≥ {STYLE_SATURATED}), so the style score cannot rank them"
+                       + ("; the quality score (distance to the target's renders, lower = closer) does: "
+                          + ", ".join(f"{r.name} {r.quality:.1f}" for r in q) if q else "") + ".")
         weak = [r.name for r in tuned if r.style_score < 0.5]
         if weak:
             out.append(f"Not yet cartoon by the classifier (style score < 0.5): {', '.join(weak)}; their structure "

@@ -354,6 +354,14 @@ def test_conclusion_follows_the_numbers():
     both = what_the_numbers_say({"webtoon": aggregate(supported, "webtoon"), "sketch": aggregate(other, "sketch")},
                                 None, 2)
     assert "**webtoon.**" in both and "**sketch.**" in both and "the targets disagree" in both
+    # A saturated style classifier (sketch: every method 1.000) is said, and the quality ranks them instead.
+    sat = aggregate([src, _row("freezeG", "finetune", high, 0.999), _row("freezeSG", "finetune", low, 0.995)],
+                    "webtoon")
+    for r in sat:
+        r.quality = {"freezeG": 87.4, "freezeSG": 100.6}.get(r.name)
+    says = what_the_numbers_say(sat, None, 2)
+    assert "saturated on this target" in says and "freezeG 87.4, freezeSG 100.6" in says
+    assert "saturated" not in _says(supported)
     # Seeds that disagree widen the standard error: the same mean difference is no longer called.
     noisy = [src, _row("freezeG", "finetune", high, 0.9, seed=0), _row("freezeSG", "finetune", low, 0.9, seed=0),
              _row("freezeG", "finetune", low, 0.9, seed=1), _row("freezeSG", "finetune", high, 0.9, seed=1)]
