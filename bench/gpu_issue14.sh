@@ -99,11 +99,14 @@ if [ -n "$TR_CKPT" ] || [ -n "${DRY_RUN:-}" ]; then
 fi
 
 # ---- phase B: the cartoon generators and the encoder, from the new source
+# The method docs/COMPARISON.md found best (2026-12-07, 64 px, webtoon two seeds and sketch seed 0): FreezeG 2
+# keeps the structure best at a style score not clearly different from FreezeSG's.
+FT_FLAGS=${FT_FLAGS:---freeze-g 2}
 say "phase B: ${B_S} s"
 if [ -f "$OUT/source_synthetic64.pt" ] || [ -n "${DRY_RUN:-}" ]; then
   for target in webtoon sketch; do
     bg "cartoon_$target" "$B_S" "$PY" finetune/train.py --ckpt "$OUT/source_synthetic64.pt" --target "$target" \
-      --freeze 2 --structure-loss 3 --batch "$FB" --kimg 100000 --snapshot-every 2000 --sample-every 2000 --keep 1 \
+      $FT_FLAGS --batch "$FB" --kimg 100000 --snapshot-every 2000 --sample-every 2000 --keep 1 \
       --workers 2 --device "$DEV" --out "$RUNS/cartoon_$target"
   done
   bg encoder "$B_S" "$PY" inversion/encoder.py train --ckpt "$OUT/source_synthetic64.pt" --out "$RUNS/encoder" \
