@@ -166,7 +166,8 @@ class CompareSettings:
     translator_batch: int = 4
     translator_features: str = "auto"  # auto | imagenet | random (AnimeGANv2/CartoonGAN content features)
     translator_features_weights: str | None = None
-    # Extra translator config fields (tests: tiny CycleGANs); not a command-line option.
+    # Extra translator config fields per model ({"cyclegan": {"ngf": 32}}): --translator-arch; tests
+    # also pass other fields (pool) to keep their CycleGANs tiny.
     translator_overrides: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> "CompareSettings":
@@ -248,6 +249,10 @@ class CompareSettings:
                      "--translator-features", self.translator_features]
             if self.translator_features_weights:
                 args += ["--translator-features-weights", _display(self.translator_features_weights)]
+            if self.translator_overrides:
+                from finetune.compare_translators import format_translator_arch
+
+                args += ["--translator-arch", format_translator_arch(self.translator_overrides)]
         args += ["--out", _display(self.out_root), "--report", _display(out)]
         if self.quick:
             args.append("--quick")
@@ -1148,6 +1153,9 @@ def _ints(text: str | None, flag: str) -> list[int]:
                                       "auto (ImageNet when found, else random, said so).")
 @click.option("--translator-features-weights", type=click.Path(dir_okay=False), default=None,
               show_default="the torch hub cache", help="VGG19 weights file (vgg19-dcbb9e9d.pth).")
+@click.option("--translator-arch", default=None, show_default="each trainer's published size",
+              help="Sizes of the trained translators, MODEL.FIELD=N comma-separated (cyclegan.ngf, cyclegan.ndf, "
+                   "cyclegan.n_blocks), e.g. to match the source generator's parameter count.")
 @click.option("--out", "out_root", type=click.Path(file_okay=False), default="runs/compare", show_default=True,
               help="Folder of the run folders (<out>/<target>/seed<k>/<method>/).")
 @click.option("--report", "out", type=click.Path(dir_okay=False), default="docs/COMPARISON.md", show_default=True,
@@ -1164,13 +1172,15 @@ def main(source: str | None, targets: str | None, target: str, kimg: float, iter
          until_level: bool,
          level_k: int, level_tol: float, probes: str | None, translators: str | None, train_translators: str | None,
          translator_iters: int, translator_batch: int, translator_features: str,
-         translator_features_weights: str | None, out_root: str, out: str, grid: str | None, curves: str | None,
+         translator_features_weights: str | None, translator_arch: str | None, out_root: str, out: str, grid: str | None, curves: str | None,
          device: str, quick: bool) -> None:
     """Fine-tune one source with every method on each target and seed, score translators on the same
     latents, and write a measured comparison."""
     if source is None and not bundled_generator().exists():
         raise ToonlabError(f"no --ckpt given and the bundled generator is missing at {bundled_generator()}; "
                            f"pass --ckpt G.pt (a StyleGAN2 checkpoint)")
+    from finetune.compare_translators import parse_translator_arch
+
     with user_errors():
         settings = CompareSettings(
             source=source, target=target, targets=_csv(targets), kimg=kimg, iters=iters, batch=batch, seed=seed,
@@ -1181,7 +1191,7 @@ def main(source: str | None, targets: str | None, target: str, kimg: float, iter
             train_translators=_csv(train_translators),
             translator_iters=translator_iters, translator_batch=translator_batch,
             translator_features=translator_features, translator_features_weights=translator_features_weights,
-            device=device, quick=quick)
+            translator_overrides=parse_translator_arch(translator_arch), device=device, quick=quick)
         # The source is checked before the probes (a missing source is the likelier mistake);
         # Ctrl-C: the trainer's "re-run to resume" line.
         study = run_comparison(settings, None, click.echo)

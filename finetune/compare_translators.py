@@ -27,7 +27,7 @@ from stylegan2.networks import Generator, SynthesisOutput
 from toonlab.errors import UserInputError
 
 __all__ = ["TRAINABLE", "TranslatedGenerator", "TranslatorSpec", "load_translator", "train_translator",
-           "translator_target", "parse_translators"]
+           "translator_target", "parse_translators", "parse_translator_arch", "format_translator_arch"]
 
 #: Translators ``--train-translators`` can train (the family's trainer decides the recipe).
 TRAINABLE = ("animegan2", "cartoongan", "cyclegan")
@@ -145,6 +145,32 @@ def load_translator(spec: TranslatorSpec, device: torch.device, seed: int = 0) -
 
         G, _ = load_generator(path, device)
     return Translator(G, device, precision="fp32", fuse=False)
+
+
+#: Config fields ``--translator-arch`` may set (the networks' sizes; the recipe stays the trainer's).
+ARCH_FIELDS = {"cyclegan": ("ngf", "ndf", "n_blocks")}
+
+
+def parse_translator_arch(value: str | None) -> dict[str, dict[str, int]]:
+    """``MODEL.FIELD=N[,…]`` (e.g. ``cyclegan.ngf=32,cyclegan.n_blocks=6``) → ``{model: {field: N}}``,
+    the per-model config overrides of the trained translators; a bad item is a one-line error."""
+    out: dict[str, dict[str, int]] = {}
+    for item in (i.strip() for i in (value or "").split(",")):
+        if not item:
+            continue
+        m = re.fullmatch(r"([a-z0-9]+)\.([a-z_]+)=([0-9]+)", item)
+        if m is None or m.group(2) not in ARCH_FIELDS.get(m.group(1), ()):
+            known = ", ".join(f"{k}.{f}" for k, fs in ARCH_FIELDS.items() for f in fs)
+            raise UserInputError(f"--translator-arch {item!r}: write MODEL.FIELD=N with one of {known}")
+        if int(m.group(3)) < 1:
+            raise UserInputError(f"--translator-arch {item!r}: sizes are at least 1")
+        out.setdefault(m.group(1), {})[m.group(2)] = int(m.group(3))
+    return out
+
+
+def format_translator_arch(arch: dict[str, dict[str, Any]]) -> str:
+    """The ``--translator-arch`` text of ``arch`` (the inverse of :func:`parse_translator_arch`)."""
+    return ",".join(f"{m}.{k}={v}" for m, fs in arch.items() for k, v in fs.items())
 
 
 def _vgg_mode(mode: str, weights: str | None, log: Callable[[str], None]) -> str:

@@ -134,7 +134,7 @@ def test_study_two_targets_two_seeds_translator_curves_and_resume(probes, sketch
         source=str(source_ckpt(tmp_path)), targets=["webtoon", "sketch"], seeds=[0, 1],
         methods=["freezeG", "freezeSG"], iters=2, quick=True, out_root=str(tmp_path / "runs"), device="cpu", n=8,
         eval_n=4, eval_every=1, grid_seeds=[0, 1], train_translators=["cyclegan"], translator_iters=2,
-        translator_overrides={"cyclegan": {"ngf": 4, "ndf": 4, "n_blocks": 1, "pool": 0}},
+        translator_overrides={"cyclegan": {"ngf": 4, "ndf": 4, "n_blocks": 1}},
         quality=False)  # the quality score (16 Fréchet distances per target and seed) is tested below
     bundles = {"webtoon": probes, "sketch": sketch_probes}
     study = run_comparison(settings, bundles, log=(first := []).append)
@@ -170,6 +170,12 @@ def test_study_two_targets_two_seeds_translator_curves_and_resume(probes, sketch
     assert "**translation**" in text and "Δ structure vs freezeSG" in text and "## What the numbers say" in text
     assert "old FreezeSG definition" not in text and "held-out R², GAN look" in text
     assert "sha256" in text and "images/comparison_curves.png" in text
+    # The report's command re-creates the translators at the size they were trained at.
+    assert "--translator-arch cyclegan.ngf=4,cyclegan.ndf=4,cyclegan.n_blocks=1" in text
+    from translation.models import load_cyclegan
+
+    G, _ = load_cyclegan(tmp_path / "runs/webtoon/seed0/translate-cyclegan/checkpoints/000002.pt")
+    assert (G.ngf, G.n_blocks) == (4, 1)  # not the published ngf 64, 9 blocks
     assert [g.name for g in grids] == ["comparison_webtoon.png", "comparison_sketch.png"]
     assert curves_png == tmp_path / "docs/images/comparison_curves.png" and curves_png.stat().st_size > 0
     with Image.open(curves_png) as im:
@@ -367,6 +373,21 @@ def test_conclusion_follows_the_numbers():
              _row("freezeG", "finetune", low, 0.9, seed=1), _row("freezeSG", "finetune", high, 0.9, seed=1)]
     rows = {r.name: r for r in aggregate(noisy, "webtoon")}
     assert rows["freezeG"].vs_ref.verdict() == "not clearly different"
+
+
+def test_translator_arch_parses_round_trips_and_rejects_bad_items(tmp_path):
+    from finetune.compare_translators import format_translator_arch, parse_translator_arch
+    from toonlab.errors import UserInputError
+
+    arch = parse_translator_arch("cyclegan.ngf=32, cyclegan.ndf=32,cyclegan.n_blocks=6")
+    assert arch == {"cyclegan": {"ngf": 32, "ndf": 32, "n_blocks": 6}}
+    assert parse_translator_arch(format_translator_arch(arch)) == arch and parse_translator_arch(None) == {}
+    for bad in ("cyclegan.lr=1", "animegan2.ngf=32", "cyclegan.ngf=0", "ngf=32", "cyclegan.ngf=x"):
+        with pytest.raises(UserInputError, match="--translator-arch"):
+            parse_translator_arch(bad)
+    r = CliRunner().invoke(main, ["--ckpt", str(source_ckpt(tmp_path)), "--quick", "--out", str(tmp_path / "runs"),
+                                  "--translator-arch", "cyclegan.pool=0"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "cyclegan.ngf" in r.output, r.output
 
 
 def test_missing_bundled_source_is_one_line_exit_2(tmp_path, monkeypatch):

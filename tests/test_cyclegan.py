@@ -131,10 +131,13 @@ def test_resume_is_exact_and_checkpoint_loads(tmp_path, data, monkeypatch):
 def test_cli_trains_and_rejects_bad_input(tmp_path):
     args = ["--size", "32", "--batch", "1", "--n-blocks", "1", "--workers", "0", "--device", "cpu", "--no-tensorboard",
             "--synthetic-length", "4"]
-    res = CliRunner().invoke(main, ["--out", str(tmp_path / "r"), "--iters", "1", *args])
+    res = CliRunner().invoke(main, ["--out", str(tmp_path / "r"), "--iters", "1", "--ngf", "4", "--ndf", "4", *args])
     assert res.exit_code == 0, res.output
     assert "built-in synthetic photo → webtoon" in res.output
     assert (tmp_path / "r" / "checkpoints" / "000001.pt").is_file()
+    G, meta = load_cyclegan(tmp_path / "r" / "checkpoints" / "000001.pt")
+    assert meta["arch"] == {"ngf": 4, "ndf": 4, "n_blocks": 1}
+    assert sum(p.numel() for p in G.parameters()) == sum(p.numel() for p in CycleGANGenerator(4, 1).parameters())
     res = CliRunner().invoke(main, ["--out", str(tmp_path / "x"), "--photos", str(tmp_path / "nope"), *args])
     assert res.exit_code == 2 and "Traceback" not in res.output
     res = CliRunner().invoke(main, ["--out", str(tmp_path / "y"), "--size", "34", "--iters", "1", "--device", "cpu",
