@@ -1021,11 +1021,15 @@ def write_report(
         f"the rest fine-tuned",
     ]
     if any(r.kind == "translation" for r in study.results):
+        from finetune.compare_translators import format_translator_arch
+
         lines.append(f"- Translators: applied to the source's renders of the same latents (same ψ, same noise) and "
                      f"scored with the same probes"
                      + (f"; trained here: {', '.join(s.train_translators)} on `synthetic:photo` → `synthetic:TARGET`, "
                         f"{s.translator_iters} iterations (AnimeGANv2/CartoonGAN: 20 % content-only initialisation), "
                         f"batch {s.translator_batch}, at the source's size, one run per target and seed"
+                        + (f", networks sized `--translator-arch {format_translator_arch(s.translator_overrides)}`"
+                           if s.translator_overrides else ", the published network sizes")
                         if s.train_translators else ""))
     lines += ["", "## The probes (measuring instruments)", ""] + _r2_table(study.probes, study.probe_paths)
     lines += ["## Curves", "",

@@ -171,7 +171,7 @@ def test_study_two_targets_two_seeds_translator_curves_and_resume(probes, sketch
     assert "old FreezeSG definition" not in text and "held-out R², GAN look" in text
     assert "sha256" in text and "images/comparison_curves.png" in text
     # The report's command re-creates the translators at the size they were trained at.
-    assert "--translator-arch cyclegan.ngf=4,cyclegan.ndf=4,cyclegan.n_blocks=1" in text
+    assert text.count("--translator-arch cyclegan.ngf=4,cyclegan.ndf=4,cyclegan.n_blocks=1") == 2  # command, setup
     from translation.models import load_cyclegan
 
     G, _ = load_cyclegan(tmp_path / "runs/webtoon/seed0/translate-cyclegan/checkpoints/000002.pt")
