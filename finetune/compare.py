@@ -877,6 +877,16 @@ def what_the_numbers_say(rows: Sequence[Row] | Mapping[str, Sequence[Row]], prob
               f"({ds.diff:+.3f})" if d is not None and ds is not None else "")
         out.append(f"The translator {r.name}: structure error {_num(r.structure_error)}, style score "
                    f"{r.style_score:.3f}, quality {_num(r.quality)}{vs}.")
+    if trans and tuned:
+        # The question across the roads: the best of each, paired on the same latents.
+        bt, bf = min(trans, key=lambda r: r.structure_error), min(tuned, key=lambda r: r.structure_error)
+        d, ds = paired(bt.structure, bf.structure), paired(bt.style, bf.style)
+        if d is not None and ds is not None:
+            out.append(f"The two roads: the best translator ({bt.name}, {_num(bt.structure_error)}) against the best "
+                       f"fine-tuned generator ({bf.name}, {_num(bf.structure_error)}): structure {d.verdict()} "
+                       f"({_signed(d)}), style score {ds.diff:+.3f}"
+                       + (f", quality {bt.quality:.1f} vs {bf.quality:.1f}"
+                          if bt.quality is not None and bf.quality is not None else "") + ".")
     if probes is not None and probes.metrics:
         m = probes.metrics
         r2 = probes.field_r2()

@@ -368,6 +368,11 @@ def test_conclusion_follows_the_numbers():
     says = what_the_numbers_say(sat, None, 2)
     assert "saturated on this target" in says and "freezeG 87.4, freezeSG 100.6" in says
     assert "saturated" not in _says(supported)
+    # A translator row: compared with the best fine-tuned generator, whichever way it falls.
+    assert "The two roads" not in _says(supported)
+    roads = _says([*supported, _row("cyclegan (translation)", "translation", high, 0.95)])
+    assert "The two roads: the best translator (cyclegan (translation)" in roads
+    assert "best fine-tuned generator (freezeSG" in roads and "structure higher" in roads, roads
     # Seeds that disagree widen the standard error: the same mean difference is no longer called.
     noisy = [src, _row("freezeG", "finetune", high, 0.9, seed=0), _row("freezeSG", "finetune", low, 0.9, seed=0),
              _row("freezeG", "finetune", low, 0.9, seed=1), _row("freezeSG", "finetune", high, 0.9, seed=1)]
