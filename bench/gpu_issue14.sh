@@ -99,7 +99,7 @@ if [ -n "$TR_CKPT" ] || [ -n "${DRY_RUN:-}" ]; then
 fi
 
 # ---- phase B: the cartoon generators and the encoder, from the new source
-# The method docs/COMPARISON.md found best (2026-12-07, 64 px, webtoon two seeds and sketch seed 0): FreezeG 2
+# The method docs/COMPARISON.md found best (2026-12-07, 64 px, webtoon and sketch, two seeds each): FreezeG 2
 # keeps the structure best at a style score not clearly different from FreezeSG's.
 FT_FLAGS=${FT_FLAGS:---freeze-g 2}
 say "phase B: ${B_S} s"
