@@ -166,8 +166,7 @@ class CompareSettings:
     translator_batch: int = 4
     translator_features: str = "auto"  # auto | imagenet | random (AnimeGANv2/CartoonGAN content features)
     translator_features_weights: str | None = None
-    # Extra translator config fields per model ({"cyclegan": {"ngf": 32}}): --translator-arch; tests
-    # also pass other fields (pool) to keep their CycleGANs tiny.
+    # Network sizes of the trained translators per model ({"cyclegan": {"ngf": 32}}): --translator-arch.
     translator_overrides: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> "CompareSettings":
@@ -1186,8 +1185,8 @@ def main(source: str | None, targets: str | None, target: str, kimg: float, iter
          until_level: bool,
          level_k: int, level_tol: float, probes: str | None, translators: str | None, train_translators: str | None,
          translator_iters: int, translator_batch: int, translator_features: str,
-         translator_features_weights: str | None, translator_arch: str | None, out_root: str, out: str, grid: str | None, curves: str | None,
-         device: str, quick: bool) -> None:
+         translator_features_weights: str | None, translator_arch: str | None, out_root: str, out: str,
+         grid: str | None, curves: str | None, device: str, quick: bool) -> None:
     """Fine-tune one source with every method on each target and seed, score translators on the same
     latents, and write a measured comparison."""
     if source is None and not bundled_generator().exists():
