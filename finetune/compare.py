@@ -109,6 +109,17 @@ def method_flags(name: str) -> str:
     return " ".join(_FLAG[k] if v is True else f"{_FLAG[k]} {v}" for k, v in METHODS[name].items()) or "(none)"
 
 
+def _translator_how(spec: Any, seed: int) -> str:
+    """A translator row's "how" text. One trained here lives in each seed's folder, so the text names
+    the folder with ``seed<k>``: the same for every seed, where the first seed's path would pass
+    for all of them."""
+    where = _display(spec.path)
+    if not spec.trained_here:
+        return where
+    # In backticks: a bare <k> would be read as an HTML tag and vanish from the rendered table.
+    return "`" + re.sub(rf"(^|/)seed{seed}/", r"\1seed<k>/", where) + "` (trained here, one per seed)"
+
+
 def _display(path: str | Path | None) -> str:
     """A path as the report shows it: relative to the repository root when inside it."""
     p = Path(str(path))
@@ -661,8 +672,7 @@ def run_comparison(
                 safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.model)
                 sc = _cached(base / "translators" / f"{safe}-{tkey['translator']}.json", tkey,
                              lambda: scorer.score(TG, target))
-                r = _result(spec.label, "translation", f"{_display(spec.path)}" + (" (trained here)" if spec.trained_here
-                                                                                    else ""),
+                r = _result(spec.label, "translation", _translator_how(spec, seed),
                             target, seed, sc, checkpoint=spec.path, generator=TG if keep else None)
                 results.append(r)
                 say(f"[{spec.label} · {target} · seed {seed}] structure error {r.structure_error:.4f}, style score "
@@ -1030,16 +1040,19 @@ def write_report(
         f"the rest fine-tuned",
     ]
     if any(r.kind == "translation" for r in study.results):
-        from finetune.compare_translators import format_translator_arch
+        from finetune.compare_translators import INIT_FRAC, format_translator_arch
 
-        lines.append(f"- Translators: applied to the source's renders of the same latents (same ψ, same noise) and "
-                     f"scored with the same probes"
-                     + (f"; trained here: {', '.join(s.train_translators)} on `synthetic:photo` → `synthetic:TARGET`, "
-                        f"{s.translator_iters} iterations (AnimeGANv2/CartoonGAN: 20 % content-only initialisation), "
-                        f"batch {s.translator_batch}, at the source's size, one run per target and seed"
-                        + (f", networks sized `--translator-arch {format_translator_arch(s.translator_overrides)}`"
-                           if s.translator_overrides else ", the published network sizes")
-                        if s.train_translators else ""))
+        trained = ""
+        if s.train_translators:
+            init = (f" (AnimeGANv2/CartoonGAN: {INIT_FRAC:.0%} content-only initialisation)"
+                    if {"animegan2", "cartoongan"} & set(s.train_translators) else "")
+            sizes = (f", networks sized `--translator-arch {format_translator_arch(s.translator_overrides)}`"
+                     if s.translator_overrides else ", the published network sizes")
+            trained = (f"; trained here: {', '.join(s.train_translators)} on `synthetic:photo` → `synthetic:TARGET`, "
+                       f"{s.translator_iters} iterations{init}, batch {s.translator_batch}, at the source's size, "
+                       f"one run per target and seed{sizes}")
+        lines.append("- Translators: applied to the source's renders of the same latents (same ψ, same noise) and "
+                     "scored with the same probes" + trained)
     lines += ["", "## The probes (measuring instruments)", ""] + _r2_table(study.probes, study.probe_paths)
     lines += ["## Curves", "",
               f"![structure error and style score against kimg, one line per method, per target]({rel(curves_png)})",

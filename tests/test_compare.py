@@ -159,6 +159,9 @@ def test_study_two_targets_two_seeds_translator_curves_and_resume(probes, sketch
     assert rows["freezeG"].seeds == [0, 1] and rows["freezeG"].structure_se_seeds is not None
     assert rows["freezeG"].ref == "freezeSG" and rows["freezeG+swap2"].ref == "freezeSG+swap2"
     assert rows["cyclegan (translation)"].ref == "freezeSG" and rows["source"].vs_ref is None
+    # One translator per seed: the row names the per-seed folder, not the first seed's checkpoint.
+    assert rows["cyclegan (translation)"].flags.endswith(
+        "webtoon/seed<k>/translate-cyclegan/checkpoints/000002.pt` (trained here, one per seed)")
     per_seed = [r.structure_error for r in study.results if r.name == "freezeG" and r.target == "webtoon"]
     assert rows["freezeG"].structure_error == pytest.approx(sum(per_seed) / 2)
 
@@ -170,6 +173,7 @@ def test_study_two_targets_two_seeds_translator_curves_and_resume(probes, sketch
     assert "**translation**" in text and "Δ structure vs freezeSG" in text and "## What the numbers say" in text
     assert "old FreezeSG definition" not in text and "held-out R², GAN look" in text
     assert "sha256" in text and "images/comparison_curves.png" in text
+    assert "content-only initialisation" not in text  # only CycleGAN was trained: no AnimeGAN init phase
     # The report's command re-creates the translators at the size they were trained at.
     assert text.count("--translator-arch cyclegan.ngf=4,cyclegan.ndf=4,cyclegan.n_blocks=1") == 2  # command, setup
     from translation.models import load_cyclegan
@@ -276,6 +280,9 @@ def test_paired_differences_and_standard_errors_on_synthetic_numbers():
     assert g.structure_se_seeds == pytest.approx(float(torch.tensor([2.5, 3.0]).std() / math.sqrt(2)))
     assert g.vs_ref.diff == pytest.approx(p.diff) and g.verdict().startswith("structure higher")
     assert rows["freezeSG"].vs_ref is None
+    assert rows["freezeG"].flags == ""  # the same "how" on both seeds is shown once
+    runs[0].flags, runs[1].flags = "a.pt", "b.pt"  # seeds made differently: both are named
+    assert {r.name: r for r in aggregate(runs, "webtoon")}["freezeG"].flags == "a.pt / b.pt"
     assert levelled([0.1, 0.5, 0.51, 0.5], 3, 0.02) and not levelled([0.5, 0.52, 0.56], 3, 0.02)
     assert not levelled([0.5, 0.5], 3, 1.0)  # fewer points than k
 
