@@ -53,6 +53,7 @@ from PIL import Image
 from torch import Tensor
 
 from finetune.compare_stats import Paired, Row, aggregate, level_noise_note, levelled, paired, se, verdict
+from finetune.compare_translators import TranslatorSpec
 from metrics.probes import (
     SCORE_MIN_R2,
     ProbeBundle,
@@ -109,7 +110,7 @@ def method_flags(name: str) -> str:
     return " ".join(_FLAG[k] if v is True else f"{_FLAG[k]} {v}" for k, v in METHODS[name].items()) or "(none)"
 
 
-def _translator_how(spec: Any, seed: int) -> str:
+def _translator_how(spec: TranslatorSpec, seed: int) -> str:
     """A translator row's "how" text. One trained here lives in each seed's folder, so the text names
     the folder with ``seed<k>``: the same for every seed, where the first seed's path would pass
     for all of them."""
@@ -580,7 +581,7 @@ def _stopped(curve: dict[str, Any], s: CompareSettings, done_steps: int) -> str:
 
 def _translator_specs(s: CompareSettings, target: str, seed: int, log: Callable[[str], None]):
     """The translators scored on (target, seed): the given files for this target, then the trained ones."""
-    from finetune.compare_translators import TranslatorSpec, parse_translators, train_translator
+    from finetune.compare_translators import parse_translators, train_translator
     from toonlab.runtime import pick_device
 
     specs = [t for t in parse_translators(s.translators, s.targets) if t.target == target]

@@ -147,8 +147,9 @@ def aggregate(runs: Sequence[Any], target: str, reference: str | None = "freezeS
         q = [r.quality for r in rs if r.quality is not None]
         secs = [r.train_seconds for r in rs if r.train_seconds is not None]
         rows.append(Row(
-            # Seeds that differ in how they were made (e.g. a translator per seed) show every way, not the first.
-            name, rs[0].kind, " / ".join(dict.fromkeys(r.flags for r in rs)), target, [r.seed for r in rs], m, sl, ss, ym, yl, ys,
+            # Seeds made differently (e.g. a translator per seed) show every way, not the first seed's.
+            name, rs[0].kind, " / ".join(dict.fromkeys(r.flags for r in rs)), target, [r.seed for r in rs],
+            m, sl, ss, ym, yl, ys,
             sum(q) / len(q) if q else None,
             float(torch.tensor(q, dtype=torch.float64).std() / math.sqrt(len(q))) if len(q) > 1 else None,
             [r.images for r in rs if r.images is not None], sum(secs) if secs else None,
