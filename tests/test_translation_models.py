@@ -270,6 +270,30 @@ def test_load_our_checkpoint_picks_g_ema_then_g(tmp_path):
     assert load_generator(tmp_path / "cg.pt")[1]["model"] in ("cartoongan", "cartoongan-improved")
 
 
+def test_load_generator_builds_the_recorded_cyclegan_size_and_export_keeps_it(tmp_path):
+    """A CycleGAN trained at other sizes (compare.py --translator-arch) loads through the one loader
+    that translate/infer and the app use, and its slim export rebuilds the same sizes."""
+    from translation.models import export_generator
+
+    torch.manual_seed(0)
+    g = build_generator("cyclegan", {"ngf": 8, "n_blocks": 2, "ndf": 8})  # ndf is D's: ignored here
+    assert (g.ngf, g.n_blocks) == (8, 2)
+    f = tmp_path / "000004.pt"
+    torch.save({"g": g.state_dict(), "toonlab": {"model": "cyclegan", "step": 4,
+                                                 "arch": {"ngf": 8, "ndf": 8, "n_blocks": 2}}}, f)
+    G, meta = load_generator(f)
+    assert (G.ngf, G.n_blocks) == (8, 2) and meta["arch"] == {"ngf": 8, "ndf": 8, "n_blocks": 2}
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.equal(G(x), g.eval()(x))
+    slim, info = export_generator(f, tmp_path / "slim.pt", half=False)
+    G2, meta2 = load_generator(slim)
+    assert info["arch"] == meta["arch"] and (G2.ngf, G2.n_blocks) == (8, 2) and torch.equal(G2(x), G(x))
+    # A size record that does not match the weights is still a one-line shape error.
+    torch.save({"g": g.state_dict(), "toonlab": {"model": "cyclegan", "arch": {"ngf": 16, "n_blocks": 2}}},
+               tmp_path / "lies.pt")
+    assert "shape mismatch" in _error(tmp_path / "lies.pt")
+
+
 def _error(path, **kw) -> str:
     with pytest.raises(UserInputError) as e:
         load_generator(path, **kw)

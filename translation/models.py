@@ -10,7 +10,7 @@ runs code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
@@ -71,9 +71,19 @@ def family(model: str) -> str:
     return "animegan2" if model.startswith("animegan2") else "animegan"
 
 
-def build_generator(model: str) -> nn.Module:
-    """A freshly initialised generator of the named model."""
-    return MODELS[_check_name(model)]()
+#: Generator size fields a checkpoint's ``toonlab.arch`` may record, per model (the rest use the published sizes).
+ARCH_FIELDS: dict[str, tuple[str, ...]] = {"cyclegan": ("ngf", "n_blocks")}
+
+
+def _arch(model: str, arch: Mapping[str, Any] | None) -> tuple[tuple[str, int], ...]:
+    """The recorded size fields that apply to ``model``'s generator, hashable (``_signature`` caches on it)."""
+    return tuple((k, int(arch[k])) for k in ARCH_FIELDS.get(model, ()) if arch and k in arch)
+
+
+def build_generator(model: str, arch: Mapping[str, Any] | None = None) -> nn.Module:
+    """A freshly initialised generator of the named model, at the sizes ``arch`` records (a checkpoint's
+    ``toonlab.arch``, e.g. CycleGAN's ``ngf``/``n_blocks``; other keys and models: the published sizes)."""
+    return MODELS[_check_name(model)](**dict(_arch(model, arch)))
 
 
 def build_discriminator(model: str) -> nn.Module:
@@ -82,15 +92,15 @@ def build_discriminator(model: str) -> nn.Module:
 
 
 @cache
-def _signature(model: str) -> dict[str, tuple[int, ...]]:
+def _signature(model: str, arch: tuple[tuple[str, int], ...] = ()) -> dict[str, tuple[int, ...]]:
     """Key → shape of the model's state dict, built on the meta device (no memory, no init cost)."""
     with torch.device("meta"):
-        m = MODELS[model]()
+        m = MODELS[model](**dict(arch))
     return {k: tuple(v.shape) for k, v in m.state_dict().items()}
 
 
-def _mismatch(model: str, sd: dict[str, Tensor]) -> str | None:
-    for k, shape in _signature(model).items():
+def _mismatch(model: str, sd: dict[str, Tensor], arch: tuple[tuple[str, int], ...] = ()) -> str | None:
+    for k, shape in _signature(model, arch).items():
         if tuple(sd[k].shape) != shape:
             return f"shape mismatch at key {k!r}: {model} expects {list(shape)}, the file has {list(sd[k].shape)}"
     return None
@@ -124,15 +134,16 @@ def infer_model(sd: dict[str, Any], path: str | Path = "state dict") -> str:
                          f"or an animegan2-pytorch state dict")
 
 
-def _load_checked(G: nn.Module, model: str, sd: dict[str, Any], path: Path) -> None:
-    own = _signature(model)
+def _load_checked(G: nn.Module, model: str, sd: dict[str, Any], path: Path,
+                  arch: tuple[tuple[str, int], ...] = ()) -> None:
+    own = _signature(model, arch)
     missing = [k for k in own if k not in sd]
     extra = [k for k in sd if k not in own]
     if missing:
         raise UserInputError(f"{path}: {model} generator is missing key {missing[0]!r} ({len(missing)} missing)")
     if extra:
         raise UserInputError(f"{path}: unexpected key {extra[0]!r} for a {model} generator ({len(extra)} unexpected)")
-    bad = _mismatch(model, sd)
+    bad = _mismatch(model, sd, arch)
     if bad:
         raise UserInputError(f"{path}: {bad}")
     G.load_state_dict(sd, strict=True)
@@ -141,7 +152,7 @@ def _load_checked(G: nn.Module, model: str, sd: dict[str, Any], path: Path) -> N
 # Metadata load_generator passes on from a file's ``toonlab`` dict (training checkpoints and
 # slim files alike): what the model is, how and on what it was trained, where it came from.
 _META_KEYS = ("step", "preset", "weights", "phase", "size", "domains", "features", "dtype", "format", "label",
-              "commit", "command", "exported_from")
+              "commit", "command", "exported_from", "arch")
 
 # The training settings a slim file keeps (``config``): enough to say what the model is and to
 # redo the run; paths of the run folder and resume file are the trainer's machine's, not the model's.
@@ -185,8 +196,9 @@ def load_generator(
         source = "port" if model in _PORT_MODELS else "toonlab"
     if model not in MODELS:
         raise UserInputError(f"{path}: unknown model {model!r} in its metadata (known: {', '.join(MODELS)})")
-    G = build_generator(model)
-    _load_checked(G, model, sd, path)
+    arch = _arch(model, meta_in.get("arch") if isinstance(meta_in.get("arch"), dict) else None)
+    G = build_generator(model, dict(arch))
+    _load_checked(G, model, sd, path, arch)
     G = G.to(device).eval().requires_grad_(False)
     meta: dict[str, Any] = {"model": model, "source": source, "path": str(path), "which": key}
     for k in _META_KEYS:
@@ -249,7 +261,7 @@ def load_cyclegan(path: str | Path, direction: str = "a2b", device: str | torch.
     ckpt = read_checkpoint(path, CYCLEGAN, "CycleGAN checkpoint")
     meta = ckpt["toonlab"]
     arch = meta.get("arch", {})
-    G = CycleGANGenerator(arch.get("ngf", 64), arch.get("n_blocks", 9))
+    G = build_generator(CYCLEGAN, arch)
     try:
         G.load_state_dict(ckpt["g" if direction == "a2b" else "g_b"])
     except (RuntimeError, KeyError) as e:
