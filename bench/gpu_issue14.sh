@@ -143,9 +143,11 @@ score() {  # score NAME CKPT DOMAIN PROBES
   bg "quality_$1" 120 env OMP_NUM_THREADS=2 "$PY" -m metrics.probes quality --ckpt "$2" --domain "$3" --probes "$4" --n "$QN" \
     --device "$DEV" --json "$LOGS/quality/$1.json"
 }
+# old_source: the bundled CPU source (since 2026-12-07; 29.15 with today's probes)
 score old_source toonlab/assets/source_synthetic64.pt photo "$PRB"
 score new_source "$OUT/source_synthetic64.pt" photo "$PRB"
-# today's bundled probes too: the numbers docs/PROBES.md has for today's source (79.03) were measured with them
+# today's bundled probes too: the numbers docs/SOURCE_MODEL.md has for the first source (79.03, the issue's
+# "today's") and for the CPU source (29.15) were measured with them
 score new_source_old_probes "$OUT/source_synthetic64.pt" photo toonlab/assets/probes64.pt
 score cartoon_webtoon "$OUT/cartoon_webtoon64.pt" webtoon "$PRB"
 SKP=$OUT/probes64_sketch.pt; [ -f "$SKP" ] || SKP=$PRB

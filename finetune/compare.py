@@ -924,8 +924,14 @@ def source_description(path: str | Path) -> str:
         meta = ck.get("toonlab") if isinstance(ck, dict) else None
         if isinstance(meta, dict) and isinstance(meta.get("step"), int):
             batch = (meta.get("config") or {}).get("batch")
-            desc += (f", {meta['step']:,} steps" + (f" × batch {batch} = {meta['step'] * batch / 1000:g} kimg"
-                                                     if isinstance(batch, int) else ""))
+            if isinstance(meta.get("nimg"), int):
+                # The images the trainer counted: step × batch is wrong once a run was warm-restarted at
+                # another batch (the comparison's source ran at batch 16, then 32).
+                desc += f", {meta['step']:,} steps, {meta['nimg'] / 1000:.1f} kimg"
+            elif isinstance(batch, int):
+                desc += f", {meta['step']:,} steps × batch {batch} = {meta['step'] * batch / 1000:g} kimg"
+            else:
+                desc += f", {meta['step']:,} steps"
     except Exception:  # noqa: BLE001 - a source without metadata (an NVIDIA pickle) is described by path and hash
         pass
     return desc
@@ -1108,10 +1114,15 @@ def write_report(
               "on GAN-look images (the table above; docs/PROBES.md says why the others are left out), averaged over "
               "latents. A translator is scored on the source's own render of that z, translated.",
               "- **Style score**: mean probability that the target's style classifier (photo vs the target) calls "
-              f"the generator's own samples (ψ = {s.truncation:g}) cartoon.",
+              f"the generator's own samples (ψ = {s.truncation:g}) cartoon. The bundled webtoon classifier reads "
+              "mostly the background: webtoon renders with their backgrounds painted grey score 0.04 "
+              "(`bench/quality_background.py`, docs/PROBES.md), so on webtoon this says a generator paints the "
+              "target's backgrounds, not how it draws the face.",
               "- **Quality**: Fréchet distance in the probes' feature space (`metrics.probes quality`) between "
               f"{s.n:,} of the generator's own samples (ψ = 1, random noise) and {s.n:,} fresh renders of its domain "
-              "(photo for the source, the target for the rest); lower is better.",
+              "(photo for the source, the target for the rest); lower is better. On webtoon about half of it is the "
+              "background, not the face: painting every background grey halves the fine-tunes' scores and "
+              "reorders them (same page).",
               "- **Standard errors**: *over latents* = how precisely each run's mean is measured (the per-seed "
               "standard errors combined, √(Σ se²)/S); *over seeds* = how much the result moves when the fine-tuning "
               "is repeated, std(per-seed means)/√S. A difference is called (verdict) only when it exceeds two of the "

@@ -224,3 +224,18 @@ def test_app_defaults_to_the_bundled_translator_and_the_flag_overrides(assets, e
     assert app_cfg("--translator", str(mine)).translator == str(mine)
     monkeypatch.setattr(bundled, "FOLDER", tmp_path / "missing")
     assert app_cfg().translator is None  # nothing bundled: the Photo/video tab says so
+
+
+def test_app_defaults_to_the_bundled_cartoons_with_the_bundled_source(exported, app_cfg, tmp_path, monkeypatch):
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    toons = [folder / "cartoon_sketch64.pt", folder / "cartoon_webtoon64.pt"]
+    for t in toons:
+        t.write_bytes(b"loaded (and checked) by the app, not by the command")
+    monkeypatch.setattr(bundled, "FOLDER", folder)
+    assert app_cfg().cartoons == [str(t) for t in toons]
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"x")
+    assert app_cfg("--cartoon", str(mine)).cartoons == [str(mine)]  # --cartoon replaces them
+    # Another source: the bundled cartoons were not fine-tuned from it.
+    assert app_cfg("--ckpt", str(mine)).cartoons == []

@@ -21,6 +21,7 @@ from finetune.compare import (
     main,
     run_comparison,
     score_translator,
+    source_description,
     what_the_numbers_say,
     write_report,
 )
@@ -435,3 +436,13 @@ def test_structure_error_scores_each_generator_through_its_own_mapping(probes):
     S.load_state_dict(H.state_dict())
     S.load_early_style({k[len("style."):]: v for k, v in G.state_dict().items() if k.startswith("style.")})
     assert structure_errors(probes, G, S, n=16, batch=8).abs().max() < 1e-5
+
+
+def test_source_description_counts_the_images_the_trainer_recorded(tmp_path):
+    # A run warm-restarted at another batch: step × the last batch would overstate its kimg.
+    meta = {"step": 17811, "nimg": 321136, "config": {"batch": 32}}
+    torch.save({"toonlab": meta}, tmp_path / "a.pt")
+    text = source_description(tmp_path / "a.pt")
+    assert "17,811 steps, 321.1 kimg" in text and "569" not in text
+    torch.save({"toonlab": {"step": 100, "config": {"batch": 8}}}, tmp_path / "b.pt")
+    assert "100 steps × batch 8 = 0.8 kimg" in source_description(tmp_path / "b.pt")

@@ -153,6 +153,9 @@ def test_labels_come_from_the_recorded_metadata():
     pre = {"data": "faces.lmdb", "batch": 32, "size": 256}
     assert d({"g_ema": {}, "toonlab": {"config": pre, "step": 10000}}, "f.pt") == \
         "StyleGAN2 256 px trained on faces.lmdb, 10,000 steps (320 kimg)"
+    # a run warm-restarted at another batch: the images the trainer counted, not step × the last batch
+    assert d({"g_ema": {}, "toonlab": {"config": pre, "step": 10000, "nimg": 200_000}}, "f.pt") == \
+        "StyleGAN2 256 px trained on faces.lmdb, 10,000 steps (200 kimg)"
     tr = {"model": "animegan2", "preset": "hayao", "step": 300,
           "config": {"photos": "synthetic:photo", "style": "synthetic:webtoon"}}
     assert d({"g": {}, "g_ema": {}, "toonlab": tr}, "t.pt") == \

@@ -1,7 +1,8 @@
 """``toonlab app``: the face-to-cartoon lab in a browser, served on localhost.
 
-    toonlab app                                   # bundled source generator (+ a cached demo cartoon)
-                                                  # and the bundled photo→webtoon translator
+    toonlab app                                   # bundled source generator, its bundled cartoons (a
+                                                  # cached demo fine-tune when none is bundled) and the
+                                                  # bundled photo→webtoon translator
     toonlab app --ckpt ffhq256.pt --cartoon toon.pt webtoon.pt --translator face_paint_512_v2.pt
 
 Two tabs:
@@ -12,7 +13,7 @@ Two tabs:
   a truncation slider and sliders for the first SeFa directions (``inversion/pipeline.py``);
   downloads for every image and for the latent (``latent.pt``, what ``generate.py --latent`` renders).
 - **Photo / video**: any photo, or a short video with its audio kept, through the AnimeGAN-family
-  translator (``translation/inference.py``; default the bundled photo→webtoon AnimeGANv2,
+  translator (``translation/inference.py``; default the bundled photo→webtoon translator,
   ``toonlab.bundled.translator()``), optionally keeping the photo's colours.
 
 Why no Gradio (docs/DESIGN.md, "The web app"): Gradio's page fetches fonts and scripts from CDNs
@@ -582,9 +583,10 @@ def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> App:
 @click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
               help="Source (face) generator. Default: the bundled 64-px synthetic-face generator.")
 @click.option("--cartoon", "cartoons", multiple=True, type=click.Path(dir_okay=False),
-              help="Cartoon generator(s) fine-tuned from --ckpt: --cartoon A.pt B.pt, repeat, or comma-separate.")
+              help="Cartoon generator(s) fine-tuned from --ckpt: --cartoon A.pt B.pt, repeat, or comma-separate. "
+                   "Default without --ckpt: the bundled ones (toonlab/assets/cartoon_*.pt).")
 @click.option("--translator", type=click.Path(dir_okay=False), default=None,
-              show_default="the bundled photo→webtoon AnimeGANv2 when present",
+              show_default="the bundled translator: animegan2_webtoon.pt, else the first one bundled",
               help="AnimeGAN-family translator for the Photo/video tab (e.g. face_paint_512_v2.pt).")
 @click.option("--encoder", type=click.Path(dir_okay=False), default=None,
               help="Image → W+ encoder. Default: the bundled one when present, else projection by optimisation.")
@@ -600,8 +602,8 @@ def serve(cfg: AppConfig, ready: Callable[[str], None] | None = None) -> App:
 @click.option("--max-upload-mb", type=click.FloatRange(0.001), default=MAX_UPLOAD_MB, show_default=True,
               help="Largest file the page takes (photos and videos).")
 @click.option("--demo-cartoon/--no-demo-cartoon", default=True, show_default=True,
-              help="With the bundled source and no --cartoon: use (or fine-tune once, in the background, and "
-                   "cache) a short demo fine-tune to the built-in webtoon faces.")
+              help="With the bundled source, no --cartoon and no bundled cartoon generators: use (or fine-tune "
+                   "once, in the background, and cache) a short demo fine-tune to the built-in webtoon faces.")
 def main(more_cartoons: tuple[str, ...], ckpt: str | None, cartoons: tuple[str, ...], translator: str | None,
          encoder: str | None, port: int, host: str, device: str, refine_steps: int, projection_iters: int,
          max_video_seconds: float, max_upload_mb: float, demo_cartoon: bool) -> None:
@@ -613,13 +615,17 @@ def main(more_cartoons: tuple[str, ...], ckpt: str | None, cartoons: tuple[str, 
     for p in [ckpt, translator, encoder, *toons]:
         if p is not None and not Path(p).is_file():
             raise ToonlabError(f"file not found: {p}")
-    if translator is None:
-        from toonlab import bundled
+    from toonlab import bundled
 
+    if translator is None:
         # The default lives in the command, not in AppConfig: an App built in code without a
         # translator has none (and says so on the Photo/video tab).
         found = bundled.translator()
         translator = str(found.path) if found is not None else None
+    if ckpt is None and not toons:
+        # The bundled source comes with the cartoons fine-tuned from it; the background demo
+        # fine-tune is for a checkout that lacks them. Like the translator, a command default.
+        toons = [str(c.path) for c in bundled.cartoons()]
     cfg = AppConfig(ckpt=ckpt, cartoons=toons, translator=translator, encoder=encoder, device=device, host=host,
                     port=port, refine_steps=refine_steps, projection_steps=projection_iters,
                     max_video_seconds=max_video_seconds, max_upload_mb=max_upload_mb, demo_cartoon=demo_cartoon)

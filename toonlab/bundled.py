@@ -163,9 +163,11 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0].strip() if text.strip() else ""
 
 
-def _kimg(step: Any, batch: Any) -> str:
-    if isinstance(step, int) and isinstance(batch, int) and batch > 0:
-        kimg = step * batch / 1000
+def _kimg(step: Any, batch: Any, nimg: Any = None) -> str:
+    # The images the trainer counted, when it recorded them: step × the last batch overstates a run
+    # warm-restarted at a larger batch (the bundled source: batch 16, then 32).
+    if isinstance(step, int) and (isinstance(nimg, int) or (isinstance(batch, int) and batch > 0)):
+        kimg = nimg / 1000 if isinstance(nimg, int) else step * batch / 1000
         return f", {step:,} steps ({kimg:.1f} kimg)" if kimg < 10 else f", {step:,} steps ({kimg:.0f} kimg)"
     return f", {step:,} steps" if isinstance(step, int) else ""
 
@@ -197,7 +199,8 @@ def describe(obj: Any, name: str) -> str:
             src = f" from {Path(str(cfg['source'])).name}" if cfg.get("source") else ""
             to = f" to {data}" if data else ""
             return f"{what} fine-tuned{src}{to}: {_methods(cfg)}{_kimg(step, cfg.get('batch'))}"
-        return f"{what} trained on {data}{_kimg(step, cfg.get('batch'))}" if data else f"{what}{_kimg(step, None)}"
+        kimg = _kimg(step, cfg.get("batch"), meta.get("nimg"))
+        return f"{what} trained on {data}{kimg}" if data else f"{what}{_kimg(step, None, meta.get('nimg'))}"
     if meta.get("model") in TRANSLATOR_MODELS or meta.get("model") == "animegan2-lite":
         out = f"{meta['model']} translator"
         if cfg.get("photos") or cfg.get("style"):

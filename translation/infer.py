@@ -7,9 +7,9 @@
     python translation/infer.py --ckpt runs/t/checkpoints/002500.pt --export-pt G.pt   # weights only, fp16
 
 Without ``--ckpt`` the bundled translator is used (``toonlab.bundled.translator()``:
-``toonlab/assets/animegan2_webtoon.pt``, a small AnimeGANv2 trained by toonlab on its synthetic
-photo → webtoon faces, docs/SOURCE_MODEL.md); when it is missing the command says so in one line
-(exit 2). ``--export-pt`` writes that kind of file from a training checkpoint: one generator
+``toonlab/assets/animegan2_webtoon.pt`` when it is there, else the first one bundled — today
+``cyclegan_webtoon.pt``; docs/SOURCE_MODEL.md says how each was made); when none is bundled the
+command says so in one line (exit 2). ``--export-pt`` writes that kind of file from a training checkpoint: one generator
 (``g_ema`` when the run kept one), fp16 weights, and the metadata its label is made from.
 
 Images keep their size. Generators that accept any size (AnimeGAN v1, and v2 / the port layout
@@ -117,7 +117,8 @@ def _unwritten(items: list[tuple[str, str]]) -> str:
 @click.command(name="translate", cls=ToonCommand)
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--ckpt", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              show_default=f"the bundled photo→webtoon AnimeGANv2, toonlab/assets/{bundled.DEFAULT_TRANSLATOR}",
+              show_default=f"the bundled translator: toonlab/assets/{bundled.DEFAULT_TRANSLATOR}, else the first "
+                           "one bundled",
               help="Generator: a toonlab checkpoint, a --export-pt file or a released AnimeGANv2 port .pt "
                    "(paprika.pt, ...). Without it the bundled translator is used; if it is missing the command "
                    "stops with one line saying where it looked.")
