@@ -83,9 +83,11 @@ bg translator "$A_S" "$PY" translation/train.py --photos synthetic:photo --style
   --w-adv 10 --w-d-adv 10 --w-sty 1 --g-lr 4e-5 --d-lr 8e-5 --ema 0.999 --sample-every 2000 --snapshot-every 2000 --keep 1 \
   --workers "$W_TR" --device "$DEV" --no-tensorboard --out "$RUNS/translator"
 # The probes train on a cosine schedule of a fixed length, so they get a step count that fits, not a timeout.
+# --classifier-backgrounds: the classifier trained on the bundled backgrounds reads them, not the face
+# (docs/PROBES.md, "What the quality and style scores read"); half its images get random ones.
 bg probes $((A_S + B_S + 40)) "$PY" -m metrics.probes train --out "$OUT/probes64.pt" --iters "$PR_IT" --batch "$PR_B" \
   --width "$PR_W" --classifier-width 16 --classifier-steps $((PR_IT / 10)) --n-eval "$PR_NE" --device "$DEV" \
-  --workers "$W_PR"
+  --workers "$W_PR" --classifier-backgrounds 0.5
 waitfor source translator
 keep "$RUNS/source" source; keep "$RUNS/translator" translator
 SRC_CKPT=$(latest "$RUNS/source"); TR_CKPT=$(latest "$RUNS/translator")
@@ -128,7 +130,7 @@ waitfor probes
 if [ -f "$OUT/probes64.pt" ] || [ -n "${DRY_RUN:-}" ]; then
   fg "$PY" -m metrics.probes train --init "$OUT/probes64.pt" --iters 0 --target sketch --batch "$PR_B" \
     --width "$PR_W" --classifier-width 16 --classifier-steps $((PR_IT / 10)) --n-eval "$PR_NE" --device "$DEV" \
-    --workers "$W_PR" --out "$OUT/probes64_sketch.pt"
+    --workers "$W_PR" --classifier-backgrounds 0.5 --out "$OUT/probes64_sketch.pt"
 fi
 # ---- phase C: measure what came back (seconds on a GPU, an hour on the CPU): quality scores with the
 # new probes for today's bundled source and the new one (the issue's bar: a quarter of today's, same

@@ -6,8 +6,8 @@ The cartoon domains draw each face on one flat colour, and the fine-tuned genera
 more saturated and more alike than the renders' (docs/images/comparison_webtoon.png), so the quality
 score (`python -m metrics.probes quality`) could be reading background colour more than the face. This
 scores the same generator samples and the same renders twice against each other: as they are, and with
-each image's background painted one mid grey. A render's background is exact (the same face drawn again
-on the complementary background colour: the pixels that change); a sample's is the region joined to the
+each image's background painted one mid grey. A render's background is exact (``toonlab.synthetic.background_mask``:
+the same face drawn again on other background colours, the pixels that change); a sample's is the region joined to the
 image border without crossing a colour edge (``--tol``; the ink outlines close the face off). It prints both halves of the score (geometry and style
 features) each time, how much of the image was painted out, and the background's mean saturation and
 value in samples and renders, and the style classifier's mean P(cartoon) both ways (docs/PROBES.md, "What
@@ -17,7 +17,6 @@ the quality score reads on a cartoon domain"). About 35 s on two CPU cores at ``
 from __future__ import annotations
 
 import colorsys
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -32,14 +31,14 @@ from torch import Tensor
 from metrics.probes import QUALITY_OFFSETS, ProbeBundle, _fd, _to_float, fixed_latents, probe_features, probes_for
 from metrics.probes import render_domain
 from stylegan2.checkpoint import load_generator
-from toonlab.synthetic import DOMAINS, render, sample_params
+from toonlab.synthetic import DOMAINS, background_mask, sample_params
 
 GREY = 0.0  # mid grey in [-1, 1]
 #: More of the image than this is not a background: the renders' backgrounds cover 0.55–0.73 of it.
 MAX_BACKGROUND = 0.76
 
 
-def background_mask(images: Tensor, tol: float) -> Tensor:
+def sample_background_mask(images: Tensor, tol: float) -> Tensor:
     """[N, H, W] bool: the region joined to the image border without crossing an edge — a pixel whose
     colour differs from a 4-neighbour's by more than ``tol`` (RGB distance in [0, 1] units). The
     cartoons' ink outlines close the face, hair and clothes off; the generators' backgrounds are
@@ -103,14 +102,10 @@ def samples(G, n: int, seed: int, batch: int = 64) -> Tensor:
 
 def renders(domain: str, n: int, offset: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
     """Renders of faces ``offset…`` (as :func:`metrics.probes.render_domain`) and their exact background
-    masks: each face drawn once more on the complementary background colour, and the pixels that change."""
+    masks (:func:`toonlab.synthetic.background_mask`)."""
     u8, _ = render_domain(domain, range(offset, offset + n), size, seed)
-    other = np.empty_like(u8)
-    for j, i in enumerate(range(offset, offset + n)):
-        p = sample_params(i, seed)
-        flip = {k: tuple(1.0 - c for c in getattr(p, k)) for k in ("bg_top_rgb", "bg_bottom_rgb")}
-        other[j] = render(dataclasses.replace(p, **flip), domain, size)
-    mask = np.abs(u8.astype(np.int16) - other.astype(np.int16)).max(-1) > 2
+    mask = np.stack([background_mask(sample_params(i, seed), domain, size, u8[j])
+                     for j, i in enumerate(range(offset, offset + n))])
     return _to_float(u8), torch.from_numpy(mask)
 
 
@@ -122,18 +117,21 @@ def renders(domain: str, n: int, offset: int, size: int, seed: int) -> tuple[Ten
 @click.option("--tol", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True,
               help="Colour step between neighbouring pixels that counts as an edge (ends the background).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--probes", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Probe bundle [the bundled one whose classifier detects --domain].")
 @click.option("--picture", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the first 8 samples and renders, as drawn and painted out (PNG).")
-def main(ckpt: str, domain: str, n: int, tol: float, seed: int, picture: Path | None) -> None:
+def main(ckpt: str, domain: str, n: int, tol: float, seed: int, probes: str | None,
+         picture: Path | None) -> None:
     """The quality score of a cartoon generator with and without its backgrounds."""
     torch.manual_seed(seed)
-    bundle = ProbeBundle.load(probes_for(domain))
+    bundle = ProbeBundle.load(probes or probes_for(domain))
     size = int(bundle.config["size"])
     G = load_generator(ckpt).eval()
     if G.size != size:
         raise click.UsageError(f"{ckpt} draws {G.size} px; the probes read {size} px")
     sets = {"samples": samples(G, n, seed)}
-    masks = {"samples": background_mask(sets["samples"], tol)}
+    masks = {"samples": sample_background_mask(sets["samples"], tol)}
     for k, offset in (("renders", QUALITY_OFFSETS[0]), ("renders (second set)", QUALITY_OFFSETS[1])):
         sets[k], masks[k] = renders(domain, n, offset, size, seed)
     if picture is not None:

@@ -1115,9 +1115,10 @@ def write_report(
               "latents. A translator is scored on the source's own render of that z, translated.",
               "- **Style score**: mean probability that the target's style classifier (photo vs the target) calls "
               f"the generator's own samples (ψ = {s.truncation:g}) cartoon. The bundled webtoon classifier reads "
-              "mostly the background: webtoon renders with their backgrounds painted grey score 0.04 "
+              "mostly the background: webtoon renders with their backgrounds painted grey score 0.08 "
               "(`bench/quality_background.py`, docs/PROBES.md), so on webtoon this says a generator paints the "
-              "target's backgrounds, not how it draws the face.",
+              "target's backgrounds, not how it draws the face; a classifier trained with random backgrounds "
+              "(`metrics.probes train --classifier-backgrounds`) scores every webtoon fine-tune here 1.000.",
               "- **Quality**: Fréchet distance in the probes' feature space (`metrics.probes quality`) between "
               f"{s.n:,} of the generator's own samples (ψ = 1, random noise) and {s.n:,} fresh renders of its domain "
               "(photo for the source, the target for the rest); lower is better. On webtoon about half of it is the "

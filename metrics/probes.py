@@ -54,7 +54,7 @@ from toonlab.checkpoint import load_torch_file
 from toonlab.errors import UserInputError, user_errors
 from toonlab.options import ToonGroup
 from toonlab.runtime import ASSETS, progress
-from toonlab.synthetic import DOMAINS, GEOMETRY_FIELDS, render, sample_params
+from toonlab.synthetic import DOMAINS, GEOMETRY_FIELDS, background_mask, render, sample_params
 
 __all__ = [
     "DEFAULT_PROBES",
@@ -320,7 +320,16 @@ class ProbeBundle:
                 f"fields, all domains, crisp renders{gan}; {n_read} fields with {on} R² ≥ {SCORE_MIN_R2:g}"
                 + (f", lowest {worst} {r2[worst]:.3f}" if worst else "")
                 + f"); style classifier held-out accuracy {m['accuracy']:.3f} photo vs {self.target} "
-                f"({m['accuracy_blurred']:.3f} on blurred images)")
+                f"({m['accuracy_blurred']:.3f} on blurred images)" + self._grey_note())
+
+    def _grey_note(self) -> str:
+        grey = self.metrics.get("cartoon_prob_grey_background")
+        if not grey:
+            return ""
+        bg = float(self.config.get("classifier_backgrounds", 0.0))
+        return (f"; on grey backgrounds P({self.target}) photo {grey.get('photo', float('nan')):.3f}, "
+                f"{self.target} {grey.get(self.target, float('nan')):.3f}"
+                + (f" (trained with backgrounds randomised, p {bg:g})" if bg else ""))
 
 
 def load_probes(path: str | Path = DEFAULT_PROBES, device: str | torch.device = "cpu") -> ProbeBundle:
@@ -366,6 +375,21 @@ def degrade(x: Tensor, g: torch.Generator, p: float = 0.3) -> Tensor:
     return (out + sigma * torch.randn(out.shape, generator=g)).clamp_(-1, 1)
 
 
+def random_backgrounds(x: Tensor, mask: Tensor, g: torch.Generator, p: float = 0.5) -> Tensor:
+    """Per image, with probability ``p``, its background (``mask`` [N,H,W], exact: ``background_mask``)
+    replaced by a random vertical gradient between two uniform colours, with pixel noise of a random
+    strength (σ up to 0.06). Drawn alike for every class, so a background says nothing about the domain:
+    trained on this, the style classifier has to read the face (without it, the bundled webtoon
+    classifier called webtoon renders on a grey background photo, docs/PROBES.md)."""
+    n, _, h, _ = x.shape
+    pick = (torch.rand(n, generator=g) < p).view(n, 1, 1, 1) & mask[:, None]
+    top, bottom = (torch.rand(n, 3, 1, 1, generator=g) * 2 - 1 for _ in range(2))
+    yy = torch.linspace(0, 1, h).view(1, 1, h, 1)
+    sigma = torch.rand(n, 1, 1, 1, generator=g) * 0.06
+    bg = (top + (bottom - top) * yy + sigma * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    return torch.where(pick, bg, x)
+
+
 def _flip(x: Tensor, geo: Tensor | None, g: torch.Generator) -> tuple[Tensor, Tensor | None]:
     """Mirror half of the batch; mirrored geometry is exact (see ``_FLIP_FIELDS``)."""
     m = torch.rand(x.shape[0], generator=g) < 0.5
@@ -396,20 +420,26 @@ def _predict(model: Callable[[Tensor], Tensor], x: Tensor, batch: int, device: t
 
 
 def _render_batch(domains: Sequence[str], domain_idx: np.ndarray, face_idx: np.ndarray, size: int,
-                  seed: int) -> tuple[np.ndarray, Tensor]:
-    """uint8 images [B,size,size,3] of faces ``face_idx`` drawn in ``domains[domain_idx]``, and their geometry."""
+                  seed: int, masks: bool = False) -> tuple[np.ndarray, Tensor, Tensor | None]:
+    """uint8 images [B,size,size,3] of faces ``face_idx`` drawn in ``domains[domain_idx]``, their geometry
+    and, with ``masks``, their exact background masks [B,size,size] (``background_mask``: a second render)."""
     imgs = np.empty((len(face_idx), size, size, 3), dtype=np.uint8)
     geo = np.empty((len(face_idx), len(GEOMETRY_FIELDS)), dtype=np.float32)
+    bg = np.zeros((len(face_idx), size, size), dtype=bool) if masks else None
     for j, (d, i) in enumerate(zip(domain_idx.tolist(), face_idx.tolist())):
         p = sample_params(int(i), seed)
         imgs[j] = render(p, domains[d], size)
         geo[j] = p.geometry_vector()
-    return imgs, torch.from_numpy(geo)
+        if bg is not None:
+            bg[j] = background_mask(p, domains[d], size, imgs[j])
+    return imgs, torch.from_numpy(geo), None if bg is None else torch.from_numpy(bg)
 
 
 def _batches(domains: Sequence[str], steps: int, batch: int, size: int, seed: int, n_per_domain: int | None,
-             g: torch.Generator, start: int = 0, workers: int = 0) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
-    """``steps`` training batches (images, geometry, domain index), rendered one step ahead in a
+             g: torch.Generator, start: int = 0, workers: int = 0,
+             masks: bool = False) -> Iterator[tuple[np.ndarray, Tensor, Tensor, Tensor | None]]:
+    """``steps`` training batches (images, geometry, domain index, background masks or None without
+    ``masks``), rendered one step ahead in a
     thread so drawing the next batch (PIL and numpy release the GIL) overlaps the current step;
     with ``workers`` > 0, in that many processes, 2 batches each in flight (a GPU step is far shorter
     than drawing a batch on one core). The batches are the same either way: they are planned here,
@@ -441,11 +471,11 @@ def _batches(domains: Sequence[str], steps: int, batch: int, size: int, seed: in
         for step in range(steps):
             while planned < steps and len(queued) < ahead:
                 di, fi = plan(planned)
-                queued.append((torch.from_numpy(di), pool.submit(_render_batch, domains, di, fi, size, seed)))
+                queued.append((torch.from_numpy(di), pool.submit(_render_batch, domains, di, fi, size, seed, masks)))
                 planned += 1
             cur, fut = queued.popleft()
-            imgs, geo = fut.result()
-            yield imgs, geo, cur
+            imgs, geo, bg = fut.result()
+            yield imgs, geo, cur, bg
 
 
 def train_probes(
@@ -468,6 +498,7 @@ def train_probes(
     show_progress: bool = False,
     init: ProbeBundle | None = None,
     workers: int = 0,
+    classifier_backgrounds: float = 0.0,
 ) -> ProbeBundle:
     """Train both probes on synthetic faces rendered on the fly; returns the bundle with held-out
     metrics on ``n_eval`` fresh faces per domain (indices ≥ ``EVAL_OFFSET``).
@@ -527,7 +558,8 @@ def train_probes(
                                  f"{ic.get('classifier_width')} at {ic.get('size')} px; train with the same "
                                  f"--width, --classifier-width and --size")
         reg.load_state_dict(init.regressor.state_dict())
-        if init.target == target:
+        # A classifier trained on other backgrounds has learnt the cue this one is kept from: start afresh.
+        if init.target == target and float(ic.get("classifier_backgrounds", 0.0)) == classifier_backgrounds:
             clf.load_state_dict(init.classifier.state_dict())
         start = int(ic.get("faces_seen", ic.get("steps", 0) * ic.get("batch", batch)))
         say(f"starting from the given bundle ({ic.get('steps_total', ic.get('steps'))} steps); "
@@ -537,7 +569,7 @@ def train_probes(
     bar = progress(total=steps, desc="regressor", unit="step", disable=not show_progress or not steps)
     ema = None
     batches = _batches(domains, steps, batch, size, seed, n_per_domain, g, start, workers) if steps else ()
-    for step, (u8, y, _) in enumerate(batches):
+    for step, (u8, y, _, _) in enumerate(batches):
         x, y = _flip(_to_float(u8), y, g)
         x = degrade(x, g)
         _cosine_lr(opt, lr, step, steps)
@@ -555,15 +587,20 @@ def train_probes(
     bar.close()
     reg.eval().requires_grad_(False)
 
-    # ---- style classifier: photo (0) vs target (1)
+    # ---- style classifier: photo (0) vs target (1), backgrounds randomised with probability
+    # classifier_backgrounds (random_backgrounds: each batch is rendered twice for the exact masks)
+    backgrounds = float(classifier_backgrounds)
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     clf.train()
     # Offset the face stream so the classifier sees other faces than the regressor did (cheap variety).
     pair = ["photo", target]
     bar = progress(total=classifier_steps, desc="classifier", unit="step", disable=not show_progress)
-    for step, (u8, _, label) in enumerate(_batches(pair, classifier_steps, batch, size, seed + 1, n_per_domain, g,
-                                                         workers=workers)):
-        x, _ = _flip(_to_float(u8), None, g)
+    for step, (u8, _, label, bg) in enumerate(_batches(pair, classifier_steps, batch, size, seed + 1, n_per_domain,
+                                                             g, workers=workers, masks=backgrounds > 0)):
+        x = _to_float(u8)
+        if bg is not None:
+            x = random_backgrounds(x, bg, g, backgrounds)
+        x, _ = _flip(x, None, g)
         x = degrade(x, g)
         _cosine_lr(opt, lr, step, classifier_steps)
         loss = F.binary_cross_entropy_with_logits(clf(x.to(device)), label.float().to(device))
@@ -587,6 +624,7 @@ def train_probes(
     bundle.config = dict(format=FORMAT, arch=arch, domains=list(domains), target=target,
                          n_per_domain=None if n_per_domain is None else int(n_per_domain), size=int(size),
                          steps=int(steps), classifier_steps=int(classifier_steps), batch=int(batch), seed=int(seed),
+                         classifier_backgrounds=backgrounds,
                          width=int(width), classifier_width=int(classifier_width), lr=float(lr),
                          geometry_fields=list(GEOMETRY_FIELDS), faces_seen=start + int(steps) * int(batch),
                          steps_total=int(steps) + (int(init.config.get("steps_total", init.config.get("steps", 0)))
@@ -638,6 +676,13 @@ def evaluate_probes(bundle: ProbeBundle, domains: Sequence[str] = DOMAINS, targe
     pb = {d: torch.sigmoid(_predict(clf, _blur_all(imgs[d], gb), 256, device)) for d in ("photo", target)}
     metrics["accuracy_blurred"] = float(torch.cat([pb["photo"] < 0.5, pb[target] >= 0.5]).float().mean())
     metrics["cartoon_prob_per_domain"] = {d: float(probs[d].mean()) for d in needed}
+    # Does it read the face? The same faces with their backgrounds painted mid grey (exact masks).
+    grey = {}
+    for d in ("photo", target):
+        mask = torch.from_numpy(np.stack([background_mask(sample_params(i, seed), d, size) for i in eval_idx]))
+        x = torch.where(mask[:, None], torch.zeros_like(imgs[d]), imgs[d])
+        grey[d] = float(torch.sigmoid(_predict(clf, x, 256, device)).mean())
+    metrics["cartoon_prob_grey_background"] = grey
     # typical size of each half of probe_features (RMS over held-out renders of every domain)
     allx = torch.cat([imgs[d] for d in needed])
     metrics["feature_scale"] = [float(_predict(m.embed, allx, 256, device).pow(2).mean().sqrt().clamp_min(1e-6))
@@ -1027,9 +1072,12 @@ def main() -> None:
               help="Start from this bundle's weights (train longer without starting over).")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
               help="Processes drawing the training faces (0: one thread; on a GPU use most CPU cores).")
+@click.option("--classifier-backgrounds", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of the classifier's training images whose background is replaced by a random one, so "
+                   "it reads the face, not the backdrop (0.5 recommended; 0: as the bundled probes were trained).")
 def train_cmd(out: str, domains: str, target: str, n_per_domain: int | None, size: int, iters: int,
               classifier_steps: int | None, batch: int, width: int, classifier_width: int, lr: float, n_eval: int,
-              seed: int, device: str, init_path: str | None, workers: int) -> None:
+              seed: int, device: str, init_path: str | None, workers: int, classifier_backgrounds: float) -> None:
     """Train both probes on synthetic faces rendered on the fly (minutes to an hour on two CPU cores)."""
     from toonlab.runtime import pick_device
 
@@ -1040,7 +1088,7 @@ def train_cmd(out: str, domains: str, target: str, n_per_domain: int | None, siz
         bundle = train_probes(names, target, n_per_domain, size, iters, batch, seed, dev,
                               classifier_steps=classifier_steps, n_eval=n_eval, width=width,
                               classifier_width=classifier_width, lr=lr, log=click.echo, show_progress=True,
-                              init=init, workers=workers)
+                              init=init, workers=workers, classifier_backgrounds=classifier_backgrounds)
         bundle.save(out)
     click.echo(f"wrote {out}")
     _echo_metrics(bundle)

@@ -205,6 +205,22 @@ def test_zero_regressor_steps_keeps_the_regressor_and_trains_a_classifier_for_an
         train_probes(("photo", "sketch"), "sketch", steps=0, batch=4, n_eval=4, width=8, classifier_width=8)
 
 
+def test_classifier_backgrounds_is_recorded_measured_and_starts_a_fresh_classifier(probes):
+    """--classifier-backgrounds: recorded in the config, the grey-background check in the metrics (for
+    every bundle trained), and an --init classifier trained without it is not carried over."""
+    bg = train_probes(("photo", "webtoon"), "webtoon", steps=0, batch=8, seed=0, n_eval=4, width=8,
+                      classifier_width=8, classifier_steps=2, lr=1e-12, init=probes, classifier_backgrounds=0.5)
+    assert bg.config["classifier_backgrounds"] == 0.5 and probes.config["classifier_backgrounds"] == 0.0
+    grey = bg.metrics["cartoon_prob_grey_background"]
+    assert set(grey) == {"photo", "webtoon"} and all(0 <= v <= 1 for v in grey.values())
+    assert "on grey backgrounds P(webtoon)" in bg.summary() and "randomised, p 0.5" in bg.summary()
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    assert not torch.equal(bg.classifier(x), probes.classifier(x))  # lr ~0: only a fresh start differs
+    same = train_probes(("photo", "webtoon"), "webtoon", steps=0, batch=8, seed=0, n_eval=4, width=8,
+                        classifier_width=8, classifier_steps=1, lr=1e-12, init=probes)
+    assert torch.allclose(same.classifier(x), probes.classifier(x), atol=1e-2)  # carried over
+
+
 def test_bundled_probe_sets_one_per_target(probes, tmp_path, monkeypatch):
     """probes64.pt first, then probes64_<target>.pt; quality and the comparison pick them up."""
     from finetune.compare import CompareSettings
@@ -253,6 +269,32 @@ def test_worker_processes_draw_the_same_batches_as_the_thread():
 
     thread, procs = draw(0), draw(2)
     assert len(thread) == len(procs) == 5
-    for (a_img, a_geo, a_dom), (b_img, b_geo, b_dom) in zip(thread, procs):
+    for (a_img, a_geo, a_dom, a_bg), (b_img, b_geo, b_dom, b_bg) in zip(thread, procs):
         assert (a_img == b_img).all() and torch.equal(a_geo, b_geo) and torch.equal(a_dom, b_dom)
+        assert a_bg is None and b_bg is None  # masks only when asked for
     assert not (thread[0][0] == thread[1][0]).all()  # fresh faces each step
+
+
+def test_background_masks_are_exact_and_random_backgrounds_touch_only_them():
+    """The classifier's background randomisation: the masks cover the background and nothing of the face
+    (a render on other background colours differs exactly there), and the replacement stays inside them."""
+    from metrics.probes import _batches, _to_float, random_backgrounds
+    from toonlab.synthetic import background_mask, render, sample_params
+
+    p = sample_params(5, 0)
+    for domain in ("photo", "webtoon", "pastel"):
+        img = render(p, domain, 32)
+        m = background_mask(p, domain, 32, img)
+        assert 0.3 < m.mean() < 0.9, domain
+        other = render(dataclasses.replace(p, bg_top_rgb=(0.1, 0.9, 0.2), bg_bottom_rgb=(0.9, 0.1, 0.5)), domain, 32)
+        # outside the mask nothing depends on the background (but the faintest rim pixels: a few levels)
+        diff = np.abs(img.astype(int) - other.astype(int)).max(-1)
+        assert diff[~m].max() <= 6 and diff[m].mean() > 40, domain
+    assert not background_mask(p, "sketch", 32).any()  # sketch draws paper, no background colour
+    g = torch.Generator().manual_seed(0)
+    (u8, _, _, bg), = list(_batches(["photo", "webtoon"], 1, 6, 32, 0, None, g, masks=True))
+    x = _to_float(u8)
+    y = random_backgrounds(x, bg, torch.Generator().manual_seed(1), p=1.0)
+    changed = (y != x).any(1)
+    assert not changed[~bg].any() and changed[bg].float().mean() > 0.9
+    assert torch.equal(random_backgrounds(x, bg, torch.Generator().manual_seed(1), p=0.0), x)

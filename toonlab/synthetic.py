@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - torch is a project dependency
     _TorchDataset = object  # type: ignore[assignment,misc]
 
 __all__ = [
+    "background_mask",
     "DOMAINS",
     "HAIR_STYLES",
     "GEOMETRY_FIELDS",
@@ -1090,6 +1091,19 @@ def render(params: FaceParams, domain: str, size: int, *, noise_seed: int | None
     if domain == "pastel":
         return _render_toon(params, size, _PASTEL, seed)
     return _render_sketch(params, size, seed)
+
+
+def background_mask(params: FaceParams, domain: str, size: int, image: np.ndarray | None = None) -> np.ndarray:
+    """``size`` x ``size`` bool: the pixels of ``render(params, domain, size)`` that are background.
+
+    Exact, not estimated: the face is drawn once more with every background channel moved by half its
+    range (so each differs by 0.5 whatever the colour), and the pixels that change (anti-aliased rims
+    included) are the background's. Sketch draws no background colour (paper only), so its mask is
+    empty. ``image``: the first render, if at hand."""
+    first = render(params, domain, size) if image is None else image
+    flip = {k: tuple(c - 0.5 if c >= 0.5 else c + 0.5 for c in getattr(params, k)) for k in ("bg_top_rgb", "bg_bottom_rgb")}
+    other = render(dataclasses.replace(params, **flip), domain, size)
+    return np.abs(first.astype(np.int16) - other.astype(np.int16)).max(-1) > 2
 
 
 class SyntheticFaces(_TorchDataset):
