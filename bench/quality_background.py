@@ -6,12 +6,14 @@ The cartoon domains draw each face on one flat colour, and the fine-tuned genera
 more saturated and more alike than the renders' (docs/images/comparison_webtoon.png), so the quality
 score (`python -m metrics.probes quality`) could be reading background colour more than the face. This
 scores the same generator samples and the same renders twice against each other: as they are, and with
-each image's background painted one mid grey. A render's background is exact (``toonlab.synthetic.background_mask``:
-the same face drawn again on other background colours, the pixels that change); a sample's is the region joined to the
-image border without crossing a colour edge (``--tol``; the ink outlines close the face off). It prints both halves of the score (geometry and style
-features) each time, how much of the image was painted out, and the background's mean saturation and
-value in samples and renders, and the style classifier's mean P(cartoon) both ways (docs/PROBES.md, "What
-the quality score reads on a cartoon domain"). About 35 s on two CPU cores at ``--n 1000``.
+each image's background painted one mid grey. A render's background is exact
+(``toonlab.synthetic.background_mask``: the same face drawn again on other background colours, the
+pixels that change); a sample's is the region joined to the image border without crossing a colour
+edge (``--tol``; the ink outlines close the face off). It prints both halves of the score (geometry and
+style features) each time, how much of the image was painted out, the background's mean saturation and
+value in samples and renders, and the style classifier's mean P(cartoon) both ways (docs/PROBES.md,
+"What the quality and style scores read on a cartoon domain"). About 40 s on two CPU cores at
+``--n 1000``.
 """
 
 from __future__ import annotations

@@ -1101,7 +1101,8 @@ def background_mask(params: FaceParams, domain: str, size: int, image: np.ndarra
     included) are the background's. Sketch draws no background colour (paper only), so its mask is
     empty. ``image``: the first render, if at hand."""
     first = render(params, domain, size) if image is None else image
-    flip = {k: tuple(c - 0.5 if c >= 0.5 else c + 0.5 for c in getattr(params, k)) for k in ("bg_top_rgb", "bg_bottom_rgb")}
+    flip = {k: tuple(c - 0.5 if c >= 0.5 else c + 0.5 for c in getattr(params, k))
+            for k in ("bg_top_rgb", "bg_bottom_rgb")}
     other = render(dataclasses.replace(params, **flip), domain, size)
     return np.abs(first.astype(np.int16) - other.astype(np.int16)).max(-1) > 2
 

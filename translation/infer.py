@@ -9,8 +9,9 @@
 Without ``--ckpt`` the bundled translator is used (``toonlab.bundled.translator()``:
 ``toonlab/assets/animegan2_webtoon.pt`` when it is there, else the first one bundled — today
 ``cyclegan_webtoon.pt``; docs/SOURCE_MODEL.md says how each was made); when none is bundled the
-command says so in one line (exit 2). ``--export-pt`` writes that kind of file from a training checkpoint: one generator
-(``g_ema`` when the run kept one), fp16 weights, and the metadata its label is made from.
+command says so in one line (exit 2). ``--export-pt`` writes that kind of file from a training
+checkpoint: one generator (``g_ema`` when the run kept one), fp16 weights, and the metadata its label
+is made from.
 
 Images keep their size. Generators that accept any size (AnimeGAN v1, and v2 / the port layout
 with its default ``align_corners=True`` decoder — it resizes to the encoder's recorded sizes) run
