@@ -389,6 +389,22 @@ def test_demo_cartoon_trains_in_the_background_then_comes_from_the_cache(tmp_pat
     assert App(AppConfig(device="cpu", demo_cartoon=False, workdir=str(tmp_path / "w3"))).info()["cartoons"] == []
 
 
+def test_bundled_cartoons_are_called_by_their_domain(models, tmp_path, monkeypatch):
+    import shutil
+
+    from toonlab import bundled
+    from toonlab.app import App, AppConfig
+
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    shutil.copy(models[1], folder / "cartoon_webtoon64.pt")
+    monkeypatch.setattr(bundled, "FOLDER", folder)
+    app = App(AppConfig(ckpt=str(models[0]), cartoons=[str(folder / "cartoon_webtoon64.pt"), str(models[1])],
+                        device="cpu", demo_cartoon=False, workdir=str(tmp_path / "w")))
+    assert app.info()["cartoons"] == [{"name": "cartoon_webtoon64", "label": "webtoon (bundled)"},
+                                      {"name": "toon", "label": "toon"}]
+
+
 def test_translate_video_keeps_audio(models, tmp_path):
     import subprocess
 

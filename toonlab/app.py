@@ -198,9 +198,20 @@ class App:
         self.notes: list[str] = [self.pipeline.encoder_note]
         self.demo_status: str | None = None
         self.labels: dict[str, str] = {n: n for n, _ in self.pipeline.cartoons}
+        self._label_bundled(cfg.cartoons)
         self.demo_thread: threading.Thread | None = None
         if cfg.demo_cartoon and not cfg.cartoons and cfg.ckpt is None:
             self._demo_cartoon()
+
+    def _label_bundled(self, paths: list[str]) -> None:
+        """A bundled cartoon is called by its domain ("webtoon (bundled)"), not by its file stem."""
+        from toonlab import bundled
+
+        found = {c.path.resolve(): c.name for c in bundled.cartoons()}
+        for (name, _), path in zip(self.pipeline.cartoons, paths):
+            domain = found.get(Path(path).resolve())
+            if domain is not None:
+                self.labels[name] = f"{domain} (bundled)"
 
     # ---- the demo cartoon (bundled source, no --cartoon): cached short fine-tune --------------------
 
