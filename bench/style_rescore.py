@@ -4,7 +4,8 @@
         --probes train-state/probes/probes64_bg.pt [--n 500]
 
 For every fine-tune of the comparison's run folders (``<runs>/<target>/seed<k>/<method>/``, the last
-checkpoint of each) and the source, the style score exactly as ``finetune/compare.py`` computes it
+checkpoint of each), the source and (with ``--source``) the translators it trained applied to the
+source's renders (``translate-<model>/``), the style score exactly as ``finetune/compare.py`` computes it
 (``metrics.probes.style_probabilities``: the generator's own mapping, ψ 0.7, constant noise, latents
 from the seed) with the bundled classifier of the target and with ``--probes``, side by side, mean over
 seeds, and each method's difference from FreezeG with both. The comparison itself keeps its
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import click
 import torch
 
+from finetune.compare_translators import TranslatedGenerator, TranslatorSpec, load_translator
 from metrics.probes import ProbeBundle, probes_for, style_probabilities
 from stylegan2.checkpoint import load_generator
 
@@ -37,7 +39,7 @@ REFERENCE = "freezeG"
 @click.option("--probes", type=click.Path(exists=True, dir_okay=False), required=True,
               help="The probe bundle whose classifier to compare with the bundled one.")
 @click.option("--source", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="The comparison's source [its compare.json's source is not recorded: pass it for its row].")
+              help="The comparison's source (its row, and the translators' inputs) [compare.json records only its hash].")
 @click.option("--n", type=click.IntRange(2), default=500, show_default=True)
 @click.option("--truncation", type=float, default=0.7, show_default=True)
 def main(runs: Path, target: str, probes: str, source: str | None, n: int, truncation: float) -> None:
@@ -57,8 +59,18 @@ def main(runs: Path, target: str, probes: str, source: str | None, n: int, trunc
             cks = sorted((d / "checkpoints").glob("*.pt")) if (d / "compare.json").is_file() else []
             if cks:
                 gens[d.name] = cks[-1]
+        # The translators the comparison trained (translate-<model>/), applied to the source's renders.
+        for d in sorted((runs / target / f"seed{seed}").glob("translate-*")):
+            cks = sorted((d / "checkpoints").glob("*.pt"))
+            if cks and source:
+                gens[f"{d.name.split('-', 1)[1]} (translation)"] = cks[-1]
         for name, ck in gens.items():
-            G = load_generator(ck, "g_ema").eval()
+            if name.endswith("(translation)"):
+                model = name.split(" ", 1)[0]
+                fn = load_translator(TranslatorSpec(str(ck), target, model, name), torch.device("cpu"), seed)
+                G = TranslatedGenerator(load_generator(source, "g_ema").eval(), fn)
+            else:
+                G = load_generator(ck, "g_ema").eval()
             with torch.no_grad():
                 a, b = (style_probabilities(bundle, G, n=n, seed=seed, batch=64, truncation=truncation).mean().item()
                         for bundle in (old, new))
