@@ -30,7 +30,8 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from metrics.probes import QUALITY_OFFSETS, ProbeBundle, _fd, _to_float, fixed_latents, probe_features, probes_for
+from metrics.probes import (QUALITY_OFFSETS, ProbeBundle, _fd, _to_float, generator_samples, probe_features,
+                            probes_for)
 from metrics.probes import render_domain
 from stylegan2.checkpoint import load_generator
 from toonlab.synthetic import DOMAINS, background_mask, sample_params
@@ -90,18 +91,6 @@ def background_hsv(images: Tensor, mask: Tensor) -> tuple[float, float]:
     return float(s), float(v)
 
 
-@torch.no_grad()
-def samples(G, n: int, seed: int, batch: int = 64) -> Tensor:
-    """The same samples :func:`metrics.probes.generator_features` scores: z(seed), truncation 1, noise from seed."""
-    z = fixed_latents(G.style_dim, n, seed)
-    out = []
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for i in range(0, n, batch):
-            out.append(G.synthesis(G.mapping(z[i : i + batch], truncation=1.0), noise_mode="random").image.float())
-    return torch.cat(out)
-
-
 def renders(domain: str, n: int, offset: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
     """Renders of faces ``offset…`` (as :func:`metrics.probes.render_domain`) and their exact background
     masks (:func:`toonlab.synthetic.background_mask`)."""
@@ -132,7 +121,7 @@ def main(ckpt: str, domain: str, n: int, tol: float, seed: int, probes: str | No
     G = load_generator(ckpt).eval()
     if G.size != size:
         raise click.UsageError(f"{ckpt} draws {G.size} px; the probes read {size} px")
-    sets = {"samples": samples(G, n, seed)}
+    sets = {"samples": torch.cat(list(generator_samples(G, n, seed)))}
     masks = {"samples": sample_background_mask(sets["samples"], tol)}
     for k, offset in (("renders", QUALITY_OFFSETS[0]), ("renders (second set)", QUALITY_OFFSETS[1])):
         sets[k], masks[k] = renders(domain, n, offset, size, seed)

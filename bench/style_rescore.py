@@ -39,7 +39,8 @@ REFERENCE = "freezeG"
 @click.option("--probes", type=click.Path(exists=True, dir_okay=False), required=True,
               help="The probe bundle whose classifier to compare with the bundled one.")
 @click.option("--source", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="The comparison's source (its row, and the translators' inputs) [compare.json records only its hash].")
+              help="The comparison's source: its row, and the translators' inputs (compare.json records only "
+                   "its hash).")
 @click.option("--n", type=click.IntRange(2), default=500, show_default=True)
 @click.option("--truncation", type=float, default=0.7, show_default=True)
 def main(runs: Path, target: str, probes: str, source: str | None, n: int, truncation: float) -> None:
@@ -48,9 +49,11 @@ def main(runs: Path, target: str, probes: str, source: str | None, n: int, trunc
     if new.target != target:
         raise click.UsageError(f"{probes} detects {new.target}, not {target}")
     rows: dict[str, dict[int, tuple[float, float]]] = {}
-    seeds = sorted(int(m.group(1)) for p in (runs / target).glob("seed*") if (m := re.fullmatch(r"seed(\d+)", p.name)))
+    seeds = sorted(int(m.group(1)) for p in (runs / target).glob("seed*")
+                   if (m := re.fullmatch(r"seed(\d+)", p.name)))
     if not seeds:
         raise click.UsageError(f"no seed folders under {runs / target}")
+    src = load_generator(source, "g_ema").eval() if source else None  # the translators' inputs, loaded once
     for seed in seeds:
         gens = {}
         if source:
@@ -68,7 +71,7 @@ def main(runs: Path, target: str, probes: str, source: str | None, n: int, trunc
             if name.endswith("(translation)"):
                 model = name.split(" ", 1)[0]
                 fn = load_translator(TranslatorSpec(str(ck), target, model, name), torch.device("cpu"), seed)
-                G = TranslatedGenerator(load_generator(source, "g_ema").eval(), fn)
+                G = TranslatedGenerator(src, fn)
             else:
                 G = load_generator(ck, "g_ema").eval()
             with torch.no_grad():

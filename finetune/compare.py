@@ -68,6 +68,7 @@ from metrics.probes import (
 )
 from stylegan2.networks import Generator
 from toonlab.atomic import write_json_atomic, write_text_atomic
+from toonlab.bundled import trained_kimg
 from toonlab.errors import ToonlabError, UserInputError, user_errors
 from toonlab.options import ToonCommand
 from toonlab.runtime import REPO_ROOT, bundled_generator
@@ -924,14 +925,10 @@ def source_description(path: str | Path) -> str:
         meta = ck.get("toonlab") if isinstance(ck, dict) else None
         if isinstance(meta, dict) and isinstance(meta.get("step"), int):
             batch = (meta.get("config") or {}).get("batch")
-            if isinstance(meta.get("nimg"), int):
-                # The images the trainer counted: step × batch is wrong once a run was warm-restarted at
-                # another batch (the comparison's source ran at batch 16, then 32).
-                desc += f", {meta['step']:,} steps, {meta['nimg'] / 1000:.1f} kimg"
-            elif isinstance(batch, int):
-                desc += f", {meta['step']:,} steps × batch {batch} = {meta['step'] * batch / 1000:g} kimg"
-            else:
-                desc += f", {meta['step']:,} steps"
+            kimg = trained_kimg(meta["step"], batch, meta.get("nimg"))
+            how = f" × batch {batch} = {kimg:g} kimg" if "nimg" not in meta and kimg is not None else (
+                f", {kimg:.1f} kimg" if kimg is not None else "")
+            desc += f", {meta['step']:,} steps{how}"
     except Exception:  # noqa: BLE001 - a source without metadata (an NVIDIA pickle) is described by path and hash
         pass
     return desc

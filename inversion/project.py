@@ -453,7 +453,9 @@ def run_project(
     blends = [(f"swap{k}_{name}", blend_generators(G, T, k)) for name, T in toons for k in swaps]
     noise = result.noise if noise_mode == "projected" and result.noise else None
     nmode = "const" if noise_mode == "projected" else noise_mode
-    renders = [(f"cartoon_{name}", render(T, result.latent, noise, nmode)) for name, T in toons]
+    # A bundled cartoon's name already starts with "cartoon_" (cartoon_webtoon64): not twice.
+    renders = [(f"cartoon_{name.removeprefix('cartoon_')}", render(T, result.latent, noise, nmode))
+               for name, T in toons]
     renders += [(label, render(B, result.latent, noise, nmode)) for label, B in blends]
 
     settings = asdict(cfg)

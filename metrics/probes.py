@@ -77,6 +77,7 @@ __all__ = [
     "probe_features",
     "render_features",
     "generator_features",
+    "generator_samples",
     "domain_references",
     "FieldShift",
     "readings_from_features",
@@ -651,10 +652,11 @@ def evaluate_probes(bundle: ProbeBundle, domains: Sequence[str] = DOMAINS, targe
     needed = list(dict.fromkeys([*domains, "photo", target]))
     eval_idx = range(EVAL_OFFSET, EVAL_OFFSET + n_eval)
     imgs: dict[str, Tensor] = {}
+    u8s: dict[str, np.ndarray] = {}
     geo = None
     for d in needed:
-        u8, geo_np = render_domain(d, eval_idx, size, seed)
-        imgs[d] = _to_float(u8)
+        u8s[d], geo_np = render_domain(d, eval_idx, size, seed)
+        imgs[d] = _to_float(u8s[d])
         geo = torch.from_numpy(geo_np)
     assert geo is not None
     metrics: dict[str, Any] = {"n_eval_per_domain": n_eval}
@@ -679,7 +681,8 @@ def evaluate_probes(bundle: ProbeBundle, domains: Sequence[str] = DOMAINS, targe
     # Does it read the face? The same faces with their backgrounds painted mid grey (exact masks).
     grey = {}
     for d in ("photo", target):
-        mask = torch.from_numpy(np.stack([background_mask(sample_params(i, seed), d, size) for i in eval_idx]))
+        mask = torch.from_numpy(np.stack([background_mask(sample_params(i, seed), d, size, u8s[d][j])
+                                          for j, i in enumerate(eval_idx)]))
         x = torch.where(mask[:, None], torch.zeros_like(imgs[d]), imgs[d])
         grey[d] = float(torch.sigmoid(_predict(clf, x, 256, device)).mean())
     metrics["cartoon_prob_grey_background"] = grey
@@ -884,20 +887,26 @@ def render_features(bundle: ProbeBundle, domain: str, n: int, offset: int, seed:
 
 
 @torch.no_grad()
-def generator_features(bundle: ProbeBundle, G: Generator, n: int = 2000, seed: int = 0, truncation: float = 1.0,
-                       batch: int = 64) -> Tensor:
-    """:func:`probe_features` of ``n`` samples of ``G``: z(``seed``) (:func:`fixed_latents`), its own
-    mapping and truncation, per-pixel noise drawn from ``seed`` (the samples the generator really makes)."""
+def generator_samples(G: Generator, n: int = 2000, seed: int = 0, truncation: float = 1.0,
+                      batch: int = 64) -> Iterator[Tensor]:
+    """The samples the quality score reads, ``batch`` at a time: z(``seed``) (:func:`fixed_latents`),
+    ``G``'s own mapping and truncation, per-pixel noise drawn from ``seed`` (the samples the generator
+    really makes)."""
     dev = G.w_avg.device
-    bundle.to(dev).eval()
     z = fixed_latents(G.style_dim, n, seed)
-    out = []
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         for i in range(0, n, batch):
             w = G.mapping(z[i : i + batch].to(dev), truncation=truncation)
-            out.append(probe_features(bundle, G.synthesis(w, noise_mode="random").image.float(), batch))
-    return torch.cat(out)
+            yield G.synthesis(w, noise_mode="random").image.float()
+
+
+@torch.no_grad()
+def generator_features(bundle: ProbeBundle, G: Generator, n: int = 2000, seed: int = 0, truncation: float = 1.0,
+                       batch: int = 64) -> Tensor:
+    """:func:`probe_features` of :func:`generator_samples`."""
+    bundle.to(G.w_avg.device).eval()
+    return torch.cat([probe_features(bundle, x, batch) for x in generator_samples(G, n, seed, truncation, batch)])
 
 
 @dataclass

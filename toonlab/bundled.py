@@ -30,7 +30,7 @@ from toonlab.runtime import ASSETS
 
 __all__ = ["FOLDER", "MAX_TOTAL_BYTES", "SOURCE_NAME", "TRANSLATOR_MODELS", "Bundled", "folder", "source",
            "cartoons", "translators", "translator", "encoder", "probes", "probe_sets", "models", "asset_files",
-           "total_bytes", "label_of", "describe", "DEFAULT_TRANSLATOR"]
+           "total_bytes", "label_of", "describe", "trained_kimg", "DEFAULT_TRANSLATOR"]
 
 #: Where the bundled files live. Module-level so tests (and a packager) can point it elsewhere.
 FOLDER: Path = ASSETS
@@ -163,11 +163,20 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0].strip() if text.strip() else ""
 
 
+def trained_kimg(step: Any, batch: Any, nimg: Any = None) -> float | None:
+    """Thousands of images a run has seen: the count the trainer recorded (``nimg``) when there is one,
+    else step × batch — which overstates a run warm-restarted at a larger batch (the bundled source:
+    batch 16, then 32). None when neither is known."""
+    if isinstance(nimg, int):
+        return nimg / 1000
+    if isinstance(step, int) and isinstance(batch, int) and batch > 0:
+        return step * batch / 1000
+    return None
+
+
 def _kimg(step: Any, batch: Any, nimg: Any = None) -> str:
-    # The images the trainer counted, when it recorded them: step × the last batch overstates a run
-    # warm-restarted at a larger batch (the bundled source: batch 16, then 32).
-    if isinstance(step, int) and (isinstance(nimg, int) or (isinstance(batch, int) and batch > 0)):
-        kimg = nimg / 1000 if isinstance(nimg, int) else step * batch / 1000
+    kimg = trained_kimg(step, batch, nimg) if isinstance(step, int) else None
+    if kimg is not None:
         return f", {step:,} steps ({kimg:.1f} kimg)" if kimg < 10 else f", {step:,} steps ({kimg:.0f} kimg)"
     return f", {step:,} steps" if isinstance(step, int) else ""
 
