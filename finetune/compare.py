@@ -925,10 +925,12 @@ def source_description(path: str | Path) -> str:
         meta = ck.get("toonlab") if isinstance(ck, dict) else None
         if isinstance(meta, dict) and isinstance(meta.get("step"), int):
             batch = (meta.get("config") or {}).get("batch")
+            desc += f", {meta['step']:,} steps"
             kimg = trained_kimg(meta["step"], batch, meta.get("nimg"))
-            how = f" × batch {batch} = {kimg:g} kimg" if "nimg" not in meta and kimg is not None else (
-                f", {kimg:.1f} kimg" if kimg is not None else "")
-            desc += f", {meta['step']:,} steps{how}"
+            if isinstance(meta.get("nimg"), int):  # the trainer's own count (right across batch changes)
+                desc += f", {kimg:.1f} kimg"
+            elif kimg is not None:
+                desc += f" × batch {batch} = {kimg:g} kimg"
     except Exception:  # noqa: BLE001 - a source without metadata (an NVIDIA pickle) is described by path and hash
         pass
     return desc
