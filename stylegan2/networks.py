@@ -563,6 +563,56 @@ class Generator(nn.Module):
         image = self.synthesis(latent, noise=noise, noise_mode=mode).image
         return image, (latent if return_latents else None)
 
+    @torch.no_grad()
+    def load_widened(self, sd: Mapping[str, Tensor], noise: float = 0.05, generator: torch.Generator | None = None) -> int:
+        """Load a trained generator of the same layout but narrower layers, keeping its function exactly.
+
+        Demodulation rules out the discriminator's Net2WiderNet split (copies reading ``w/k`` each):
+        it divides every output by ``√Σ (w·s)²``, and ``k`` copies of ``w/k`` shrink that sum ``k``-fold.
+        What it does keep is a channel read with weight 0, so here every widened layer's new channels
+        are copies of its trained ones (``new channel j`` = ``old channel j mod C``: weights, style
+        affine, bias), and every layer that reads them gives them **zero** weight — the wide G draws
+        what the narrow one did, bit for bit, and learns to use its new channels from the first step
+        (their readers' gradients are not zero). The copies' own weights get Gaussian noise of ``noise``
+        × that tensor's std so they do not stay copies; it cannot change the output, they are read with
+        weight 0. The equalised-lr scale (1/√fan-in) is folded in. Returns the number of tensors widened;
+        a ValueError names the first tensor that cannot be.
+        """
+        own = self.state_dict()
+        if own.keys() != sd.keys():
+            raise ValueError("not the same layout (other keys)")
+        out: dict[str, Tensor] = {}
+        widened = 0
+        for key, new in own.items():
+            old = sd[key].detach().to(device="cpu", dtype=new.dtype)  # built on the CPU; loading moves it
+            if old.shape == new.shape:
+                out[key] = old.clone()
+                continue
+            if old.dim() != new.dim() or any(n < o or n % o for n, o in zip(new.shape, old.shape)):
+                raise ValueError(f"{key}: {list(old.shape)} is not a whole fraction of {list(new.shape)}")
+            widened += 1
+            w = old
+            # a modulated conv's weight [1, out, in, k, k]: dim 2 is read from the layer before
+            reading = 2 if old.dim() == 5 else None
+            for dim in range(old.dim()):
+                n_old, n_new = old.shape[dim], new.shape[dim]
+                if n_old == n_new:
+                    continue
+                if dim == reading:
+                    pad = list(w.shape)
+                    pad[dim] = n_new - n_old
+                    # stored weight = effective × √(in × k × k): more inputs, a larger store for the same effect
+                    w = torch.cat([w * math.sqrt(n_new / n_old), w.new_zeros(pad)], dim=dim)
+                else:
+                    reps = [1] * w.dim()
+                    reps[dim] = n_new // n_old
+                    w = w.repeat(*reps)
+                    if noise > 0 and old.dim() == 5:
+                        copies = w.narrow(dim, n_old, n_new - n_old)
+                        copies += torch.randn(copies.shape, generator=generator) * (noise * float(old.std()))
+            out[key] = w
+        self.load_state_dict(out)
+        return widened
 
 # --------------------------------------------------------------------------------------------
 # Discriminator

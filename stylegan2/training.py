@@ -346,8 +346,20 @@ class StyleGAN2Trainer(Trainer):
         g_sd = ckpt.get("g") or ckpt.get("g_ema")
         if g_sd is None:
             raise UserInputError(f"no generator inside {path}")
-        load_state_checked(self.G, g_sd, path, "g")
-        load_state_checked(self.G_ema, ckpt.get("g_ema") or g_sd, path, "g_ema")
+        g_other = self._other_widths(self.G, g_sd)
+        if g_other:
+            # Wider layers than the file's (--channel-base/--channel-max): widened keeping what G draws
+            # (Generator.load_widened), G and G_ema with the same noise draws; g_optim starts fresh.
+            try:
+                for module, part in ((self.G, g_sd), (self.G_ema, ckpt.get("g_ema") or g_sd)):
+                    module.load_widened(part, generator=torch.Generator().manual_seed(self.cfg.seed + 4111))
+            except ValueError as e:
+                raise UserInputError(f"{path}: its generator cannot widen to this run's ({e})") from None
+            warnings.warn(f"{path}: its generator has other widths than this run's ({g_other}): "
+                          "widened, keeping what it draws; its optimiser starts fresh")
+        else:
+            load_state_checked(self.G, g_sd, path, "g")
+            load_state_checked(self.G_ema, ckpt.get("g_ema") or g_sd, path, "g_ema")
         other = "d" in ckpt and self._other_widths(self.D, ckpt["d"])
         if other:
             # A run with another --d-channel-base/--d-channel-max keeps the trained G. A D whose layers
@@ -366,7 +378,7 @@ class StyleGAN2Trainer(Trainer):
         fresh = [k for k in ("g", "d", "g_optim", "d_optim") if k not in ckpt]
         if fresh:
             warnings.warn(f"{path} has no {', '.join(fresh)}: starting those fresh (converted checkpoint?)")
-        pairs = [(self.g_optim, "g_optim")] + ([(self.d_optim, "d_optim")] if d_loaded else [])
+        pairs = ([] if g_other else [(self.g_optim, "g_optim")]) + ([(self.d_optim, "d_optim")] if d_loaded else [])
         if all(key in ckpt for _, key in pairs):
             # Keep the Adam moments but this run's lr and betas: Optimizer.load_state_dict restores the
             # saved param_groups, so without this a `--ckpt … --lr 0.0005` warm start silently kept 0.002.

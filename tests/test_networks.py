@@ -246,9 +246,29 @@ def test_widened_discriminator_computes_what_the_narrow_one_did():
     assert not torch.equal(w[:16], w[16:32])  # the copies differ: the noise broke their symmetry
 
 
+def test_widened_generator_draws_what_the_narrow_one_did_and_can_learn_to_use_its_new_channels():
+    torch.manual_seed(0)
+    narrow = Generator(32, 16, 2, channel_base=128, channel_max=16)  # 16 channels at 4–16 px, 8 at 32 px
+    for p in narrow.parameters():  # non-zero biases and noise weights, so every tensor's copying is checked
+        p.data.normal_()
+    wide = Generator(32, 16, 2, channel_base=512, channel_max=32)  # 2× at 4–16 px, 4× at 32 px
+    assert wide.load_widened(narrow.state_dict(), generator=torch.Generator().manual_seed(1)) > 0
+    z = torch.randn(4, 16)
+    with torch.no_grad():
+        a, _ = narrow([z], noise_mode="const")
+        b, _ = wide([z], noise_mode="const")
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)  # the copies' noise cannot show: read with weight 0
+    w = wide.state_dict()["convs.1.conv.weight"]  # 16 → 16 px: out and in both widened
+    assert torch.count_nonzero(w[:, :, 16:]) == 0 and not torch.equal(w[:, :16, :16], w[:, 16:, :16])
+    wide([z])[0].square().mean().backward()
+    assert wide.convs[1].conv.weight.grad[:, :, 16:].abs().sum() > 0  # the zero readers do learn
+
+
 def test_widening_refuses_what_it_cannot_keep():
     narrow = Discriminator(32, 2, channel_base=256, channel_max=16)
     with pytest.raises(ValueError, match="not a multiple of 16"):
         Discriminator(32, 2, channel_base=256, channel_max=24).load_widened(narrow.state_dict())
     with pytest.raises(ValueError, match="other keys"):
         Discriminator(16, 2, channel_base=256, channel_max=32).load_widened(narrow.state_dict())
+    with pytest.raises(ValueError, match="not a whole fraction"):
+        Generator(32, 16, 2, channel_base=256, channel_max=24).load_widened(Generator(32, 16, 2, channel_base=256, channel_max=16).state_dict())

@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 from stylegan2.checkpoint import load_checkpoint, load_generator
 from stylegan2.training import StyleGAN2Trainer, TrainConfig
 from toonlab.checkpoint import CheckpointError
+from toonlab.errors import UserInputError
 from toonlab.training import NonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,6 +148,33 @@ def test_wider_discriminator_keeps_the_trained_generator_and_widens_d_keeping_it
     assert load_checkpoint(last)["toonlab"]["d_config"]["channels"] == second.D.channels
     again = trainer(tmp_path / "b", iters=4, snapshot_every=0, sample_every=0, d_channel_max=32, d_channel_base=256)
     assert "resumed" in again.resume()
+
+
+def test_wider_generator_draws_what_the_trained_one_did_and_keeps_d(tmp_path):
+    first = trainer(tmp_path / "a", iters=2, snapshot_every=2, sample_every=0)
+    first.train(iter(batches(2)))
+    ckpt = tmp_path / "a/checkpoints/000002.pt"
+    saved = load_checkpoint(ckpt)
+    wide = {k: 2 * v for k, v in first.G.channels.items()}
+    second = trainer(tmp_path / "b", iters=4, snapshot_every=2, sample_every=0, resume=str(ckpt),
+                     channel_base=2 * TINY["channel_base"], channel_max=2 * TINY["channel_max"],
+                     d_channel_base=TINY["channel_base"], d_channel_max=TINY["channel_max"])
+    assert second.G.channels == wide and second.D.channels == first.D.channels
+    with pytest.warns(UserWarning, match="generator has other widths.*widened, keeping what it draws"):
+        second.resume()
+    z = torch.randn(3, first.G.style_dim)
+    with torch.no_grad():
+        for old, new in ((first.G_ema, second.G_ema), (first.G, second.G)):
+            torch.testing.assert_close(new([z], noise_mode="const")[0], old([z], noise_mode="const")[0],
+                                       rtol=1e-4, atol=1e-4)
+    for k, v in second.D.state_dict().items():
+        assert torch.equal(v, saved["d"][k])
+    assert not second.g_optim.state_dict()["state"] and second.d_optim.state_dict()["state"]
+    last = second.train(iter(batches(2)))
+    assert load_checkpoint(last)["toonlab"]["g_config"]["channels"] == wide
+    narrower = trainer(tmp_path / "c", iters=2, resume=str(last))  # the file is wider than this run: no way back
+    with pytest.raises(UserInputError, match="cannot widen"):
+        narrower.resume()
 
 
 def test_a_discriminator_not_a_whole_multiple_wider_starts_fresh_and_says_why(tmp_path):
