@@ -588,7 +588,9 @@ class Generator(nn.Module):
             if old.shape == new.shape:
                 out[key] = old.clone()
                 continue
-            if old.dim() != new.dim() or any(n < o or n % o for n, o in zip(new.shape, old.shape)):
+            if old.dim() == new.dim() and any(n < o for n, o in zip(new.shape, old.shape)):
+                raise ValueError(f"{key}: {list(old.shape)} there, {list(new.shape)} here: a generator cannot be narrowed")
+            if old.dim() != new.dim() or any(n % o for n, o in zip(new.shape, old.shape)):
                 raise ValueError(f"{key}: {list(old.shape)} is not a whole fraction of {list(new.shape)}")
             widened += 1
             w = old
