@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -282,6 +282,29 @@ class ToRGB(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Generator
 # --------------------------------------------------------------------------------------------
+
+
+def load_widened_state(
+    module: nn.Module, sd: Mapping[str, Tensor], widen: Callable[[str, Tensor, Tensor], Tensor]
+) -> int:
+    """Load ``sd`` (same keys, some tensors narrower) into ``module``: equal shapes are copied,
+    every other tensor becomes ``widen(key, old, new)`` (``new`` only gives the wanted shape).
+    Returns how many were widened; a ValueError from ``widen`` names the tensor that cannot be.
+    """
+    own = module.state_dict()
+    if own.keys() != sd.keys():
+        raise ValueError("not the same layout (other keys)")
+    out: dict[str, Tensor] = {}
+    widened = 0
+    for key, new in own.items():
+        old = sd[key].detach().to(device="cpu", dtype=new.dtype)  # built on the CPU; loading moves it
+        if old.shape == new.shape:
+            out[key] = old.clone()
+        else:
+            out[key] = widen(key, old, new)
+            widened += 1
+    module.load_state_dict(out)
+    return widened
 
 
 @dataclass
@@ -578,21 +601,11 @@ class Generator(nn.Module):
         weight 0. The equalised-lr scale (1/√fan-in) is folded in. Returns the number of tensors widened;
         a ValueError names the first tensor that cannot be.
         """
-        own = self.state_dict()
-        if own.keys() != sd.keys():
-            raise ValueError("not the same layout (other keys)")
-        out: dict[str, Tensor] = {}
-        widened = 0
-        for key, new in own.items():
-            old = sd[key].detach().to(device="cpu", dtype=new.dtype)  # built on the CPU; loading moves it
-            if old.shape == new.shape:
-                out[key] = old.clone()
-                continue
+        def widen(key: str, old: Tensor, new: Tensor) -> Tensor:
             if old.dim() == new.dim() and any(n < o for n, o in zip(new.shape, old.shape)):
                 raise ValueError(f"{key}: {list(old.shape)} there, {list(new.shape)} here: a generator cannot be narrowed")
             if old.dim() != new.dim() or any(n % o for n, o in zip(new.shape, old.shape)):
                 raise ValueError(f"{key}: {list(old.shape)} is not a whole fraction of {list(new.shape)}")
-            widened += 1
             w = old
             # a modulated conv's weight [1, out, in, k, k]: dim 2 is read from the layer before
             reading = 2 if old.dim() == 5 else None
@@ -612,9 +625,10 @@ class Generator(nn.Module):
                     if noise > 0 and old.dim() == 5:
                         copies = w.narrow(dim, n_old, n_new - n_old)
                         copies += torch.randn(copies.shape, generator=generator) * (noise * float(old.std()))
-            out[key] = w
-        self.load_state_dict(out)
-        return widened
+            return w
+
+        return load_widened_state(self, sd, widen)
+
 
 # --------------------------------------------------------------------------------------------
 # Discriminator
@@ -739,19 +753,9 @@ class Discriminator(nn.Module):
         channels, is unchanged too. The equalised-lr scale (1/√fan-in) is folded in. Returns the
         number of tensors that were widened; a ValueError names the first tensor that cannot be.
         """
-        own = self.state_dict()
-        if own.keys() != sd.keys():
-            raise ValueError("not the same layout (other keys)")
-        out: dict[str, Tensor] = {}
-        widened = 0
-        for key, new in own.items():
-            old = sd[key].detach().to(device="cpu", dtype=new.dtype)  # built on the CPU; loading moves it
-            if old.shape == new.shape:
-                out[key] = old.clone()
-                continue
+        def widen(key: str, old: Tensor, new: Tensor) -> Tensor:
             if old.dim() != new.dim() or old.dim() not in (1, 2, 4):
                 raise ValueError(f"{key}: {list(old.shape)} cannot widen to {list(new.shape)}")
-            widened += 1
             if new.shape[0] % old.shape[0]:
                 raise ValueError(f"{key}: {new.shape[0]} output channels are not a multiple of {old.shape[0]}")
             w = old.repeat(new.shape[0] // old.shape[0], *([1] * (old.dim() - 1)))
@@ -774,9 +778,9 @@ class Discriminator(nn.Module):
             if old.dim() > 1 and new.shape[0] > old.shape[0] and noise > 0:
                 copies = w[old.shape[0]:]
                 copies += torch.randn(copies.shape, generator=generator) * (noise * float(old.std()))
-            out[key] = w
-        self.load_state_dict(out)
-        return widened
+            return w
+
+        return load_widened_state(self, sd, widen)
 
 
 # --------------------------------------------------------------------------------------------
